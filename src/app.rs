@@ -1,0 +1,148 @@
+//! Builds the daemon (bind listeners, open the store, start the writer) and runs it until the
+//! shutdown future resolves, then stops in pipeline order: stop accepting, drain sessions
+//! within `smtp.drain_timeout`, let the writer finish its last commit, flush the store last.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::smtp;
+use crate::store::{Store, Writer, WriterHandle};
+
+/// A daemon whose listeners are bound and whose store is open, ready to [`App::run`].
+pub struct App {
+    config: Arc<Config>,
+    smtp: Vec<TcpListener>,
+    http: TcpListener,
+    store: Store,
+    writer: Writer,
+    handle: WriterHandle,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let config = Arc::new(config);
+        let mut smtp = Vec::new();
+        for addr in &config.smtp.listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for SMTP on {addr} (smtp.listen)"))?;
+            smtp.push(l);
+        }
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
+        let path = config.store.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .context("store open task failed")??;
+        let (writer, handle) = Writer::spawn(store.clone(), config.logs.clone())?;
+        Ok(App {
+            config,
+            smtp,
+            http,
+            store,
+            writer,
+            handle,
+        })
+    }
+
+    pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
+        self.smtp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound listener has an address")
+    }
+
+    /// The store writer, e.g. to inject a write failure in a drill.
+    pub fn writer(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let App {
+            config,
+            smtp,
+            http,
+            store,
+            writer,
+            handle,
+        } = self;
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let sessions = TaskTracker::new();
+        let background = TaskTracker::new();
+
+        let ctx = Arc::new(smtp::Context::new(config.clone(), handle.clone()));
+        for listener in smtp {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "smtp listening");
+            background.spawn(smtp::serve(listener, ctx.clone(), stop.clone(), abort.clone(), sessions.clone()));
+        }
+        drop(ctx);
+
+        tracing::info!(addr = %http.local_addr()?, "http listening");
+        let router = http::router(AppState {
+            config: config.clone(),
+            store,
+        });
+        let http_stop = stop.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
+        });
+        background.spawn(prune_logs(handle, stop.clone()));
+
+        shutdown.await;
+        tracing::info!("stopping: no new connections; draining sessions");
+        stop.cancel();
+        background.close();
+        background.wait().await;
+        sessions.close();
+        if tokio::time::timeout(config.smtp.drain_timeout, sessions.wait()).await.is_err() {
+            tracing::warn!(
+                left = sessions.len(),
+                "drain deadline passed; closing the remaining sessions with 421"
+            );
+            abort.cancel();
+            sessions.wait().await;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), http_task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("http connections still open at shutdown; closed"),
+        }
+        // Every writer handle is gone now: the thread commits what it holds, flushes and ends.
+        tokio::task::spawn_blocking(move || writer.join()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Removes log entries past `logs.max_age`, sleeping until the oldest one expires.
+async fn prune_logs(writer: WriterHandle, stop: CancellationToken) {
+    loop {
+        let next = match writer.prune(SystemTime::now()).await {
+            Ok(next) => next,
+            Err(_) => return,
+        };
+        let wait = next
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_secs(1));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,603 @@
+//! Configuration: the only place that reads TOML. Raw serde structs (unknown keys rejected) are
+//! validated once into an immutable [`Config`]; every error names the key and what is allowed.
+//! Nothing here falls back silently to a default when a value is present but wrong.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use handlebars::Handlebars;
+use serde::Deserialize;
+
+/// A configuration file that could not be used. Its message names the key and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smtp: SmtpConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub logs: LogsConfig,
+    pub integrations: Vec<Integration>,
+    pub destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_sessions: usize,
+    pub max_line_length: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+/// Retention of integration logs, applied per integration.
+#[derive(Debug, Clone)]
+pub struct LogsConfig {
+    pub max_entries: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrationType {
+    Email,
+    Webhook,
+    Alertmanager,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// An integration: what it claims (addresses, a webhook URL) and how its alerts are built.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub kind: IntegrationType,
+    /// Normalized (lower-case) claims: `local@domain` or `*@domain`.
+    pub addresses: Vec<String>,
+    pub urgency: Urgency,
+    pub destinations: Vec<String>,
+    pub aggregate: Option<Duration>,
+    pub auto_resolve: Option<Duration>,
+    pub title: String,
+    pub description: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    Webhook,
+    Slack,
+    Email,
+    Command,
+}
+
+/// A destination as configured; delivery itself is a later stage.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub id: String,
+    pub kind: DestinationType,
+}
+
+/// Window values (`aggregate`, `auto_resolve`) must lie in this range.
+const WINDOW_MIN: Duration = Duration::from_secs(15 * 60);
+const WINDOW_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    logs: RawLogs,
+    #[serde(default)]
+    integrations: Vec<RawIntegration>,
+    #[serde(default)]
+    destinations: Vec<RawDestination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSmtp {
+    listen: Vec<String>,
+    hostname: String,
+    max_message_size: i64,
+    max_recipients: i64,
+    max_sessions: i64,
+    max_line_length: i64,
+    idle_timeout: String,
+    session_timeout: String,
+    drain_timeout: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:2525".into()],
+            hostname: "siren.localhost".into(),
+            max_message_size: 10 * 1024 * 1024,
+            max_recipients: 100,
+            max_sessions: 1024,
+            max_line_length: 65536,
+            idle_timeout: "5m".into(),
+            session_timeout: "30m".into(),
+            drain_timeout: "30s".into(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+    api_token: Option<String>,
+    api_token_file: Option<PathBuf>,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            api_token: None,
+            api_token_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLogs {
+    max_entries: i64,
+    max_age: String,
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_age: "30d".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegration {
+    id: String,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: IntegrationType,
+    #[serde(default)]
+    addresses: Vec<String>,
+    urgency: Option<Urgency>,
+    #[serde(default)]
+    destinations: Vec<String>,
+    aggregate: Option<String>,
+    auto_resolve: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    id: String,
+    #[serde(rename = "type")]
+    kind: DestinationType,
+    url: Option<String>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    secret: Option<String>,
+    command: Option<Vec<String>>,
+    smarthost: Option<String>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+    events: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names the file in errors and anchors `*_file` keys.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Validator { path }.config(raw)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let smtp = self.smtp(raw.smtp)?;
+        let http = self.http(raw.http)?;
+        if raw.store.path.as_os_str().is_empty() {
+            return Err(self.err("store.path", "must not be empty"));
+        }
+        let logs = LogsConfig {
+            max_entries: self.positive("logs.max_entries", raw.logs.max_entries, 1_000_000)?,
+            max_age: self.duration("logs.max_age", &raw.logs.max_age)?,
+        };
+        let destinations = self.destinations(raw.destinations)?;
+        let integrations = self.integrations(raw.integrations, &destinations)?;
+        Ok(Config {
+            smtp,
+            http,
+            store: StoreConfig {
+                path: raw.store.path,
+            },
+            logs,
+            integrations,
+            destinations,
+        })
+    }
+
+    fn smtp(&self, raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {
+        if raw.listen.is_empty() {
+            return Err(self.err("smtp.listen", "needs at least one address, e.g. \"127.0.0.1:2525\""));
+        }
+        let listen = raw
+            .listen
+            .iter()
+            .map(|a| self.socket_addr("smtp.listen", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hostname = raw.hostname.trim().to_string();
+        if hostname.is_empty() || hostname.contains(char::is_whitespace) {
+            return Err(self.err("smtp.hostname", "must be a host name without spaces"));
+        }
+        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
+            return Err(self.err(
+                "smtp.tls_cert",
+                "STARTTLS is not available in this version of Siren; remove tls_cert and tls_key",
+            ));
+        }
+        let max_line_length = self.positive("smtp.max_line_length", raw.max_line_length, 1 << 24)?;
+        if max_line_length < 1002 {
+            return Err(self.err(
+                "smtp.max_line_length",
+                "must be at least 1002 (RFC 5321 allows 1000-byte lines plus CRLF)",
+            ));
+        }
+        Ok(SmtpConfig {
+            listen,
+            hostname,
+            max_message_size: self.positive("smtp.max_message_size", raw.max_message_size, 1 << 30)?,
+            max_recipients: self.positive("smtp.max_recipients", raw.max_recipients, 100_000)?,
+            max_sessions: self.positive("smtp.max_sessions", raw.max_sessions, 1_000_000)?,
+            max_line_length,
+            idle_timeout: self.duration("smtp.idle_timeout", &raw.idle_timeout)?,
+            session_timeout: self.duration("smtp.session_timeout", &raw.session_timeout)?,
+            drain_timeout: self.duration("smtp.drain_timeout", &raw.drain_timeout)?,
+        })
+    }
+
+    fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+        let listen = self.socket_addr("http.listen", &raw.listen)?;
+        let api_token = self.secret("http.api_token", raw.api_token, raw.api_token_file)?;
+        if api_token.is_none() && !listen.ip().is_loopback() {
+            return Err(self.err(
+                "http.api_token",
+                "is required when http.listen is not a loopback address (set api_token or api_token_file)",
+            ));
+        }
+        Ok(HttpConfig { listen, api_token })
+    }
+
+    fn destinations(&self, raw: Vec<RawDestination>) -> Result<Vec<Destination>, ConfigError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, d) in raw.into_iter().enumerate() {
+            let key = |k: &str| format!("destinations[{i}].{k}");
+            self.identifier(&key("id"), &d.id)?;
+            if !seen.insert(d.id.clone()) {
+                return Err(self.err(key("id"), format!("\"{}\" is used twice", d.id)));
+            }
+            let required: &[(&str, bool)] = match d.kind {
+                DestinationType::Webhook | DestinationType::Slack => &[("url", d.url.is_some())],
+                DestinationType::Command => &[("command", d.command.as_ref().is_some_and(|c| !c.is_empty()))],
+                DestinationType::Email => &[
+                    ("smarthost", d.smarthost.is_some()),
+                    ("from", d.from.is_some()),
+                    ("to", d.to.as_ref().is_some_and(|t| !t.is_empty())),
+                ],
+            };
+            if let Some((name, _)) = required.iter().find(|(_, present)| !present) {
+                return Err(self.err(key(name), format!("is required for type {:?}", d.kind).to_lowercase()));
+            }
+            if let Some(events) = &d.events {
+                for e in events {
+                    if !["create", "acknowledge", "resolve", "aggregate"].contains(&e.as_str()) {
+                        return Err(self.err(
+                            key("events"),
+                            format!("unknown event \"{e}\"; allowed: create, acknowledge, resolve, aggregate"),
+                        ));
+                    }
+                }
+            }
+            let _ = (&d.headers, &d.secret);
+            out.push(Destination { id: d.id, kind: d.kind });
+        }
+        Ok(out)
+    }
+
+    fn integrations(
+        &self,
+        raw: Vec<RawIntegration>,
+        destinations: &[Destination],
+    ) -> Result<Vec<Integration>, ConfigError> {
+        let mut ids = HashSet::new();
+        let mut claims: HashMap<String, String> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let key = |k: &str| format!("integrations[{i}].{k}");
+            self.identifier(&key("id"), &r.id)?;
+            if !ids.insert(r.id.clone()) {
+                return Err(self.err(key("id"), format!("\"{}\" is used twice", r.id)));
+            }
+            let key = |k: &str| format!("integrations[{}].{k}", r.id);
+            let mut addresses = Vec::new();
+            for a in &r.addresses {
+                let norm = self.address(&key("addresses"), a)?;
+                if let Some(other) = claims.insert(norm.clone(), r.id.clone()) {
+                    return Err(self.err(
+                        key("addresses"),
+                        format!("\"{a}\" is already claimed by integration \"{other}\""),
+                    ));
+                }
+                addresses.push(norm);
+            }
+            match r.kind {
+                IntegrationType::Email if addresses.is_empty() => {
+                    return Err(self.err(key("addresses"), "an email integration needs at least one address"));
+                }
+                IntegrationType::Webhook | IntegrationType::Alertmanager if !addresses.is_empty() => {
+                    return Err(self.err(key("addresses"), "only email integrations claim addresses"));
+                }
+                _ => {}
+            }
+            for d in &r.destinations {
+                if !destinations.iter().any(|x| &x.id == d) {
+                    return Err(self.err(key("destinations"), format!("no [[destinations]] has id \"{d}\"")));
+                }
+            }
+            let aggregate = r.aggregate.as_deref().map(|v| self.window(&key("aggregate"), v)).transpose()?;
+            let auto_resolve = r
+                .auto_resolve
+                .as_deref()
+                .map(|v| self.window(&key("auto_resolve"), v))
+                .transpose()?;
+            let (default_title, default_description) = match r.kind {
+                IntegrationType::Email => ("{{data.subject}}", "{{data.message}}"),
+                IntegrationType::Webhook => ("{{data.Title}}", "{{data.Description}}"),
+                IntegrationType::Alertmanager => ("{{data.title}}", "{{data.description}}"),
+            };
+            let title = r.title.unwrap_or_else(|| default_title.into());
+            let description = r.description.unwrap_or_else(|| default_description.into());
+            self.template(&key("title"), &title)?;
+            self.template(&key("description"), &description)?;
+            let token = self.secret(&key("token"), r.token, r.token_file)?;
+            out.push(Integration {
+                name: r.name.unwrap_or_else(|| r.id.clone()),
+                id: r.id,
+                kind: r.kind,
+                addresses,
+                urgency: r.urgency.unwrap_or(Urgency::Medium),
+                destinations: r.destinations,
+                aggregate,
+                auto_resolve,
+                title,
+                description,
+                token,
+            });
+        }
+        Ok(out)
+    }
+
+    fn identifier(&self, key: &str, id: &str) -> Result<(), ConfigError> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(key, format!("\"{id}\" is not allowed; use 1-64 characters of [a-z0-9_-]")))
+        }
+    }
+
+    fn address(&self, key: &str, raw: &str) -> Result<String, ConfigError> {
+        let a = raw.trim().to_ascii_lowercase();
+        let valid = match a.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && (local == "*" || !local.contains('*'))
+                    && !a.contains(char::is_whitespace)
+                    && !a.contains(['<', '>'])
+            }
+            None => false,
+        };
+        if valid {
+            Ok(a)
+        } else {
+            Err(self.err(key, format!("\"{raw}\" is not an address; use local@domain or *@domain")))
+        }
+    }
+
+    fn socket_addr(&self, key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+        raw.parse()
+            .map_err(|_| self.err(key, format!("\"{raw}\" is not an IP address with a port, e.g. \"127.0.0.1:2525\"")))
+    }
+
+    fn positive(&self, key: &str, v: i64, max: usize) -> Result<usize, ConfigError> {
+        if v >= 1 && (v as u64) <= max as u64 {
+            Ok(v as usize)
+        } else {
+            Err(self.err(key, format!("{v} is out of range; allowed: 1 to {max}")))
+        }
+    }
+
+    fn duration(&self, key: &str, raw: &str) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(raw) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(self.err(key, "must be longer than zero")),
+            Err(e) => Err(self.err(key, format!("\"{raw}\" is not a duration ({e}); use e.g. \"30s\", \"5m\", \"2h\""))),
+        }
+    }
+
+    fn window(&self, key: &str, raw: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, raw)?;
+        if (WINDOW_MIN..=WINDOW_MAX).contains(&d) {
+            Ok(d)
+        } else {
+            Err(self.err(key, format!("\"{raw}\" is out of range; allowed: 15m to 30d")))
+        }
+    }
+
+    fn template(&self, key: &str, source: &str) -> Result<(), ConfigError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_template_string("t", source)
+            .map_err(|e| self.err(key, format!("template does not compile: {e}")))
+    }
+
+    /// A secret given inline or as a file (trailing newline trimmed), never both.
+    fn secret(&self, key: &str, inline: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, ConfigError> {
+        let value = match (inline, file) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(key, format!("set either {0} or {0}_file, not both", last_segment(key))));
+            }
+            (Some(v), None) => v,
+            (None, Some(f)) => {
+                let f = if f.is_relative() {
+                    self.path.parent().unwrap_or(Path::new(".")).join(f)
+                } else {
+                    f
+                };
+                std::fs::read_to_string(&f)
+                    .map_err(|e| self.err(format!("{key}_file"), format!("cannot read {}: {e}", f.display())))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()
+            }
+            (None, None) => return Ok(None),
+        };
+        if value.is_empty() {
+            return Err(self.err(key, "must not be empty"));
+        }
+        Ok(Some(value))
+    }
+}
+
+fn last_segment(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../config/siren.toml");
+        let cfg = parse(text).expect("config/siren.toml must be valid");
+        assert_eq!(cfg.smtp.listen[0].to_string(), "127.0.0.1:2525");
+        assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:8025");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.smtp.max_message_size, 10 * 1024 * 1024);
+        assert_eq!(cfg.store.path, PathBuf::from("data"));
+        assert!(cfg.integrations.is_empty());
+    }
+}

@@ -1,0 +1,246 @@
+//! Stage 2: a raw message -> sanitized e-mail data (mail-parser decodes, ammonia sanitizes).
+//! Pure: no I/O, never panics on input. A message mail-parser cannot read still yields data
+//! from what could be read (the envelope, and the raw text as the message).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use serde::Serialize;
+
+/// The SMTP envelope a message arrived with.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Envelope {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub client_addr: String,
+    pub helo: String,
+}
+
+impl Envelope {
+    pub fn new(mail_from: &str, rcpt_to: Vec<String>, client: SocketAddr, helo: &str) -> Self {
+        Self {
+            mail_from: mail_from.to_string(),
+            rcpt_to,
+            client_addr: client.to_string(),
+            helo: helo.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: usize,
+}
+
+/// The e-mail data of spec step 2: what templates see as `data` and what the log shows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmailData {
+    pub to: String,
+    pub from: String,
+    pub subject: String,
+    /// Sanitized HTML when the message has an HTML part, otherwise the text part.
+    pub message: String,
+    /// Plain text, derived from the HTML when there is no text part.
+    pub text: String,
+    pub cc: String,
+    /// RFC 3339, or empty when the Date header is missing or unreadable.
+    pub date: String,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    pub attachments: Vec<Attachment>,
+    pub envelope: Envelope,
+    /// The sub-address tag of the recipient that routed it here (`ops+db@` -> `db`).
+    pub tag: Option<String>,
+    /// Set when the message could not be fully decoded; says what was wrong.
+    pub parse_error: Option<String>,
+}
+
+/// Parses and sanitizes one message. Never fails: unreadable parts fall back to what could be read.
+pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        return EmailData {
+            to: envelope.rcpt_to.join(";"),
+            from: envelope.mail_from.clone(),
+            subject: String::new(),
+            message: text.clone(),
+            text,
+            cc: String::new(),
+            date: String::new(),
+            message_id: None,
+            in_reply_to: None,
+            references: Vec::new(),
+            headers: BTreeMap::new(),
+            attachments: Vec::new(),
+            envelope,
+            tag: None,
+            parse_error: Some("not a readable RFC 5322 message".into()),
+        };
+    };
+
+    let has_html = msg.html_bodies().any(|p| p.is_text_html());
+    let has_text = msg.text_bodies().any(|p| matches!(p.body, PartType::Text(_)));
+    let html = if has_html { join_bodies(&msg, true) } else { String::new() };
+    let text = if has_text {
+        join_bodies(&msg, false)
+    } else {
+        msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+    };
+    let message = if has_html { sanitize_html(&html) } else { text.clone() };
+
+    let to = addresses(msg.to()).unwrap_or_else(|| envelope.rcpt_to.join(";"));
+    let from = addresses(msg.from()).unwrap_or_else(|| envelope.mail_from.clone());
+    let encoding_problem = msg.parts.iter().any(|p| p.is_encoding_problem);
+
+    EmailData {
+        to,
+        from,
+        subject: msg.subject().unwrap_or_default().to_string(),
+        message,
+        text,
+        cc: addresses(msg.cc()).unwrap_or_default(),
+        date: msg.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+        message_id: msg.message_id().map(str::to_string),
+        in_reply_to: text_list(msg.in_reply_to()).into_iter().next(),
+        references: text_list(msg.references()),
+        headers: headers(&msg),
+        attachments: msg
+            .attachments()
+            .map(|a| Attachment {
+                name: a.attachment_name().unwrap_or_default().to_string(),
+                content_type: a
+                    .content_type()
+                    .map(|ct| match ct.subtype() {
+                        Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                        None => ct.ctype().to_string(),
+                    })
+                    .unwrap_or_else(|| "application/octet-stream".into())
+                    .to_ascii_lowercase(),
+                size: a.len(),
+            })
+            .collect(),
+        envelope,
+        tag: None,
+        parse_error: encoding_problem.then(|| "a part could not be decoded with its declared encoding".into()),
+    }
+}
+
+/// Sanitizes HTML for display: no scripts, event handlers, `javascript:`/`data:` URLs or styles.
+pub fn sanitize_html(html: &str) -> String {
+    ammonia::Builder::default()
+        .url_schemes(["http", "https", "mailto"].into())
+        .link_rel(Some("noopener noreferrer"))
+        .clean(html)
+        .to_string()
+}
+
+fn join_bodies(msg: &mail_parser::Message<'_>, html: bool) -> String {
+    let parts: Vec<&str> = if html {
+        msg.html_bodies()
+            .filter_map(|p| match &p.body {
+                PartType::Html(h) => Some(h.as_ref()),
+                _ => None,
+            })
+            .collect()
+    } else {
+        msg.text_bodies()
+            .filter_map(|p| match &p.body {
+                PartType::Text(t) => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect()
+    };
+    parts.join("\n")
+}
+
+fn addresses(addr: Option<&Address<'_>>) -> Option<String> {
+    let list: Vec<&str> = addr?.iter().filter_map(|a| a.address()).collect();
+    (!list.is_empty()).then(|| list.join(";"))
+}
+
+fn text_list(v: &HeaderValue<'_>) -> Vec<String> {
+    match v {
+        HeaderValue::Text(t) => vec![t.to_string()],
+        HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Header name -> decoded value; a repeated header's values are joined with a newline.
+fn headers(msg: &mail_parser::Message<'_>) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in msg.headers_raw() {
+        let value = decode_header_value(value);
+        out.entry(name.to_string())
+            .and_modify(|v| {
+                v.push('\n');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    out
+}
+
+/// Unfolds a raw header value and decodes RFC 2047 words in it.
+fn decode_header_value(raw: &str) -> String {
+    let unfolded: String = raw
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !unfolded.contains("=?") {
+        return unfolded;
+    }
+    let header = format!("Subject: {unfolded}\r\n\r\n");
+    MessageParser::default()
+        .parse_headers(header.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or(unfolded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        Envelope::new("a@b", vec!["ops@alerts.localhost".into()], "127.0.0.1:1".parse().unwrap(), "h")
+    }
+
+    #[test]
+    fn sanitize_removes_active_content() {
+        let dirty = r#"<p onclick="x()">Hi<script>alert(1)</script><a href="javascript:alert(1)">l</a><img src="data:image/png;base64,AA" style="x:expression(1)"></p>"#;
+        let clean = sanitize_html(dirty);
+        for bad in ["<script", "onclick", "javascript:", "data:", "style=", "expression"] {
+            assert!(!clean.contains(bad), "{bad} survived in {clean}");
+        }
+        assert!(clean.contains("Hi"));
+    }
+
+    #[test]
+    fn garbage_still_yields_data() {
+        let d = parse(b"\x00\xff\xfe not a message", env());
+        assert_eq!(d.to, "ops@alerts.localhost");
+        assert_eq!(d.from, "a@b");
+    }
+
+    #[test]
+    fn text_only_message() {
+        let raw = b"From: Nagios <nagios@x.example>\r\nTo: ops@alerts.localhost, b@c\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\nMessage-ID: <m1@x>\r\nIn-Reply-To: <m0@x>\r\n\r\nbody <b>not html</b>\r\n";
+        let d = parse(raw, env());
+        assert_eq!(d.from, "nagios@x.example");
+        assert_eq!(d.to, "ops@alerts.localhost;b@c");
+        assert_eq!(d.subject, "café");
+        assert_eq!(d.message_id.as_deref(), Some("m1@x"));
+        assert_eq!(d.in_reply_to.as_deref(), Some("m0@x"));
+        assert!(d.text.contains("body"));
+        assert_eq!(d.message, d.text);
+        assert_eq!(d.headers.get("Subject").map(String::as_str), Some("café"));
+    }
+}

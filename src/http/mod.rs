@@ -1,0 +1,153 @@
+//! The HTTP port: health and the integration-log API. One error type maps every failure to a
+//! status and a JSON body; handlers never build error responses themselves.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::store::{self, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+}
+
+/// Every way an HTTP request can fail, and the one place they become responses.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong API token")]
+    Unauthorized,
+    #[error("store unavailable")]
+    Store(#[from] store::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store error while serving a request");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/integrations/{id}/logs", get(integration_logs))
+        .route("/api/v1/logs/{id}", get(log_detail))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+/// With `http.api_token` set, the API needs `Authorization: Bearer <token>`.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(token) = &state.config.http.api_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// Compares secrets without an early exit that would leak how much of them matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=1000) => Ok(n),
+            Some(n) => Err(ApiError::BadRequest(format!("limit {n} is out of range; allowed: 1 to 1000"))),
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<u64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| c.parse().map_err(|_| ApiError::BadRequest(format!("cursor \"{c}\" is not valid"))))
+            .transpose()
+    }
+}
+
+async fn integration_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.config.integrations.iter().any(|i| i.id == id) {
+        return Err(ApiError::NotFound(format!("no integration \"{id}\"")));
+    }
+    let (limit, cursor) = (q.limit()?, q.cursor()?);
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.logs(&id, limit, cursor))
+        .await
+        .map_err(|_| ApiError::Store(store::Error::Stopped))??;
+    Ok(Json(json!({ "logs": page.items, "next": page.next })))
+}
+
+async fn log_detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no log entry \"{id}\""));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    let store = state.store.clone();
+    let (entry, raw) = tokio::task::spawn_blocking(move || Ok::<_, store::Error>((store.log(n)?, store.raw(n)?)))
+        .await
+        .map_err(|_| ApiError::Store(store::Error::Stopped))??;
+    let entry = entry.ok_or_else(not_found)?;
+    let mut value = serde_json::to_value(entry).unwrap_or_default();
+    value["raw"] = Value::String(String::from_utf8_lossy(&raw.unwrap_or_default()).into_owned());
+    Ok(Json(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,89 @@
+//! Stage 1: SMTP intake. The accept loop (session cap, shutdown) lives here; one session's
+//! protocol handling is in `session`, every reply text in `reply`. Siren never relays: a
+//! recipient no integration claims is refused at RCPT.
+
+mod reply;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailin::SessionBuilder;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::route::Router;
+use crate::store::WriterHandle;
+
+/// What every session of one configuration shares.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub writer: WriterHandle,
+    session_builder: SessionBuilder,
+}
+
+impl Context {
+    pub fn new(config: Arc<Config>, writer: WriterHandle) -> Self {
+        Self {
+            router: Router::new(&config),
+            session_builder: SessionBuilder::new(config.smtp.hostname.clone()),
+            config,
+            writer,
+        }
+    }
+}
+
+/// Accepts connections until `stop` fires. Sessions run on `tracker`; once `stop` fires they
+/// finish their current transaction, and `abort` (the drain deadline) closes the rest.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let sessions = Arc::new(Semaphore::new(ctx.config.smtp.max_sessions));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match sessions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (ctx, stop, abort) = (ctx.clone(), stop.clone(), abort.clone());
+                tracker.spawn(async move {
+                    session::run(stream, peer, ctx, stop, abort).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "session limit reached; refusing with 421");
+                tracker.spawn(refuse(stream, peer));
+            }
+        }
+    }
+}
+
+async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let write = stream.write_all(reply::TOO_MANY_SESSIONS.as_bytes());
+    if tokio::time::timeout(Duration::from_secs(5), write).await.is_err() {
+        tracing::debug!(%peer, "refused client did not read the 421");
+    }
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,94 @@
+//! Every SMTP reply Siren sends, with its enhanced status code (RFC 3463). The one place that
+//! decides code and wording; the log gets the detail, the client a short generic text.
+
+use mailin::Response;
+
+pub fn greeting(host: &str) -> String {
+    format!("220 {host} ESMTP Siren\r\n")
+}
+
+pub fn ehlo(host: &str, helo: &str, max_size: usize) -> String {
+    format!(
+        "250-{host} Hello {helo}\r\n250-PIPELINING\r\n250-SIZE {max_size}\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+    )
+}
+
+pub fn helo(host: &str) -> String {
+    format!("250 {host}\r\n")
+}
+
+pub const MAIL_OK: &str = "2.1.0 Ok";
+pub const RCPT_OK: &str = "2.1.5 Ok";
+pub const TOO_MANY_RECIPIENTS: &str = "4.5.3 Error: too many recipients";
+
+pub fn no_integration(address: &str) -> String {
+    format!("5.1.1 <{address}>: Recipient address rejected: no integration claims this address")
+}
+
+pub fn queued(id: u64) -> String {
+    format!("250 2.0.0 Ok: queued as {id}\r\n")
+}
+
+pub const TOO_MANY_SESSIONS: &str = "421 4.3.2 Too many connections, try again later\r\n";
+pub const SHUTTING_DOWN: &str = "421 4.3.0 Service shutting down, try again later\r\n";
+pub const LINE_TOO_LONG: &str = "500 5.5.2 Error: line too long\r\n";
+pub const BARE_LF: &str = "521 5.5.2 Error: bare <LF> received in message data, use <CR><LF> line endings\r\n";
+pub const MESSAGE_TOO_BIG: &str = "552 5.3.4 Error: message size exceeds fixed maximum message size\r\n";
+pub const STORE_FAILED: &str = "451 4.3.0 Error: local error in processing, try again later\r\n";
+pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Error: too many errors\r\n";
+pub const UNSUPPORTED_PARAMETER: &str = "555 5.5.4 Error: unsupported MAIL or RCPT parameter\r\n";
+pub const BAD_ADDRESS_SYNTAX: &str = "501 5.1.7 Error: bad address syntax\r\n";
+
+pub fn idle_timeout(host: &str) -> String {
+    format!("421 4.4.2 {host} Error: timeout exceeded\r\n")
+}
+
+pub fn session_timeout(host: &str) -> String {
+    format!("421 4.4.2 {host} Error: session time limit exceeded\r\n")
+}
+
+/// Renders a response of mailin's state machine, adding the enhanced status code its fixed
+/// texts lack. Responses Siren's handler built already carry one and pass unchanged.
+pub fn render(res: &Response) -> Vec<u8> {
+    let buf = res.buffer().unwrap_or_default();
+    if has_enhanced_code(&buf) {
+        return buf;
+    }
+    let text: &str = match res.code {
+        221 => "221 2.0.0 Bye\r\n",
+        250 => "250 2.0.0 Ok\r\n",
+        252 => "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n",
+        354 => "354 End data with <CR><LF>.<CR><LF>\r\n",
+        421 => "421 4.3.0 Error: internal error, closing connection\r\n",
+        500 => "500 5.5.2 Error: command not recognized\r\n",
+        502 => "501 5.5.4 Syntax error in parameters or arguments\r\n",
+        503 => "503 5.5.1 Error: bad sequence of commands\r\n",
+        530 => "530 5.7.0 Authentication required\r\n",
+        535 => "535 5.7.8 Error: authentication failed\r\n",
+        _ => return buf,
+    };
+    text.as_bytes().to_vec()
+}
+
+/// True when the first line reads `ddd x.y.z ...`.
+fn has_enhanced_code(buf: &[u8]) -> bool {
+    let rest = match buf.get(4..) {
+        Some(r) => r,
+        None => return false,
+    };
+    let end = rest.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(rest.len());
+    let parts: Vec<&[u8]> = rest[..end].split(|&b| b == b'.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes_added_once() {
+        assert_eq!(render(&mailin::response::OK), b"250 2.0.0 Ok\r\n");
+        let custom = Response::custom(550, no_integration("x@y"));
+        assert!(render(&custom).starts_with(b"550 5.1.1 <x@y>"));
+    }
+}

@@ -1,0 +1,454 @@
+//! One SMTP session: Siren's own bounded line reader drives `mailin`'s state machine.
+//!
+//! mailin decides the protocol (command syntax, command order); this loop owns everything
+//! mailin leaves to its caller: line length, message size, bare-LF rejection, timeouts,
+//! shutdown, ESMTP parameters, and the durable commit before the reply to the final dot.
+//! Message lines never go through mailin: the loop un-stuffs and collects them itself and hands
+//! mailin only the terminating dot, so the whole message is in one buffer it owns.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mailin::{Handler, Response, Session};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, reply};
+use crate::email::Envelope;
+use crate::ingest;
+use crate::route::Route;
+
+/// Error replies after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
+const MAX_ERRORS: u32 = 20;
+
+/// The transaction being built, shared by the mailin handler and the loop.
+#[derive(Default)]
+struct Transaction {
+    helo: String,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    routes: Vec<Route>,
+    /// Set by the loop just before it hands mailin a `MAIL FROM:<>` rewritten for its parser.
+    null_sender: bool,
+}
+
+struct SirenHandler {
+    ctx: Arc<Context>,
+    tx: Arc<Mutex<Transaction>>,
+}
+
+impl Handler for SirenHandler {
+    fn helo(&mut self, _ip: std::net::IpAddr, domain: &str) -> Response {
+        let mut tx = self.tx.lock().expect("transaction lock");
+        tx.helo = domain.to_string();
+        tx.mail_from = None;
+        mailin::response::OK
+    }
+
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, from: &str) -> Response {
+        let mut tx = self.tx.lock().expect("transaction lock");
+        let from = if tx.null_sender { "" } else { from };
+        tx.mail_from = Some(from.to_string());
+        tx.rcpt_to.clear();
+        tx.routes.clear();
+        Response::custom(250, reply::MAIL_OK.into())
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        let mut tx = self.tx.lock().expect("transaction lock");
+        if tx.rcpt_to.len() >= self.ctx.config.smtp.max_recipients {
+            return Response::custom(452, reply::TOO_MANY_RECIPIENTS.into());
+        }
+        let Some(route) = self.ctx.router.route(to) else {
+            return Response::custom(550, reply::no_integration(to));
+        };
+        tx.rcpt_to.push(to.to_string());
+        if !tx.routes.iter().any(|r| r.integration == route.integration) {
+            tx.routes.push(route);
+        }
+        Response::custom(250, reply::RCPT_OK.into())
+    }
+}
+
+/// Why a line could not be read.
+enum ReadError {
+    TooLong,
+    Closed,
+    Io(std::io::Error),
+}
+
+/// Reads one line ending in `\n` into `buf` (cleared first), never holding more than `max` bytes.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<(), ReadError> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf().await.map_err(ReadError::Io)?;
+        if avail.is_empty() {
+            return Err(ReadError::Closed);
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > max {
+            return Err(ReadError::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Serves one client until it quits, misbehaves, times out, or the daemon stops.
+/// `stop`: stop taking new work (a session between transactions is closed with 421);
+/// `abort`: the drain deadline has passed (every session is closed with 421).
+pub async fn run<S>(stream: S, peer: SocketAddr, ctx: Arc<Context>, stop: CancellationToken, abort: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = BufReader::with_capacity(8 * 1024, rd);
+    let result = Driver::new(peer, ctx).serve(&mut rd, &mut wr, stop, abort).await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
+    }
+    let _ = wr.shutdown().await;
+}
+
+struct Driver {
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    session: Session<SirenHandler>,
+    tx: Arc<Mutex<Transaction>>,
+    /// Replies not yet written (pipelining lets several queue up).
+    out: Vec<u8>,
+    errors: u32,
+    session_deadline: Instant,
+}
+
+/// What to do after a reply.
+#[derive(PartialEq)]
+enum Next {
+    Continue,
+    Data,
+    Close,
+}
+
+/// What waiting for the client's next line produced.
+enum Event {
+    Line,
+    Read(ReadError),
+    Timeout,
+    Shutdown,
+}
+
+impl Driver {
+    fn new(peer: SocketAddr, ctx: Arc<Context>) -> Self {
+        let tx = Arc::new(Mutex::new(Transaction::default()));
+        let handler = SirenHandler {
+            ctx: ctx.clone(),
+            tx: tx.clone(),
+        };
+        let session = ctx.session_builder.build(peer.ip(), handler);
+        let session_deadline = Instant::now() + ctx.config.smtp.session_timeout;
+        Self {
+            peer,
+            ctx,
+            session,
+            tx,
+            out: Vec::with_capacity(512),
+            errors: 0,
+            session_deadline,
+        }
+    }
+
+    async fn serve<R, W>(
+        &mut self,
+        rd: &mut BufReader<R>,
+        wr: &mut W,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let host = self.ctx.config.smtp.hostname.clone();
+        self.out.extend_from_slice(reply::greeting(&host).as_bytes());
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            let in_transaction = self.tx.lock().expect("transaction lock").mail_from.is_some();
+            let stop = (!in_transaction).then_some(&stop);
+            if !self.next_line(rd, wr, &mut line, &abort, stop).await? {
+                break;
+            }
+            match self.command(&line, &host) {
+                Next::Continue => {}
+                Next::Close => break,
+                Next::Data => {
+                    if self.data(rd, wr, &mut line, &abort).await? == Next::Close {
+                        break;
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout.min(Duration::from_secs(10));
+        self.flush(wr, deadline).await
+    }
+
+    /// Waits for the next line, writing queued replies first when the client has sent all it
+    /// had. Returns false when the session must end; the closing reply is then queued.
+    async fn next_line<R, W>(
+        &mut self,
+        rd: &mut BufReader<R>,
+        wr: &mut W,
+        line: &mut Vec<u8>,
+        abort: &CancellationToken,
+        stop: Option<&CancellationToken>,
+    ) -> std::io::Result<bool>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.config.smtp;
+        let deadline = self.session_deadline.min(Instant::now() + cfg.idle_timeout);
+        if !rd.buffer().contains(&b'\n') {
+            self.flush(wr, deadline).await?;
+        }
+        let event = tokio::select! {
+            biased;
+            _ = abort.cancelled() => Event::Shutdown,
+            _ = async { stop.expect("guarded").cancelled().await }, if stop.is_some() => Event::Shutdown,
+            r = timeout_at(deadline, read_line(rd, line, cfg.max_line_length)) => match r {
+                Ok(Ok(())) => Event::Line,
+                Ok(Err(e)) => Event::Read(e),
+                Err(_) => Event::Timeout,
+            },
+        };
+        let host = &cfg.hostname;
+        let text = match event {
+            Event::Line => return Ok(true),
+            Event::Shutdown => reply::SHUTTING_DOWN.to_string(),
+            Event::Timeout if Instant::now() >= self.session_deadline => reply::session_timeout(host),
+            Event::Timeout => reply::idle_timeout(host),
+            Event::Read(ReadError::TooLong) => reply::LINE_TOO_LONG.to_string(),
+            Event::Read(ReadError::Closed) => return Ok(false),
+            Event::Read(ReadError::Io(e)) => return Err(e),
+        };
+        tracing::info!(peer = %self.peer, reply = text.trim_end(), "closing smtp session");
+        self.out.extend_from_slice(text.as_bytes());
+        Ok(false)
+    }
+
+    /// Collects the message after `354` up to the final dot, then commits it and queues the
+    /// reply: 250 only once it is durable.
+    async fn data<R, W>(
+        &mut self,
+        rd: &mut BufReader<R>,
+        wr: &mut W,
+        line: &mut Vec<u8>,
+        abort: &CancellationToken,
+    ) -> std::io::Result<Next>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let max = self.ctx.config.smtp.max_message_size;
+        let mut body = Vec::new();
+        let mut oversize = false;
+        loop {
+            if !self.next_line(rd, wr, line, abort, None).await? {
+                tracing::info!(peer = %self.peer, "message not received completely; nothing stored");
+                return Ok(Next::Close);
+            }
+            if !line.ends_with(b"\r\n") {
+                tracing::info!(peer = %self.peer, "bare LF in message data; rejected");
+                self.out.extend_from_slice(reply::BARE_LF.as_bytes());
+                return Ok(Next::Close);
+            }
+            if line.as_slice() == b".\r\n" {
+                break;
+            }
+            let content = line.strip_prefix(b".").unwrap_or(line);
+            if oversize || body.len() + content.len() > max {
+                oversize = true;
+                body = Vec::new();
+            } else {
+                body.extend_from_slice(content);
+            }
+        }
+        // mailin only needs to see the dot to return to its ready state; the reply is ours.
+        self.session.process(b".\r\n");
+        let (envelope, routes) = {
+            let mut tx = self.tx.lock().expect("transaction lock");
+            let from = tx.mail_from.take().unwrap_or_default();
+            let envelope = Envelope::new(&from, std::mem::take(&mut tx.rcpt_to), self.peer, &tx.helo);
+            (envelope, std::mem::take(&mut tx.routes))
+        };
+        if oversize {
+            tracing::info!(peer = %self.peer, max, "message too big; rejected");
+            self.out.extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
+            return Ok(Next::Continue);
+        }
+        let ids = ingest::email(&self.ctx.config, &self.ctx.writer, envelope, body, &routes, SystemTime::now()).await;
+        match ids {
+            Ok(ids) => {
+                let first = ids.first().copied().unwrap_or_default();
+                self.out.extend_from_slice(reply::queued(first).as_bytes());
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "message not stored; answered 451");
+                self.out.extend_from_slice(reply::STORE_FAILED.as_bytes());
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, wr: &mut W, deadline: Instant) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            wr.write_all(&self.out).await?;
+            wr.flush().await
+        };
+        match timeout_at(deadline, write).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read replies")),
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Handles one command line; queues its reply.
+    fn command(&mut self, line: &[u8], host: &str) -> Next {
+        if !line.ends_with(b"\r\n") {
+            return self.error(b"500 5.5.2 Error: command lines must end with <CR><LF>\r\n");
+        }
+        let verb: [u8; 4] = std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
+        let rewritten;
+        let mut line = line;
+        match &verb {
+            b"MAIL" => match rewrite_mail(line, self.ctx.config.smtp.max_message_size) {
+                Ok((l, null)) => {
+                    self.tx.lock().expect("transaction lock").null_sender = null;
+                    rewritten = l;
+                    line = &rewritten;
+                }
+                Err(text) => return self.error(text.as_bytes()),
+            },
+            b"RCPT" => match rewrite_rcpt(line) {
+                Ok(l) => {
+                    rewritten = l;
+                    line = &rewritten;
+                }
+                Err(text) => return self.error(text.as_bytes()),
+            },
+            _ => {}
+        }
+        let res = self.session.process(line);
+        if &verb == b"RSET" && res.code == 250 {
+            self.tx.lock().expect("transaction lock").mail_from = None;
+        }
+        let text = match (&verb, res.code) {
+            (b"EHLO", 250) => {
+                let helo = self.tx.lock().expect("transaction lock").helo.clone();
+                reply::ehlo(host, &helo, self.ctx.config.smtp.max_message_size).into_bytes()
+            }
+            (b"HELO", 250) => reply::helo(host).into_bytes(),
+            _ => reply::render(&res),
+        };
+        if res.is_error {
+            return self.error(&text);
+        }
+        self.out.extend_from_slice(&text);
+        match (res.code, res.action) {
+            (_, mailin::Action::Close) => Next::Close,
+            (354, _) => Next::Data,
+            _ => Next::Continue,
+        }
+    }
+
+    /// Queues an error reply and cuts the client off after too many of them.
+    fn error(&mut self, text: &[u8]) -> Next {
+        self.out.extend_from_slice(text);
+        self.errors += 1;
+        let closing = text.starts_with(b"421");
+        if self.errors >= MAX_ERRORS && !closing {
+            self.out.extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
+            return Next::Close;
+        }
+        if closing { Next::Close } else { Next::Continue }
+    }
+}
+
+/// `MAIL FROM:<path> [params]` -> the form mailin parses, and whether the path was null.
+/// SIZE is checked here (552 before any data is sent); BODY is kept; others are refused.
+fn rewrite_mail(line: &[u8], max_size: usize) -> Result<(Vec<u8>, bool), &'static str> {
+    let (path, params) = split_path(line, b"MAIL FROM:")?;
+    let mut body = None;
+    for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+        let upper = p.to_ascii_uppercase();
+        if let Some(size) = upper.strip_prefix(b"SIZE=") {
+            let size: u64 = std::str::from_utf8(size)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(reply::UNSUPPORTED_PARAMETER)?;
+            if size > max_size as u64 {
+                return Err(reply::MESSAGE_TOO_BIG);
+            }
+        } else if upper == b"BODY=8BITMIME" || upper == b"BODY=7BIT" {
+            body = Some(upper);
+        } else {
+            return Err(reply::UNSUPPORTED_PARAMETER);
+        }
+    }
+    let null = path.is_empty();
+    // mailin's parser needs a non-empty path; the handler records the null sender as "".
+    let path: &[u8] = if null { b"MAILER-DAEMON@null.invalid" } else { path };
+    let mut out = b"MAIL FROM:<".to_vec();
+    out.extend_from_slice(path);
+    out.push(b'>');
+    if let Some(b) = body {
+        out.push(b' ');
+        out.extend_from_slice(&b);
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok((out, null))
+}
+
+/// `RCPT TO:<path>` with optional spaces after the colon; parameters are refused.
+fn rewrite_rcpt(line: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let (path, params) = split_path(line, b"RCPT TO:")?;
+    if !params.iter().all(|&b| b == b' ') {
+        return Err(reply::UNSUPPORTED_PARAMETER);
+    }
+    if path.is_empty() {
+        return Err(reply::BAD_ADDRESS_SYNTAX);
+    }
+    let mut out = b"RCPT TO:<".to_vec();
+    out.extend_from_slice(path);
+    out.extend_from_slice(b">\r\n");
+    Ok(out)
+}
+
+/// Splits `PREFIX <path> params\r\n` into path and params. Anything else is bad syntax.
+fn split_path<'a>(line: &'a [u8], prefix: &[u8]) -> Result<(&'a [u8], &'a [u8]), &'static str> {
+    let bad = reply::BAD_ADDRESS_SYNTAX;
+    if line.len() < prefix.len() || !line[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        return Err("500 5.5.2 Error: command not recognized\r\n");
+    }
+    let rest = line[prefix.len()..].strip_suffix(b"\r\n").ok_or(bad)?;
+    let rest = rest.trim_ascii_start();
+    let rest = rest.strip_prefix(b"<").ok_or(bad)?;
+    let close = rest.iter().position(|&b| b == b'>').ok_or(bad)?;
+    let path = &rest[..close];
+    if path.iter().any(|&b| b == b'<' || b == b' ' || b == b'\t') {
+        return Err(bad);
+    }
+    Ok((path, &rest[close + 1..]))
+}
