@@ -39,7 +39,12 @@ impl App {
         }
         let http = TcpListener::bind(config.http.listen)
             .await
-            .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {} (http.listen)",
+                    config.http.listen
+                )
+            })?;
         let path = config.store.path.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
@@ -56,11 +61,16 @@ impl App {
     }
 
     pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
-        self.smtp.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.smtp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// The store writer, e.g. to inject a write failure in a drill.
@@ -86,7 +96,13 @@ impl App {
         for listener in smtp {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "smtp listening");
-            background.spawn(smtp::serve(listener, ctx.clone(), stop.clone(), abort.clone(), sessions.clone()));
+            background.spawn(smtp::serve(
+                listener,
+                ctx.clone(),
+                stop.clone(),
+                abort.clone(),
+                sessions.clone(),
+            ));
         }
         drop(ctx);
 
@@ -97,9 +113,12 @@ impl App {
         });
         let http_stop = stop.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
+            axum::serve(
+                http,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
         });
         background.spawn(prune_logs(handle, stop.clone()));
 
@@ -109,7 +128,10 @@ impl App {
         background.close();
         background.wait().await;
         sessions.close();
-        if tokio::time::timeout(config.smtp.drain_timeout, sessions.wait()).await.is_err() {
+        if tokio::time::timeout(config.smtp.drain_timeout, sessions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 left = sessions.len(),
                 "drain deadline passed; closing the remaining sessions with 421"
@@ -122,7 +144,7 @@ impl App {
             Ok(_) => {}
             Err(_) => tracing::warn!("http connections still open at shutdown; closed"),
         }
-        // Every writer handle is gone now: the thread commits what it holds, flushes and ends.
+        // Sessions are done: the writer commits what it holds, flushes and ends.
         tokio::task::spawn_blocking(move || writer.join()).await?;
         tracing::info!("stopped");
         Ok(())

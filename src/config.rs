@@ -274,7 +274,11 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_string(),
+            // serde names Rust types ("expected i64"); say what to write instead.
+            message: e
+                .to_string()
+                .trim_end()
+                .replace("expected i64", "expected an integer"),
         })?;
         Validator { path }.config(raw)
     }
@@ -319,7 +323,10 @@ impl Validator<'_> {
 
     fn smtp(&self, raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {
         if raw.listen.is_empty() {
-            return Err(self.err("smtp.listen", "needs at least one address, e.g. \"127.0.0.1:2525\""));
+            return Err(self.err(
+                "smtp.listen",
+                "needs at least one address, e.g. \"127.0.0.1:2525\"",
+            ));
         }
         let listen = raw
             .listen
@@ -336,7 +343,8 @@ impl Validator<'_> {
                 "STARTTLS is not available in this version of Siren; remove tls_cert and tls_key",
             ));
         }
-        let max_line_length = self.positive("smtp.max_line_length", raw.max_line_length, 1 << 24)?;
+        let max_line_length =
+            self.positive("smtp.max_line_length", raw.max_line_length, 1 << 24)?;
         if max_line_length < 1002 {
             return Err(self.err(
                 "smtp.max_line_length",
@@ -346,7 +354,11 @@ impl Validator<'_> {
         Ok(SmtpConfig {
             listen,
             hostname,
-            max_message_size: self.positive("smtp.max_message_size", raw.max_message_size, 1 << 30)?,
+            max_message_size: self.positive(
+                "smtp.max_message_size",
+                raw.max_message_size,
+                1 << 30,
+            )?,
             max_recipients: self.positive("smtp.max_recipients", raw.max_recipients, 100_000)?,
             max_sessions: self.positive("smtp.max_sessions", raw.max_sessions, 1_000_000)?,
             max_line_length,
@@ -377,9 +389,12 @@ impl Validator<'_> {
             if !seen.insert(d.id.clone()) {
                 return Err(self.err(key("id"), format!("\"{}\" is used twice", d.id)));
             }
+            let key = |k: &str| format!("destinations[{}].{k}", d.id);
             let required: &[(&str, bool)] = match d.kind {
                 DestinationType::Webhook | DestinationType::Slack => &[("url", d.url.is_some())],
-                DestinationType::Command => &[("command", d.command.as_ref().is_some_and(|c| !c.is_empty()))],
+                DestinationType::Command => {
+                    &[("command", d.command.as_ref().is_some_and(|c| !c.is_empty()))]
+                }
                 DestinationType::Email => &[
                     ("smarthost", d.smarthost.is_some()),
                     ("from", d.from.is_some()),
@@ -387,7 +402,10 @@ impl Validator<'_> {
                 ],
             };
             if let Some((name, _)) = required.iter().find(|(_, present)| !present) {
-                return Err(self.err(key(name), format!("is required for type {:?}", d.kind).to_lowercase()));
+                return Err(self.err(
+                    key(name),
+                    format!("is required for type {:?}", d.kind).to_lowercase(),
+                ));
             }
             if let Some(events) = &d.events {
                 for e in events {
@@ -400,7 +418,10 @@ impl Validator<'_> {
                 }
             }
             let _ = (&d.headers, &d.secret);
-            out.push(Destination { id: d.id, kind: d.kind });
+            out.push(Destination {
+                id: d.id,
+                kind: d.kind,
+            });
         }
         Ok(out)
     }
@@ -433,19 +454,33 @@ impl Validator<'_> {
             }
             match r.kind {
                 IntegrationType::Email if addresses.is_empty() => {
-                    return Err(self.err(key("addresses"), "an email integration needs at least one address"));
+                    return Err(self.err(
+                        key("addresses"),
+                        "an email integration needs at least one address",
+                    ));
                 }
-                IntegrationType::Webhook | IntegrationType::Alertmanager if !addresses.is_empty() => {
-                    return Err(self.err(key("addresses"), "only email integrations claim addresses"));
+                IntegrationType::Webhook | IntegrationType::Alertmanager
+                    if !addresses.is_empty() =>
+                {
+                    return Err(
+                        self.err(key("addresses"), "only email integrations claim addresses")
+                    );
                 }
                 _ => {}
             }
             for d in &r.destinations {
                 if !destinations.iter().any(|x| &x.id == d) {
-                    return Err(self.err(key("destinations"), format!("no [[destinations]] has id \"{d}\"")));
+                    return Err(self.err(
+                        key("destinations"),
+                        format!("no [[destinations]] has id \"{d}\""),
+                    ));
                 }
             }
-            let aggregate = r.aggregate.as_deref().map(|v| self.window(&key("aggregate"), v)).transpose()?;
+            let aggregate = r
+                .aggregate
+                .as_deref()
+                .map(|v| self.window(&key("aggregate"), v))
+                .transpose()?;
             let auto_resolve = r
                 .auto_resolve
                 .as_deref()
@@ -481,11 +516,16 @@ impl Validator<'_> {
     fn identifier(&self, key: &str, id: &str) -> Result<(), ConfigError> {
         let ok = !id.is_empty()
             && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
             Ok(())
         } else {
-            Err(self.err(key, format!("\"{id}\" is not allowed; use 1-64 characters of [a-z0-9_-]")))
+            Err(self.err(
+                key,
+                format!("\"{id}\" is not allowed; use 1-64 characters of [a-z0-9_-]"),
+            ))
         }
     }
 
@@ -505,13 +545,20 @@ impl Validator<'_> {
         if valid {
             Ok(a)
         } else {
-            Err(self.err(key, format!("\"{raw}\" is not an address; use local@domain or *@domain")))
+            Err(self.err(
+                key,
+                format!("\"{raw}\" is not an address; use local@domain or *@domain"),
+            ))
         }
     }
 
     fn socket_addr(&self, key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
-        raw.parse()
-            .map_err(|_| self.err(key, format!("\"{raw}\" is not an IP address with a port, e.g. \"127.0.0.1:2525\"")))
+        raw.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("\"{raw}\" is not an IP address with a port, e.g. \"127.0.0.1:2525\""),
+            )
+        })
     }
 
     fn positive(&self, key: &str, v: i64, max: usize) -> Result<usize, ConfigError> {
@@ -526,7 +573,10 @@ impl Validator<'_> {
         match humantime::parse_duration(raw) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(self.err(key, "must be longer than zero")),
-            Err(e) => Err(self.err(key, format!("\"{raw}\" is not a duration ({e}); use e.g. \"30s\", \"5m\", \"2h\""))),
+            Err(e) => Err(self.err(
+                key,
+                format!("\"{raw}\" is not a duration ({e}); use e.g. \"30s\", \"5m\", \"2h\""),
+            )),
         }
     }
 
@@ -535,7 +585,10 @@ impl Validator<'_> {
         if (WINDOW_MIN..=WINDOW_MAX).contains(&d) {
             Ok(d)
         } else {
-            Err(self.err(key, format!("\"{raw}\" is out of range; allowed: 15m to 30d")))
+            Err(self.err(
+                key,
+                format!("\"{raw}\" is out of range; allowed: 15m to 30d"),
+            ))
         }
     }
 
@@ -543,14 +596,35 @@ impl Validator<'_> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_template_string("t", source)
-            .map_err(|e| self.err(key, format!("template does not compile: {e}")))
+            .map_err(|e| {
+                // Handlebars' own Display is a multi-line snippet naming an internal template and
+                // listing grammar rule names; say where it failed and what is wrong instead.
+                let at = e.pos().map(|(l, c)| format!(" at line {l}, column {c}")).unwrap_or_default();
+                let reason = match e.reason() {
+                    handlebars::TemplateErrorReason::InvalidSyntax(_) => {
+                        "invalid handlebars syntax; every {{#block}} needs its arguments and a closing {{/block}}, \
+                         and every {{ a matching }}"
+                            .to_string()
+                    }
+                    other => other.to_string(),
+                };
+                self.err(key, format!("template does not compile{at}: {reason}"))
+            })
     }
 
     /// A secret given inline or as a file (trailing newline trimmed), never both.
-    fn secret(&self, key: &str, inline: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, ConfigError> {
+    fn secret(
+        &self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<String>, ConfigError> {
         let value = match (inline, file) {
             (Some(_), Some(_)) => {
-                return Err(self.err(key, format!("set either {0} or {0}_file, not both", last_segment(key))));
+                return Err(self.err(
+                    key,
+                    format!("set either {0} or {0}_file, not both", last_segment(key)),
+                ));
             }
             (Some(v), None) => v,
             (None, Some(f)) => {
@@ -560,7 +634,12 @@ impl Validator<'_> {
                     f
                 };
                 std::fs::read_to_string(&f)
-                    .map_err(|e| self.err(format!("{key}_file"), format!("cannot read {}: {e}", f.display())))?
+                    .map_err(|e| {
+                        self.err(
+                            format!("{key}_file"),
+                            format!("cannot read {}: {e}", f.display()),
+                        )
+                    })?
                     .trim_end_matches(['\r', '\n'])
                     .to_string()
             }

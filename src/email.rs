@@ -85,14 +85,24 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
     };
 
     let has_html = msg.html_bodies().any(|p| p.is_text_html());
-    let has_text = msg.text_bodies().any(|p| matches!(p.body, PartType::Text(_)));
-    let html = if has_html { join_bodies(&msg, true) } else { String::new() };
+    let has_text = msg
+        .text_bodies()
+        .any(|p| matches!(p.body, PartType::Text(_)));
+    let html = if has_html {
+        join_bodies(&msg, true)
+    } else {
+        String::new()
+    };
     let text = if has_text {
         join_bodies(&msg, false)
     } else {
         msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
     };
-    let message = if has_html { sanitize_html(&html) } else { text.clone() };
+    let message = if has_html {
+        sanitize_html(&html)
+    } else {
+        text.clone()
+    };
 
     let to = addresses(msg.to()).unwrap_or_else(|| envelope.rcpt_to.join(";"));
     let from = addresses(msg.from()).unwrap_or_else(|| envelope.mail_from.clone());
@@ -127,7 +137,8 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
             .collect(),
         envelope,
         tag: None,
-        parse_error: encoding_problem.then(|| "a part could not be decoded with its declared encoding".into()),
+        parse_error: encoding_problem
+            .then(|| "a part could not be decoded with its declared encoding".into()),
     }
 }
 
@@ -210,14 +221,26 @@ mod tests {
     use super::*;
 
     fn env() -> Envelope {
-        Envelope::new("a@b", vec!["ops@alerts.localhost".into()], "127.0.0.1:1".parse().unwrap(), "h")
+        Envelope::new(
+            "a@b",
+            vec!["ops@alerts.localhost".into()],
+            "127.0.0.1:1".parse().unwrap(),
+            "h",
+        )
     }
 
     #[test]
     fn sanitize_removes_active_content() {
         let dirty = r#"<p onclick="x()">Hi<script>alert(1)</script><a href="javascript:alert(1)">l</a><img src="data:image/png;base64,AA" style="x:expression(1)"></p>"#;
         let clean = sanitize_html(dirty);
-        for bad in ["<script", "onclick", "javascript:", "data:", "style=", "expression"] {
+        for bad in [
+            "<script",
+            "onclick",
+            "javascript:",
+            "data:",
+            "style=",
+            "expression",
+        ] {
             assert!(!clean.contains(bad), "{bad} survived in {clean}");
         }
         assert!(clean.contains("Hi"));

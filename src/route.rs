@@ -35,13 +35,20 @@ impl Router {
     /// The integration that claims `address`, most specific claim first: the literal address,
     /// then the address without its `+tag`, then the domain wildcard.
     pub fn route(&self, address: &str) -> Option<Route> {
-        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let address = address
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase();
         let (local, domain) = address.rsplit_once('@')?;
         if local.is_empty() || domain.is_empty() {
             return None;
         }
         if let Some(&integration) = self.claims.get(&address) {
-            return Some(Route { integration, tag: None });
+            return Some(Route {
+                integration,
+                tag: None,
+            });
         }
         let (base, tag) = match local.split_once('+') {
             Some((base, tag)) if !base.is_empty() => (base, Some(tag.to_string())),

@@ -55,14 +55,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/logs/{id}", get(log_detail))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
 
 /// With `http.api_token` set, the API needs `Authorization: Bearer <token>`.
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.http.api_token {
         let given = req
             .headers()
@@ -97,14 +104,19 @@ impl ListQuery {
         match self.limit {
             None => Ok(50),
             Some(n @ 1..=1000) => Ok(n),
-            Some(n) => Err(ApiError::BadRequest(format!("limit {n} is out of range; allowed: 1 to 1000"))),
+            Some(n) => Err(ApiError::BadRequest(format!(
+                "limit {n} is out of range; allowed: 1 to 1000"
+            ))),
         }
     }
 
     fn cursor(&self) -> Result<Option<u64>, ApiError> {
         self.cursor
             .as_deref()
-            .map(|c| c.parse().map_err(|_| ApiError::BadRequest(format!("cursor \"{c}\" is not valid"))))
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("cursor \"{c}\" is not valid")))
+            })
             .transpose()
     }
 }
@@ -125,13 +137,17 @@ async fn integration_logs(
     Ok(Json(json!({ "logs": page.items, "next": page.next })))
 }
 
-async fn log_detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn log_detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no log entry \"{id}\""));
     let n: u64 = id.parse().map_err(|_| not_found())?;
     let store = state.store.clone();
-    let (entry, raw) = tokio::task::spawn_blocking(move || Ok::<_, store::Error>((store.log(n)?, store.raw(n)?)))
-        .await
-        .map_err(|_| ApiError::Store(store::Error::Stopped))??;
+    let (entry, raw) =
+        tokio::task::spawn_blocking(move || Ok::<_, store::Error>((store.log(n)?, store.raw(n)?)))
+            .await
+            .map_err(|_| ApiError::Store(store::Error::Stopped))??;
     let entry = entry.ok_or_else(not_found)?;
     let mut value = serde_json::to_value(entry).unwrap_or_default();
     value["raw"] = Value::String(String::from_utf8_lossy(&raw.unwrap_or_default()).into_owned());

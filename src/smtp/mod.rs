@@ -82,7 +82,10 @@ pub async fn serve(
 
 async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
     let write = stream.write_all(reply::TOO_MANY_SESSIONS.as_bytes());
-    if tokio::time::timeout(Duration::from_secs(5), write).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), write)
+        .await
+        .is_err()
+    {
         tracing::debug!(%peer, "refused client did not read the 421");
     }
     let _ = stream.shutdown().await;

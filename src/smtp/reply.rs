@@ -32,8 +32,10 @@ pub fn queued(id: u64) -> String {
 pub const TOO_MANY_SESSIONS: &str = "421 4.3.2 Too many connections, try again later\r\n";
 pub const SHUTTING_DOWN: &str = "421 4.3.0 Service shutting down, try again later\r\n";
 pub const LINE_TOO_LONG: &str = "500 5.5.2 Error: line too long\r\n";
-pub const BARE_LF: &str = "521 5.5.2 Error: bare <LF> received in message data, use <CR><LF> line endings\r\n";
-pub const MESSAGE_TOO_BIG: &str = "552 5.3.4 Error: message size exceeds fixed maximum message size\r\n";
+pub const BARE_LF: &str =
+    "521 5.5.2 Error: bare <LF> received in message data, use <CR><LF> line endings\r\n";
+pub const MESSAGE_TOO_BIG: &str =
+    "552 5.3.4 Error: message size exceeds fixed maximum message size\r\n";
 pub const STORE_FAILED: &str = "451 4.3.0 Error: local error in processing, try again later\r\n";
 pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Error: too many errors\r\n";
 pub const UNSUPPORTED_PARAMETER: &str = "555 5.5.4 Error: unsupported MAIL or RCPT parameter\r\n";
@@ -76,9 +78,15 @@ fn has_enhanced_code(buf: &[u8]) -> bool {
         Some(r) => r,
         None => return false,
     };
-    let end = rest.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r')
+        .unwrap_or(rest.len());
     let parts: Vec<&[u8]> = rest[..end].split(|&b| b == b'.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]

@@ -80,7 +80,11 @@ enum ReadError {
 }
 
 /// Reads one line ending in `\n` into `buf` (cleared first), never holding more than `max` bytes.
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<(), ReadError> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), ReadError> {
     buf.clear();
     loop {
         let avail = r.fill_buf().await.map_err(ReadError::Io)?;
@@ -105,13 +109,20 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: u
 /// Serves one client until it quits, misbehaves, times out, or the daemon stops.
 /// `stop`: stop taking new work (a session between transactions is closed with 421);
 /// `abort`: the drain deadline has passed (every session is closed with 421).
-pub async fn run<S>(stream: S, peer: SocketAddr, ctx: Arc<Context>, stop: CancellationToken, abort: CancellationToken)
-where
+pub async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(8 * 1024, rd);
-    let result = Driver::new(peer, ctx).serve(&mut rd, &mut wr, stop, abort).await;
+    let result = Driver::new(peer, ctx)
+        .serve(&mut rd, &mut wr, stop, abort)
+        .await;
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
     }
@@ -177,10 +188,16 @@ impl Driver {
         W: AsyncWrite + Unpin,
     {
         let host = self.ctx.config.smtp.hostname.clone();
-        self.out.extend_from_slice(reply::greeting(&host).as_bytes());
+        self.out
+            .extend_from_slice(reply::greeting(&host).as_bytes());
         let mut line = Vec::with_capacity(1024);
         loop {
-            let in_transaction = self.tx.lock().expect("transaction lock").mail_from.is_some();
+            let in_transaction = self
+                .tx
+                .lock()
+                .expect("transaction lock")
+                .mail_from
+                .is_some();
             let stop = (!in_transaction).then_some(&stop);
             if !self.next_line(rd, wr, &mut line, &abort, stop).await? {
                 break;
@@ -195,7 +212,13 @@ impl Driver {
                 }
             }
         }
-        let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout.min(Duration::from_secs(10));
+        let deadline = Instant::now()
+            + self
+                .ctx
+                .config
+                .smtp
+                .idle_timeout
+                .min(Duration::from_secs(10));
         self.flush(wr, deadline).await
     }
 
@@ -233,7 +256,9 @@ impl Driver {
         let text = match event {
             Event::Line => return Ok(true),
             Event::Shutdown => reply::SHUTTING_DOWN.to_string(),
-            Event::Timeout if Instant::now() >= self.session_deadline => reply::session_timeout(host),
+            Event::Timeout if Instant::now() >= self.session_deadline => {
+                reply::session_timeout(host)
+            }
             Event::Timeout => reply::idle_timeout(host),
             Event::Read(ReadError::TooLong) => reply::LINE_TOO_LONG.to_string(),
             Event::Read(ReadError::Closed) => return Ok(false),
@@ -286,15 +311,25 @@ impl Driver {
         let (envelope, routes) = {
             let mut tx = self.tx.lock().expect("transaction lock");
             let from = tx.mail_from.take().unwrap_or_default();
-            let envelope = Envelope::new(&from, std::mem::take(&mut tx.rcpt_to), self.peer, &tx.helo);
+            let envelope =
+                Envelope::new(&from, std::mem::take(&mut tx.rcpt_to), self.peer, &tx.helo);
             (envelope, std::mem::take(&mut tx.routes))
         };
         if oversize {
             tracing::info!(peer = %self.peer, max, "message too big; rejected");
-            self.out.extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
+            self.out
+                .extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
             return Ok(Next::Continue);
         }
-        let ids = ingest::email(&self.ctx.config, &self.ctx.writer, envelope, body, &routes, SystemTime::now()).await;
+        let ids = ingest::email(
+            &self.ctx.config,
+            &self.ctx.writer,
+            envelope,
+            body,
+            &routes,
+            SystemTime::now(),
+        )
+        .await;
         match ids {
             Ok(ids) => {
                 let first = ids.first().copied().unwrap_or_default();
@@ -308,7 +343,11 @@ impl Driver {
         Ok(Next::Continue)
     }
 
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, wr: &mut W, deadline: Instant) -> std::io::Result<()> {
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        deadline: Instant,
+    ) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -318,7 +357,12 @@ impl Driver {
         };
         match timeout_at(deadline, write).await {
             Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read replies")),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client does not read replies",
+                ));
+            }
         }
         self.out.clear();
         Ok(())
@@ -329,7 +373,8 @@ impl Driver {
         if !line.ends_with(b"\r\n") {
             return self.error(b"500 5.5.2 Error: command lines must end with <CR><LF>\r\n");
         }
-        let verb: [u8; 4] = std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
+        let verb: [u8; 4] =
+            std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
         let rewritten;
         let mut line = line;
         match &verb {
@@ -379,7 +424,8 @@ impl Driver {
         self.errors += 1;
         let closing = text.starts_with(b"421");
         if self.errors >= MAX_ERRORS && !closing {
-            self.out.extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
+            self.out
+                .extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
             return Next::Close;
         }
         if closing { Next::Close } else { Next::Continue }
@@ -409,7 +455,11 @@ fn rewrite_mail(line: &[u8], max_size: usize) -> Result<(Vec<u8>, bool), &'stati
     }
     let null = path.is_empty();
     // mailin's parser needs a non-empty path; the handler records the null sender as "".
-    let path: &[u8] = if null { b"MAILER-DAEMON@null.invalid" } else { path };
+    let path: &[u8] = if null {
+        b"MAILER-DAEMON@null.invalid"
+    } else {
+        path
+    };
     let mut out = b"MAIL FROM:<".to_vec();
     out.extend_from_slice(path);
     out.push(b'>');

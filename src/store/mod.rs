@@ -36,11 +36,17 @@ pub enum Error {
     #[error("cannot open the store at {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
     #[error("store I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store write failed: {0}")]
     Sled(#[from] sled::Error),
     #[error("stored record {key} is unreadable: {source}")]
-    Corrupt { key: String, source: serde_json::Error },
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
     #[error("group commit failed: {0}")]
     Commit(Arc<Error>),
     #[error("store write failed: fault injected")]
@@ -124,7 +130,9 @@ impl Store {
                 f.sync_all().map_err(io)?;
             }
         }
-        std::fs::File::open(path).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(path)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(Self {
             db,
             tree,
@@ -137,7 +145,12 @@ impl Store {
     }
 
     /// Log entries of one integration, newest first, starting after `cursor`.
-    pub fn logs(&self, integration: &str, limit: usize, cursor: Option<u64>) -> Result<Page<LogEntry>, Error> {
+    pub fn logs(
+        &self,
+        integration: &str,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<Page<LogEntry>, Error> {
         let prefix = index_prefix(integration);
         let end = match cursor {
             Some(c) => index_key(integration, c),
@@ -171,10 +184,12 @@ impl Store {
         let Some(bytes) = self.read_chunks(LOG, id)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Corrupt {
-            key: format!("log {id}"),
-            source,
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Corrupt {
+                key: format!("log {id}"),
+                source,
+            })
     }
 
     /// The raw input of a log entry, as received.
@@ -194,12 +209,17 @@ impl Store {
     }
 
     /// Ids of one integration's log entries, oldest first, with their received time.
-    fn index(&self, integration: &str) -> impl DoubleEndedIterator<Item = Result<(u64, u64), Error>> + use<> {
+    fn index(
+        &self,
+        integration: &str,
+    ) -> impl DoubleEndedIterator<Item = Result<(u64, u64), Error>> + use<> {
         let plen = index_prefix(integration).len();
-        self.tree.scan_prefix(index_prefix(integration)).map(move |kv| {
-            let (k, v) = kv?;
-            Ok((u64_at(&k[plen..]), u64_at(&v)))
-        })
+        self.tree
+            .scan_prefix(index_prefix(integration))
+            .map(move |kv| {
+                let (k, v) = kv?;
+                Ok((u64_at(&k[plen..]), u64_at(&v)))
+            })
     }
 }
 
@@ -240,7 +260,9 @@ fn u64_at(b: &[u8]) -> u64 {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
 }
 
 /// RFC 3339 with milliseconds, UTC.

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CHUNK, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_key, chunk_prefix, index_key, rfc3339, unix_ms};
+use super::{
+    CHUNK, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_key, chunk_prefix, index_key, rfc3339,
+    unix_ms,
+};
 use crate::config::LogsConfig;
 
 /// Requests handled in one group commit at most; bounds the latency of the first one.
@@ -20,15 +23,20 @@ const MAX_GROUP: usize = 256;
 /// Queue depth before submitters wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 1024;
 
+/// Where a commit's outcome goes: the ids of its entries, or why nothing was written.
+type Reply = oneshot::Sender<Result<Vec<u64>, Error>>;
+
 enum Job {
     Commit {
         logs: Vec<NewLog>,
-        reply: oneshot::Sender<Result<Vec<u64>, Error>>,
+        reply: Reply,
     },
     Prune {
         now: SystemTime,
         reply: oneshot::Sender<Option<SystemTime>>,
     },
+    /// Commit what was queued before this, flush, and end the thread.
+    Shutdown,
 }
 
 /// Submits writes to the writer thread. Cheap to clone; the thread stops when every handle is gone.
@@ -66,9 +74,10 @@ impl WriterHandle {
     }
 }
 
-/// The writer thread; join it after dropping every handle to know the last commit is done.
+/// The writer thread. [`Writer::join`] ends it after everything queued so far is committed.
 pub struct Writer {
     thread: JoinHandle<()>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -105,11 +114,19 @@ impl Writer {
                 path: "writer thread".into(),
                 source,
             })?;
-        Ok((Writer { thread }, WriterHandle { tx, fault }))
+        Ok((
+            Writer {
+                thread,
+                tx: tx.clone(),
+            },
+            WriterHandle { tx, fault },
+        ))
     }
 
-    /// Waits for the thread to finish its last commit (every handle must be dropped first).
+    /// Commits everything queued so far, flushes, and ends the thread; later submissions get
+    /// [`Error::Stopped`]. Blocks: call it from a blocking context.
     pub fn join(self) {
+        let _ = self.tx.blocking_send(Job::Shutdown);
         if self.thread.join().is_err() {
             tracing::error!("store writer thread panicked");
         }
@@ -126,7 +143,8 @@ struct State {
 
 impl State {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
+        let mut running = true;
+        while running && let Some(first) = rx.blocking_recv() {
             let mut commits = Vec::new();
             let mut prunes = Vec::new();
             let mut next = Some(first);
@@ -134,6 +152,10 @@ impl State {
                 match job {
                     Job::Commit { logs, reply } => commits.push((logs, reply)),
                     Job::Prune { now, reply } => prunes.push((now, reply)),
+                    Job::Shutdown => {
+                        running = false;
+                        break;
+                    }
                 }
                 if commits.len() < MAX_GROUP {
                     next = rx.try_recv().ok();
@@ -155,7 +177,10 @@ impl State {
         }
     }
 
-    fn commit_group(&mut self, commits: Vec<(Vec<NewLog>, oneshot::Sender<Result<Vec<u64>, Error>>)>) {
+    fn commit_group(
+        &mut self,
+        commits: Vec<(Vec<NewLog>, Reply)>,
+    ) {
         let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         let mut added: HashMap<String, usize> = HashMap::new();
@@ -262,7 +287,8 @@ impl State {
                 }
             }
         }
-        Ok(oldest_kept.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))
+        Ok(oldest_kept
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))
     }
 
     fn remove_log(&self, batch: &mut sled::Batch, integration: &str, id: u64) -> Result<(), Error> {
@@ -295,7 +321,10 @@ fn put_log(batch: &mut sled::Batch, id: u64, log: &NewLog) -> Result<(), Error> 
     })?;
     put_chunks(batch, LOG, id, &json);
     put_chunks(batch, RAW, id, &log.raw);
-    batch.insert(&index_key(&log.integration, id)[..], &unix_ms(log.received_at).to_be_bytes()[..]);
+    batch.insert(
+        &index_key(&log.integration, id)[..],
+        &unix_ms(log.received_at).to_be_bytes()[..],
+    );
     Ok(())
 }
 

@@ -1,0 +1,279 @@
+//! `siren check-config` on broken files: exit code 2, and stderr names the offending key and says
+//! what is allowed. One test per kind of mistake, generated from a table by `rejected!`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn check_config(path: &Path, dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_siren"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .current_dir(dir)
+        .output()
+        .expect("run siren check-config")
+}
+
+/// Writes `toml` to `siren.toml` in a fresh directory, runs `siren check-config` on it and
+/// answers its exit code and stderr.
+fn check(toml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("siren.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let out = check_config(&path, dir.path());
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Asserts that `toml` is refused with exit code 2 and that stderr names the file and contains
+/// every one of `needles` (the key, and what is allowed).
+fn assert_rejected(case: &str, toml: &str, needles: &[&str]) {
+    let (code, stderr) = check(toml);
+    let context = format!("case `{case}`\n--- config ---\n{toml}\n--- stderr ---\n{stderr}");
+    assert_eq!(code, 2, "exit code; {context}");
+    assert!(
+        stderr.contains("siren.toml"),
+        "stderr does not name the file; {context}"
+    );
+    assert!(!stderr.contains("panicked"), "siren panicked; {context}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}; {context}"
+        );
+    }
+}
+
+/// `name: toml => [needle, ...];` becomes `#[test] fn name()` asserting the file is rejected.
+macro_rules! rejected {
+    ($($name:ident: $toml:expr => [$($needle:expr),+ $(,)?];)+) => {
+        $(
+            #[test]
+            fn $name() {
+                assert_rejected(stringify!($name), $toml, &[$($needle),+]);
+            }
+        )+
+    };
+}
+
+rejected! {
+    toml_syntax_error: "[smtp]\nlisten = [\"127.0.0.1:2525\"\nhostname = \"x\"\n"
+        => ["TOML parse error at line 3", "expected `,`"];
+    unknown_top_level_key: "bogus = 1\n"
+        => ["unknown field `bogus`", "expected one of `smtp`", "`integrations`", "`destinations`"];
+    unknown_smtp_key: "[smtp]\nlisten_addr = [\"127.0.0.1:2525\"]\n"
+        => ["unknown field `listen_addr`", "expected one of `listen`"];
+    unknown_integration_key: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        aggregation = "1h"
+    "# => ["unknown field `aggregation`", "`aggregate`", "`auto_resolve`"];
+    string_where_integer_expected: "[smtp]\nmax_message_size = \"big\"\n"
+        => ["max_message_size = \"big\"", "expected an integer"];
+    integer_where_duration_expected: "[smtp]\nidle_timeout = 300\n"
+        => ["idle_timeout = 300", "expected a string"];
+    smtp_listen_not_an_address: "[smtp]\nlisten = [\"localhost:2525\"]\n"
+        => ["smtp.listen", "\"localhost:2525\"", "IP address with a port"];
+    smtp_listen_empty: "[smtp]\nlisten = []\n"
+        => ["smtp.listen", "at least one address"];
+    http_listen_without_port: "[http]\nlisten = \"127.0.0.1\"\n"
+        => ["http.listen", "\"127.0.0.1\"", "IP address with a port"];
+    max_message_size_zero: "[smtp]\nmax_message_size = 0\n"
+        => ["smtp.max_message_size", "0 is out of range", "allowed: 1 to"];
+    max_message_size_negative: "[smtp]\nmax_message_size = -5\n"
+        => ["smtp.max_message_size", "-5 is out of range", "allowed: 1 to"];
+    idle_timeout_bad_duration: "[smtp]\nidle_timeout = \"5 minutes please\"\n"
+        => ["smtp.idle_timeout", "is not a duration", "\"5m\""];
+    idle_timeout_zero: "[smtp]\nidle_timeout = \"0s\"\n"
+        => ["smtp.idle_timeout", "longer than zero"];
+    aggregate_too_short: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        aggregate = "5m"
+    "# => ["integrations[ops].aggregate", "\"5m\"", "allowed: 15m to 30d"];
+    aggregate_too_long: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        aggregate = "60d"
+    "# => ["integrations[ops].aggregate", "\"60d\"", "allowed: 15m to 30d"];
+    auto_resolve_not_a_duration: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        auto_resolve = "soon"
+    "# => ["integrations[ops].auto_resolve", "\"soon\" is not a duration", "\"5m\""];
+    integration_id_uppercase: r#"
+        [[integrations]]
+        id = "Ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+    "# => ["integrations[0].id", "\"Ops\"", "[a-z0-9_-]"];
+    integration_id_with_spaces: r#"
+        [[integrations]]
+        id = "my ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+    "# => ["integrations[0].id", "\"my ops\"", "[a-z0-9_-]"];
+    integration_id_duplicate: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["db@alerts.localhost"]
+    "# => ["integrations[1].id", "\"ops\" is used twice"];
+    integration_type_unknown: r#"
+        [[integrations]]
+        id = "ops"
+        type = "sms"
+    "# => ["type = \"sms\"", "unknown variant `sms`", "`email`, `webhook`, `alertmanager`"];
+    email_integration_without_addresses: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+    "# => ["integrations[ops].addresses", "at least one address"];
+    webhook_integration_with_addresses: r#"
+        [[integrations]]
+        id = "hook"
+        type = "webhook"
+        addresses = ["ops@alerts.localhost"]
+    "# => ["integrations[hook].addresses", "only email integrations"];
+    address_syntax_invalid: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["not-an-address"]
+    "# => ["integrations[ops].addresses", "\"not-an-address\"", "local@domain or *@domain"];
+    address_claimed_twice: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+
+        [[integrations]]
+        id = "db"
+        type = "email"
+        addresses = ["OPS@Alerts.Localhost"]
+    "# => ["integrations[db].addresses", "already claimed by integration \"ops\""];
+    integration_destination_unknown: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        destinations = ["nowhere"]
+    "# => ["integrations[ops].destinations", "\"nowhere\""];
+    webhook_destination_without_url: r#"
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+    "# => ["destinations[hook].url", "required for type webhook"];
+    command_destination_without_command: r#"
+        [[destinations]]
+        id = "pager"
+        type = "command"
+        command = []
+    "# => ["destinations[pager].command", "required for type command"];
+    destination_type_unknown: r#"
+        [[destinations]]
+        id = "hook"
+        type = "pigeon"
+    "# => ["type = \"pigeon\"", "`webhook`, `slack`, `email`, `command`"];
+    urgency_unknown: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        urgency = "urgent"
+    "# => ["urgency = \"urgent\"", "`low`, `medium`, `high`, `critical`"];
+    template_block_without_argument: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        title = "{{#if}}"
+    "# => ["integrations[ops].title", "template does not compile at line 1", "{{/block}}"];
+    template_block_unclosed: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        description = "{{#if data.x}}open"
+    "# => ["integrations[ops].description", "template does not compile at line 1"];
+    token_and_token_file: r#"
+        [[integrations]]
+        id = "hook"
+        type = "webhook"
+        token = "secret"
+        token_file = "token"
+    "# => ["integrations[hook].token", "either token or token_file, not both"];
+    token_file_missing: r#"
+        [[integrations]]
+        id = "hook"
+        type = "webhook"
+        token_file = "no-such-token"
+    "# => ["integrations[hook].token_file", "cannot read", "no-such-token"];
+    api_token_and_api_token_file: "[http]\napi_token = \"a\"\napi_token_file = \"t\"\n"
+        => ["http.api_token", "either api_token or api_token_file, not both"];
+    http_off_loopback_without_api_token: "[http]\nlisten = \"0.0.0.0:8025\"\n"
+        => ["http.api_token", "not a loopback address", "api_token_file"];
+}
+
+#[test]
+fn missing_config_file_names_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("absent.toml");
+    let out = check_config(&path, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&*path.to_string_lossy()),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn valid_file_exits_zero_and_says_ok() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("siren.toml");
+    std::fs::write(&path, "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@alerts.localhost\"]\n")
+        .expect("write config");
+    let out = check_config(&path, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stdout.contains("ok"), "stdout: {stdout}");
+}
+
+#[test]
+fn token_file_is_read_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), "s3cret\n").expect("write token");
+    let path = dir.path().join("siren.toml");
+    std::fs::write(
+        &path,
+        "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\ntoken_file = \"token\"\n",
+    )
+    .expect("write config");
+    // Run from elsewhere: the relative token_file must resolve beside the config file.
+    let out = check_config(&path, Path::new("/"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn repository_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/siren.toml");
+    let out = check_config(&path, Path::new(env!("CARGO_MANIFEST_DIR")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}

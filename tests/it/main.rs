@@ -1,0 +1,5 @@
+//! Integration tests: the daemon on real sockets bound to 127.0.0.1:0, real clients.
+
+mod config_errors;
+mod helpers;
+mod intake;
