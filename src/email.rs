@@ -93,10 +93,19 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
     } else {
         String::new()
     };
+    let mut parse_error = msg
+        .parts
+        .iter()
+        .any(|p| p.is_encoding_problem)
+        .then(|| "a part could not be decoded with its declared encoding".to_string());
     let text = if has_text {
         join_bodies(&msg, false)
+    } else if let Some(t) = msg.body_text(0) {
+        t.into_owned()
     } else {
-        msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+        // No readable body part (a broken multipart, say): show the raw body instead.
+        parse_error = Some("no readable body part; the raw body is shown".into());
+        raw_body(raw)
     };
     let message = if has_html {
         sanitize_html(&html)
@@ -106,7 +115,6 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
 
     let to = addresses(msg.to()).unwrap_or_else(|| envelope.rcpt_to.join(";"));
     let from = addresses(msg.from()).unwrap_or_else(|| envelope.mail_from.clone());
-    let encoding_problem = msg.parts.iter().any(|p| p.is_encoding_problem);
 
     EmailData {
         to,
@@ -122,6 +130,8 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
         headers: headers(&msg),
         attachments: msg
             .attachments()
+            // A multipart container left over from broken MIME is not an attachment.
+            .filter(|a| !a.is_multipart() && !a.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")))
             .map(|a| Attachment {
                 name: a.attachment_name().unwrap_or_default().to_string(),
                 content_type: a
@@ -137,8 +147,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
             .collect(),
         envelope,
         tag: None,
-        parse_error: encoding_problem
-            .then(|| "a part could not be decoded with its declared encoding".into()),
+        parse_error,
     }
 }
 
@@ -149,6 +158,17 @@ pub fn sanitize_html(html: &str) -> String {
         .link_rel(Some("noopener noreferrer"))
         .clean(html)
         .to_string()
+}
+
+/// Everything after the header block, as text.
+fn raw_body(raw: &[u8]) -> String {
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+        .unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[start..]).into_owned()
 }
 
 fn join_bodies(msg: &mail_parser::Message<'_>, html: bool) -> String {

@@ -3,3 +3,4 @@
 mod config_errors;
 mod helpers;
 mod intake;
+mod samples;
