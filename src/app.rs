@@ -145,7 +145,7 @@ impl App {
             Err(_) => tracing::warn!("http connections still open at shutdown; closed"),
         }
         // Sessions are done: the writer commits what it holds, flushes and ends.
-        tokio::task::spawn_blocking(move || writer.join()).await?;
+        writer.join().await;
         tracing::info!("stopped");
         Ok(())
     }

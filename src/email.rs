@@ -131,7 +131,12 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
         attachments: msg
             .attachments()
             // A multipart container left over from broken MIME is not an attachment.
-            .filter(|a| !a.is_multipart() && !a.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")))
+            .filter(|a| {
+                !a.is_multipart()
+                    && !a
+                        .content_type()
+                        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"))
+            })
             .map(|a| Attachment {
                 name: a.attachment_name().unwrap_or_default().to_string(),
                 content_type: a

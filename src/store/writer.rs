@@ -1,4 +1,4 @@
-//! The group-commit writer: one OS thread owns every write. It takes all pending requests,
+//! The group-commit writer: one task owns every write. It takes all pending requests,
 //! applies them as one sled batch, calls the blocking `flush()` once, `fdatasync`s sled's data
 //! file itself (sled's flush uses `sync_file_range`, which does not persist file metadata), and
 //! only then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::{
     CHUNK, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_key, chunk_prefix, index_key, rfc3339,
@@ -74,9 +74,9 @@ impl WriterHandle {
     }
 }
 
-/// The writer thread. [`Writer::join`] ends it after everything queued so far is committed.
+/// The writer task. [`Writer::join`] ends it after everything queued so far is committed.
 pub struct Writer {
-    thread: JoinHandle<()>,
+    task: JoinHandle<()>,
     tx: mpsc::Sender<Job>,
 }
 
@@ -107,28 +107,22 @@ impl Writer {
             counts,
             fault: fault.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("siren-writer".into())
-            .spawn(move || state.run(rx))
-            .map_err(|source| Error::Io {
-                path: "writer thread".into(),
-                source,
-            })?;
+        let task = tokio::spawn(state.run(rx));
         Ok((
             Writer {
-                thread,
+                task,
                 tx: tx.clone(),
             },
             WriterHandle { tx, fault },
         ))
     }
 
-    /// Commits everything queued so far, flushes, and ends the thread; later submissions get
-    /// [`Error::Stopped`]. Blocks: call it from a blocking context.
-    pub fn join(self) {
-        let _ = self.tx.blocking_send(Job::Shutdown);
-        if self.thread.join().is_err() {
-            tracing::error!("store writer thread panicked");
+    /// Commits everything queued so far, flushes, and ends the writer; later submissions get
+    /// [`Error::Stopped`].
+    pub async fn join(self) {
+        let _ = self.tx.send(Job::Shutdown).await;
+        if self.task.await.is_err() {
+            tracing::error!("store writer task failed");
         }
     }
 }
@@ -142,9 +136,12 @@ struct State {
 }
 
 impl State {
-    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    /// Collects whatever is queued into one group and commits it on the blocking pool, one
+    /// group at a time. (On the blocking pool, tokio knows work is in flight: paused-time tests
+    /// do not run the clock ahead during a commit.)
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut running = true;
-        while running && let Some(first) = rx.blocking_recv() {
+        while running && let Some(first) = rx.recv().await {
             let mut commits = Vec::new();
             let mut prunes = Vec::new();
             let mut next = Some(first);
@@ -161,26 +158,35 @@ impl State {
                     next = rx.try_recv().ok();
                 }
             }
-            if !commits.is_empty() {
-                self.commit_group(commits);
-            }
-            for (now, reply) in prunes {
-                let next = self.prune_by_age(now).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "pruning old log entries failed");
-                    None
-                });
-                let _ = reply.send(next);
-            }
+            let group = tokio::task::spawn_blocking(move || {
+                if !commits.is_empty() {
+                    self.commit_group(commits);
+                }
+                for (now, reply) in prunes {
+                    let next = self.prune_by_age(now).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "pruning old log entries failed");
+                        None
+                    });
+                    let _ = reply.send(next);
+                }
+                self
+            });
+            self = match group.await {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::error!(error = %e, "store writer failed; no more writes");
+                    return;
+                }
+            };
         }
-        if let Err(e) = self.store.db.flush() {
-            tracing::error!(error = %e, "final store flush failed");
+        let db = self.store.db.clone();
+        let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+        if !matches!(flushed, Ok(Ok(_))) {
+            tracing::error!("final store flush failed");
         }
     }
 
-    fn commit_group(
-        &mut self,
-        commits: Vec<(Vec<NewLog>, Reply)>,
-    ) {
+    fn commit_group(&mut self, commits: Vec<(Vec<NewLog>, Reply)>) {
         let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         let mut added: HashMap<String, usize> = HashMap::new();

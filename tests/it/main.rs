@@ -1,6 +1,9 @@
 //! Integration tests: the daemon on real sockets bound to 127.0.0.1:0, real clients.
 
 mod config_errors;
+mod crash;
 mod helpers;
 mod intake;
+mod retention;
+mod routing;
 mod samples;

@@ -39,12 +39,20 @@ fn root() -> PathBuf {
 }
 
 fn expectations() -> Vec<Expected> {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/samples.json")).expect("fixture");
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/samples.json")).expect("fixture");
     serde_json::from_str(&text).expect("fixture is valid JSON")
 }
 
 /// Active content that must never survive sanitization, in any sample.
-const NEVER: &[&str] = &["<script", "javascript:", "onerror=", "onclick=", "onload=", "onmouseover="];
+const NEVER: &[&str] = &[
+    "<script",
+    "javascript:",
+    "onerror=",
+    "onclick=",
+    "onload=",
+    "onmouseover=",
+];
 
 #[test]
 fn fixture_covers_every_sample() {
@@ -84,28 +92,54 @@ async fn every_sample_is_parsed_and_sanitized() {
         let f = &e.file;
         // The client may add the CRLF that ends the last line.
         let size = log["size"].as_u64().unwrap() as usize;
-        assert!((raw.len()..=raw.len() + 2).contains(&size), "{f}: size {size}");
+        assert!(
+            (raw.len()..=raw.len() + 2).contains(&size),
+            "{f}: size {size}"
+        );
         assert_eq!(data["from"], e.from, "{f}: from");
         assert_eq!(data["to"], e.to, "{f}: to");
         assert_eq!(data["subject"], e.subject, "{f}: subject");
-        assert_eq!(data["message_id"], json_opt(&e.message_id), "{f}: message_id");
+        assert_eq!(
+            data["message_id"],
+            json_opt(&e.message_id),
+            "{f}: message_id"
+        );
         let message = data["message"].as_str().unwrap();
         let text = data["text"].as_str().unwrap();
         for s in &e.message_contains {
-            assert!(message.contains(s.as_str()), "{f}: message lacks {s:?}:\n{message}");
+            assert!(
+                message.contains(s.as_str()),
+                "{f}: message lacks {s:?}:\n{message}"
+            );
         }
         for s in &e.text_contains {
             assert!(text.contains(s.as_str()), "{f}: text lacks {s:?}:\n{text}");
         }
-        for s in NEVER.iter().copied().chain(e.message_not_contains.iter().map(String::as_str)) {
-            assert!(!message.to_ascii_lowercase().contains(s), "{f}: {s:?} survived:\n{message}");
+        for s in NEVER
+            .iter()
+            .copied()
+            .chain(e.message_not_contains.iter().map(String::as_str))
+        {
+            assert!(
+                !message.to_ascii_lowercase().contains(s),
+                "{f}: {s:?} survived:\n{message}"
+            );
         }
-        assert_eq!(message.contains('<') && message != text, e.has_html, "{f}: html message?");
+        assert_eq!(
+            message.contains('<') && message != text,
+            e.has_html,
+            "{f}: html message?"
+        );
         let attachments: Vec<(String, String)> = data["attachments"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| (a["name"].as_str().unwrap().to_string(), a["type"].as_str().unwrap().to_string()))
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["type"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         let want: Vec<(String, String)> = e
             .attachments
