@@ -1,9 +1,10 @@
 //! Integration tests: the daemon on real sockets bound to 127.0.0.1:0, real clients.
 
 mod config_errors;
-mod crash;
+
 mod helpers;
 mod intake;
+mod process;
 mod retention;
 mod routing;
 mod samples;

@@ -1,11 +1,11 @@
-//! Crash safety: the real binary is killed with SIGKILL in the middle of a burst from several
-//! concurrent clients; after a restart on the same store, every message that got 250 is there,
-//! exactly once.
+//! The real binary under signals. SIGKILL in the middle of a burst from several concurrent
+//! clients: after a restart on the same store, every message that got 250 is there, exactly
+//! once. SIGTERM: open transactions finish, idle sessions get 421, the process exits 0.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,25 +56,86 @@ fn spawn(config: &Path) -> Process {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_250_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("siren.toml");
+/// Writes a configuration with ports 0 and a store in `dir`; returns its path.
+fn write_config(dir: &Path) -> PathBuf {
+    let config = dir.join("siren.toml");
     std::fs::write(
         &config,
         format!(
             "[smtp]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
              [[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@alerts.localhost\"]\n",
-            dir.path().join("store").display()
+            dir.join("store").display()
         ),
     )
     .unwrap();
-    let p = tokio::task::spawn_blocking({
-        let config = config.clone();
-        move || spawn(&config)
-    })
-    .await
-    .unwrap();
+    config
+}
+
+async fn start(config: &Path) -> Process {
+    let config = config.to_owned();
+    tokio::task::spawn_blocking(move || spawn(&config))
+        .await
+        .unwrap()
+}
+
+/// Every log entry of `ops`, following the cursor through all pages.
+async fn all_logs(http: SocketAddr) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = http_get(
+            http,
+            &format!("/api/v1/integrations/ops/logs?limit=1000{cursor}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        all.extend(body["logs"].as_array().unwrap().iter().cloned());
+        match body["next"].as_str() {
+            Some(n) => cursor = format!("&cursor={n}"),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_open_sessions_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut p = start(&config).await;
+    let mut busy = Smtp::greeted(p.smtp).await;
+    busy.cmd("EHLO client.test", "250").await;
+    busy.cmd("MAIL FROM:<a@example.com>", "250").await;
+    busy.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
+    busy.cmd("DATA", "354").await;
+    busy.send_raw(b"Subject: across SIGTERM\r\nMessage-ID: <term@x>\r\n\r\nfirst half\r\n")
+        .await;
+    let mut idle = Smtp::greeted(p.smtp).await;
+    idle.cmd("EHLO client.test", "250").await;
+
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) }, 0);
+    idle.expect("421 4.3.0").await;
+    busy.send_raw(b"second half\r\n.\r\n").await;
+    busy.expect("250 2.0.0").await;
+    let status = tokio::task::spawn_blocking(move || p.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "clean exit after SIGTERM");
+
+    let mut p2 = start(&config).await;
+    let logs = all_logs(p2.http).await;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["data"]["message_id"], "term@x");
+    p2.child.kill().unwrap();
+    p2.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_250_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let p = start(&config).await;
 
     // Five clients send without pause; the daemon is killed once 150 messages got their 250.
     const KILL_AFTER: usize = 150;
