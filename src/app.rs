@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -110,6 +110,7 @@ impl App {
         let router = http::router(AppState {
             config: config.clone(),
             store,
+            writer: handle.clone(),
         });
         let http_stop = stop.clone();
         let http_task = tokio::spawn(async move {
@@ -120,6 +121,7 @@ impl App {
             .with_graceful_shutdown(http_stop.cancelled_owned())
             .await
         });
+        background.spawn(crate::resolver::run(handle.clone(), stop.clone()));
         background.spawn(prune_logs(handle, stop.clone()));
 
         shutdown.await;
@@ -154,12 +156,12 @@ impl App {
 /// Removes log entries past `logs.max_age`, sleeping until the oldest one expires.
 async fn prune_logs(writer: WriterHandle, stop: CancellationToken) {
     loop {
-        let next = match writer.prune(SystemTime::now()).await {
+        let next = match writer.prune(crate::clock::now()).await {
             Ok(next) => next,
             Err(_) => return,
         };
         let wait = next
-            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .and_then(|t| t.duration_since(crate::clock::now()).ok())
             .unwrap_or(Duration::from_secs(3600))
             .max(Duration::from_secs(1));
         tokio::select! {

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use handlebars::Handlebars;
+use std::sync::Arc;
+
+use crate::template::Templates;
 use serde::Deserialize;
 
 /// A configuration file that could not be used. Its message names the key and the rule.
@@ -37,6 +39,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub integrations: Vec<Integration>,
     pub destinations: Vec<Destination>,
+    /// Every integration's title and description templates, compiled.
+    pub templates: Arc<Templates>,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +313,12 @@ impl Validator<'_> {
         };
         let destinations = self.destinations(raw.destinations)?;
         let integrations = self.integrations(raw.integrations, &destinations)?;
+        let templates = Templates::new(&integrations).map_err(|e| {
+            self.err(
+                format!("integrations[{}].{}", e.integration, e.field),
+                e.message,
+            )
+        })?;
         Ok(Config {
             smtp,
             http,
@@ -318,6 +328,7 @@ impl Validator<'_> {
             logs,
             integrations,
             destinations,
+            templates: Arc::new(templates),
         })
     }
 
@@ -486,15 +497,9 @@ impl Validator<'_> {
                 .as_deref()
                 .map(|v| self.window(&key("auto_resolve"), v))
                 .transpose()?;
-            let (default_title, default_description) = match r.kind {
-                IntegrationType::Email => ("{{data.subject}}", "{{data.message}}"),
-                IntegrationType::Webhook => ("{{data.Title}}", "{{data.Description}}"),
-                IntegrationType::Alertmanager => ("{{data.title}}", "{{data.description}}"),
-            };
+            let (default_title, default_description) = crate::template::default_templates(r.kind);
             let title = r.title.unwrap_or_else(|| default_title.into());
             let description = r.description.unwrap_or_else(|| default_description.into());
-            self.template(&key("title"), &title)?;
-            self.template(&key("description"), &description)?;
             let token = self.secret(&key("token"), r.token, r.token_file)?;
             out.push(Integration {
                 name: r.name.unwrap_or_else(|| r.id.clone()),
@@ -590,26 +595,6 @@ impl Validator<'_> {
                 format!("\"{raw}\" is out of range; allowed: 15m to 30d"),
             ))
         }
-    }
-
-    fn template(&self, key: &str, source: &str) -> Result<(), ConfigError> {
-        let mut hb = Handlebars::new();
-        hb.set_strict_mode(true);
-        hb.register_template_string("t", source)
-            .map_err(|e| {
-                // Handlebars' own Display is a multi-line snippet naming an internal template and
-                // listing grammar rule names; say where it failed and what is wrong instead.
-                let at = e.pos().map(|(l, c)| format!(" at line {l}, column {c}")).unwrap_or_default();
-                let reason = match e.reason() {
-                    handlebars::TemplateErrorReason::InvalidSyntax(_) => {
-                        "invalid handlebars syntax; every {{#block}} needs its arguments and a closing {{/block}}, \
-                         and every {{ a matching }}"
-                            .to_string()
-                    }
-                    other => other.to_string(),
-                };
-                self.err(key, format!("template does not compile{at}: {reason}"))
-            })
     }
 
     /// A secret given inline or as a file (trailing newline trimmed), never both.

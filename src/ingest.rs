@@ -1,19 +1,22 @@
-//! What one accepted input does, from parsed data to the durable commit: the seam between the
-//! protocol front ends (SMTP, HTTP) and the pipeline stages behind them.
+//! What one accepted input does, from parsed data to the durable commit: adapt (stage 4),
+//! render the templates (stage 5), and hand log entries with their alert requests to the
+//! writer, which aggregates (stage 6). The seam between the protocol front ends (SMTP, HTTP)
+//! and the pipeline behind them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::adapt::{self, Event};
+use crate::config::{Config, Integration};
 use crate::email::{self, Envelope};
 use crate::route::Route;
-use crate::store::{self, NewLog, Source, WriterHandle};
+use crate::store::{self, AlertRequest, NewLog, Receipt, Source, WriterHandle};
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
 const PARSE_INLINE_MAX: usize = 64 * 1024;
 
 /// Parses one message once and logs it for each integration it was routed to (each once),
-/// returning only after everything is durable. Returns the log ids, in route order.
+/// returning only after everything is durable. Receipts come in route order.
 pub async fn email(
     config: &Config,
     writer: &WriterHandle,
@@ -21,7 +24,7 @@ pub async fn email(
     raw: Vec<u8>,
     routes: &[Route],
     received_at: SystemTime,
-) -> Result<Vec<u64>, store::Error> {
+) -> Result<Vec<Receipt>, store::Error> {
     let remote_addr = envelope.client_addr.clone();
     let raw: Arc<[u8]> = raw.into();
     let data = if raw.len() <= PARSE_INLINE_MAX {
@@ -35,20 +38,57 @@ pub async fn email(
     let logs = routes
         .iter()
         .map(|route| {
+            let integration = &config.integrations[route.integration];
             let mut data = data.clone();
             data.tag = route.tag.clone();
-            NewLog {
-                integration: config.integrations[route.integration].id.clone(),
-                received_at,
+            let event = adapt::email::adapt(&data);
+            let input = Input {
                 source: Source::Smtp,
                 remote_addr: remote_addr.clone(),
-                data: serde_json::to_value(&data).unwrap_or_default(),
-                outcome: None,
-                alert_id: None,
-                error: data.parse_error.clone(),
+                received_at,
                 raw: raw.clone(),
-            }
+            };
+            event_log(config, integration, &input, event, data.parse_error.clone())
         })
         .collect();
     writer.commit(logs).await
+}
+
+/// Where an input came from, shared by the log entries it makes.
+pub struct Input {
+    pub source: Source,
+    pub remote_addr: String,
+    pub received_at: SystemTime,
+    pub raw: Arc<[u8]>,
+}
+
+/// The log entry and alert request of one event; the templates are rendered here.
+pub fn event_log(
+    config: &Config,
+    integration: &Integration,
+    input: &Input,
+    event: Event,
+    error: Option<String>,
+) -> NewLog {
+    let rendered = config.templates.render(integration, &event.data);
+    let errors: Vec<String> = error.into_iter().chain(rendered.errors).collect();
+    NewLog {
+        integration: integration.id.clone(),
+        received_at: input.received_at,
+        source: input.source,
+        remote_addr: input.remote_addr.clone(),
+        alert: Some(AlertRequest {
+            action: event.action,
+            thirdparty_id: event.thirdparty_id,
+            title: rendered.title,
+            description: rendered.description,
+            urgency: event.urgency.unwrap_or(integration.urgency),
+            aggregate: integration.aggregate,
+            auto_resolve: integration.auto_resolve,
+        }),
+        data: event.data,
+        outcome: None,
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        raw: input.raw.clone(),
+    }
 }

@@ -11,14 +11,19 @@
 //! Stages 2 and 3 are pure functions of their input and the configuration; I/O lives at the
 //! edges (`smtp`, `http`, `store`). `app` wires them together and owns shutdown.
 
+pub mod adapt;
 pub mod app;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod email;
 pub mod http;
 pub mod ingest;
+pub mod resolver;
 pub mod route;
 pub mod smtp;
 pub mod store;
+pub mod template;
 
 pub use app::App;
 pub use config::Config;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use siren::cli::{self, Api};
 use siren::{App, Config};
 
 #[derive(Parser)]
@@ -23,6 +24,45 @@ enum Command {
     Run,
     /// Validate the configuration file and exit: 0 when valid, 2 with the reason otherwise.
     CheckConfig,
+    /// List, show, acknowledge or resolve alerts on the running daemon.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+        /// The daemon's HTTP base URL (default: http.listen of the configuration).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Show the newest log entries of an integration on the running daemon.
+    Logs {
+        integration: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Alerts, newest first.
+    List {
+        /// queued, open, acknowledged, dropped or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        integration: Option<String>,
+        /// An RFC 3339 time, or a duration meaning that long ago (e.g. 1h).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One alert, as JSON.
+    Show { id: String },
+    /// Acknowledge an alert.
+    Ack { id: String },
+    /// Resolve an alert (resolved_by: user).
+    Resolve { id: String },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +84,12 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Alerts { command, url } => client(alerts(&config, command, url)),
+        Command::Logs {
+            integration,
+            limit,
+            url,
+        } => client(logs(&config, integration, limit, url)),
         Command::Run => {
             init_tracing();
             match run(config) {
@@ -66,6 +112,101 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Runs a client command; prints its error and exits 1 when it fails.
+fn client(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match rt
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(f))
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siren: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn alerts(
+    config: &Config,
+    command: AlertsCommand,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    let api = Api::from_config(config, url);
+    let alert = match command {
+        AlertsCommand::List {
+            status,
+            integration,
+            since,
+            limit,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (k, v) in [
+                ("status", status),
+                ("integration", integration),
+                ("since", since),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", encode(&v)));
+                }
+            }
+            let body = api
+                .get(&format!("/api/v1/alerts?{}", query.join("&")))
+                .await?;
+            print!(
+                "{}",
+                cli::alert_table(body["alerts"].as_array().map_or(&[][..], |v| v))
+            );
+            return Ok(());
+        }
+        AlertsCommand::Show { id } => api.get(&format!("/api/v1/alerts/{}", encode(&id))).await?,
+        AlertsCommand::Ack { id } => {
+            api.post(&format!("/api/v1/alerts/{}/acknowledge", encode(&id)))
+                .await?
+        }
+        AlertsCommand::Resolve { id } => {
+            api.post(&format!("/api/v1/alerts/{}/resolve", encode(&id)))
+                .await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&alert)?);
+    Ok(())
+}
+
+async fn logs(
+    config: &Config,
+    integration: String,
+    limit: usize,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    let api = Api::from_config(config, url);
+    let body = api
+        .get(&format!(
+            "/api/v1/integrations/{}/logs?limit={limit}",
+            encode(&integration)
+        ))
+        .await?;
+    print!(
+        "{}",
+        cli::log_table(body["logs"].as_array().map_or(&[][..], |v| v))
+    );
+    Ok(())
+}
+
+/// Percent-encodes a query or path value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[tokio::main]

@@ -1,5 +1,7 @@
-//! The HTTP port: health and the integration-log API. One error type maps every failure to a
+//! The HTTP port: health, the alert API and the integration-log API. One error type maps every failure to a
 //! status and a JSON body; handlers never build error responses themselves.
+
+mod alerts;
 
 use std::sync::Arc;
 
@@ -7,18 +9,19 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::store::{self, Store};
+use crate::store::{self, Store, WriterHandle};
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub writer: WriterHandle,
 }
 
 /// Every way an HTTP request can fail, and the one place they become responses.
@@ -30,8 +33,20 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong API token")]
     Unauthorized,
+    #[error("{0}")]
+    Conflict(String),
     #[error("store unavailable")]
-    Store(#[from] store::Error),
+    Store(store::Error),
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::NoSuchAlert(id) => ApiError::NotFound(format!("no alert \"{id}\"")),
+            e @ store::Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            e => ApiError::Store(e),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -40,6 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error while serving a request");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -51,6 +67,11 @@ impl IntoResponse for ApiError {
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::show))
+        .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/api/v1/integrations", get(alerts::integrations))
         .route("/api/v1/integrations/{id}/logs", get(integration_logs))
         .route("/api/v1/logs/{id}", get(log_detail))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -93,6 +114,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Runs store reads on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, store::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::Store(store::Error::Stopped))?
+        .map_err(ApiError::from)
+}
+
+/// `?limit=` and `?cursor=`, which every list takes.
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
@@ -131,9 +163,7 @@ async fn integration_logs(
     }
     let (limit, cursor) = (q.limit()?, q.cursor()?);
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.logs(&id, limit, cursor))
-        .await
-        .map_err(|_| ApiError::Store(store::Error::Stopped))??;
+    let page = blocking(move || store.logs(&id, limit, cursor)).await?;
     Ok(Json(json!({ "logs": page.items, "next": page.next })))
 }
 

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mailin::{Handler, Response, Session};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, reply};
+use crate::clock;
 use crate::email::Envelope;
 use crate::ingest;
 use crate::route::Route;
@@ -321,18 +322,18 @@ impl Driver {
                 .extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
             return Ok(Next::Continue);
         }
-        let ids = ingest::email(
+        let received = ingest::email(
             &self.ctx.config,
             &self.ctx.writer,
             envelope,
             body,
             &routes,
-            SystemTime::now(),
+            clock::now(),
         )
         .await;
-        match ids {
-            Ok(ids) => {
-                let first = ids.first().copied().unwrap_or_default();
+        match received {
+            Ok(receipts) => {
+                let first = receipts.first().map(|r| r.log_id).unwrap_or_default();
                 self.out.extend_from_slice(reply::queued(first).as_bytes());
             }
             Err(e) => {

@@ -13,6 +13,7 @@
 //! Values are cut into [`CHUNK`]-byte pieces so that no sled page ever crosses the size at which
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
 
+mod alerts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use writer::{Writer, WriterHandle};
+pub use alerts::{Action, Alert, AlertRequest, Outcome, ResolvedBy, Status};
+pub use writer::{Receipt, UserChange, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
 /// segment off-log; a leaf holds at most 17 items, so 17 x 4 KiB stays well below 128 KiB.
@@ -49,6 +51,10 @@ pub enum Error {
     },
     #[error("group commit failed: {0}")]
     Commit(Arc<Error>),
+    #[error("no alert {0}")]
+    NoSuchAlert(u64),
+    #[error("alert {id} is {status:?}; that change does not apply")]
+    Conflict { id: u64, status: Status },
     #[error("store write failed: fault injected")]
     Injected,
     #[error("the store writer has stopped")]
@@ -73,7 +79,7 @@ pub struct LogEntry {
     pub remote_addr: String,
     pub size: u64,
     pub data: serde_json::Value,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub alert_id: Option<String>,
     pub error: Option<String>,
 }
@@ -86,8 +92,10 @@ pub struct NewLog {
     pub source: Source,
     pub remote_addr: String,
     pub data: serde_json::Value,
-    pub outcome: Option<String>,
-    pub alert_id: Option<String>,
+    /// The alert change the input asks for; the writer decides the outcome.
+    pub alert: Option<AlertRequest>,
+    /// The outcome when there is no alert request (e.g. `rejected`).
+    pub outcome: Option<Outcome>,
     pub error: Option<String>,
     /// The input as received; shared when one input is logged for several integrations.
     pub raw: Arc<[u8]>,
@@ -256,6 +264,78 @@ fn u64_at(b: &[u8]) -> u64 {
     let n = b.len().min(8);
     a[..n].copy_from_slice(&b[..n]);
     u64::from_be_bytes(a)
+}
+
+/// Filters of the alert list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub status: Option<Status>,
+    pub integration: Option<String>,
+    /// Only alerts created at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+}
+
+impl Store {
+    /// One alert.
+    pub fn alert(&self, id: u64) -> Result<Option<Alert>, Error> {
+        match alerts::read_record(&self.tree, id)? {
+            None => Ok(None),
+            Some(r) => {
+                let description = self.description(r.id)?;
+                Ok(Some(r.into_alert(description)))
+            }
+        }
+    }
+
+    fn description(&self, id: u64) -> Result<String, Error> {
+        let bytes = self
+            .read_chunks(alerts::DESCRIPTION, id)?
+            .unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Alerts, newest first, from the index that fits the filter, starting after `cursor`.
+    pub fn alerts(
+        &self,
+        filter: &AlertFilter,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<Page<Alert>, Error> {
+        let prefix = match (&filter.integration, filter.status) {
+            (Some(i), Some(s)) => alerts::both_prefix(i, s),
+            (Some(i), None) => alerts::integration_prefix(i),
+            (None, Some(s)) => alerts::status_prefix(s),
+            (None, None) => vec![alerts::ALERT],
+        };
+        let mut end = prefix.clone();
+        match cursor {
+            Some(c) => end.extend_from_slice(&c.to_be_bytes()),
+            None => end.push(0xff),
+        }
+        let mut items = Vec::new();
+        for k in self.tree.range(prefix.clone()..end).keys().rev() {
+            let k = k?;
+            let id = u64_at(&k[prefix.len()..]);
+            let Some(r) = alerts::read_record(&self.tree, id)? else {
+                continue;
+            };
+            if filter.since_ms.is_some_and(|since| r.created_ms < since) {
+                break; // ids grow with creation time: everything further is older
+            }
+            if items.len() == limit {
+                let next = items.last().map(|a: &Alert| a.id.clone());
+                return Ok(Page { items, next });
+            }
+            let description = self.description(id)?;
+            items.push(r.into_alert(description));
+        }
+        Ok(Page { items, next: None })
+    }
+}
+
+/// RFC 3339 of milliseconds since the epoch.
+pub fn rfc3339_ms(ms: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -2,6 +2,7 @@
 //! applies them as one sled batch, calls the blocking `flush()` once, `fdatasync`s sled's data
 //! file itself (sled's flush uses `sync_file_range`, which does not persist file metadata), and
 //! only then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
+//! Alert changes happen here too, so reads-then-writes (aggregation) never race.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::alerts::{self, ResolvedBy, Status, Txn};
 use super::{
-    CHUNK, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_key, chunk_prefix, index_key, rfc3339,
-    unix_ms,
+    Alert, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_prefix, index_key, rfc3339, unix_ms,
 };
 use crate::config::LogsConfig;
 
@@ -22,49 +23,130 @@ use crate::config::LogsConfig;
 const MAX_GROUP: usize = 256;
 /// Queue depth before submitters wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 1024;
+/// Alerts auto-resolved in one group at most; the rest follow in the next.
+const AUTO_RESOLVE_BATCH: usize = 1000;
 
-/// Where a commit's outcome goes: the ids of its entries, or why nothing was written.
-type Reply = oneshot::Sender<Result<Vec<u64>, Error>>;
+/// What one logged input came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub log_id: u64,
+    pub outcome: Option<alerts::Outcome>,
+    pub alert_id: Option<u64>,
+}
+
+/// A change a user asks for through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    Acknowledge,
+    Resolve,
+}
 
 enum Job {
-    Commit {
+    Ingest {
         logs: Vec<NewLog>,
-        reply: Reply,
+        reply: oneshot::Sender<Result<Vec<Receipt>, Error>>,
+    },
+    Change {
+        id: u64,
+        change: UserChange,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Alert, Error>>,
+    },
+    AutoResolve {
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
     },
     Prune {
         now: SystemTime,
         reply: oneshot::Sender<Option<SystemTime>>,
     },
-    /// Commit what was queued before this, flush, and end the thread.
+    /// Commit what was queued before this, flush, and end the writer.
     Shutdown,
 }
 
-/// Submits writes to the writer thread. Cheap to clone; the thread stops when every handle is gone.
+/// A job applied to the group's transaction, waiting for the commit to answer.
+enum Done {
+    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>, Vec<Receipt>),
+    Change(oneshot::Sender<Result<Alert, Error>>, Box<Result<Alert, Error>>),
+    AutoResolve(
+        oneshot::Sender<Result<Option<SystemTime>, Error>>,
+        Option<u64>,
+    ),
+}
+
+impl Done {
+    fn succeed(self) {
+        match self {
+            Done::Ingest(reply, receipts) => drop(reply.send(Ok(receipts))),
+            Done::Change(reply, result) => drop(reply.send(*result)),
+            Done::AutoResolve(reply, next) => drop(reply.send(Ok(next.map(ms_time)))),
+        }
+    }
+
+    fn fail(self, e: &Arc<Error>) {
+        let err = || Error::Commit(e.clone());
+        match self {
+            Done::Ingest(reply, _) => drop(reply.send(Err(err()))),
+            Done::Change(reply, _) => drop(reply.send(Err(err()))),
+            Done::AutoResolve(reply, _) => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+fn ms_time(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Submits writes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
     fault: Arc<AtomicBool>,
+    /// Woken when a commit adds an auto-resolve deadline earlier than the last one reported.
+    deadline_moved: Arc<Notify>,
 }
 
 impl WriterHandle {
-    /// Writes the entries durably and returns their ids, in order.
-    pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<u64>, Error> {
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Commit { logs, reply })
-            .await
-            .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)?
+        self.tx.send(job(reply)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Writes the entries and their alert changes durably; returns what each came to, in order.
+    pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+        self.submit(|reply| Job::Ingest { logs, reply }).await?
+    }
+
+    /// Acknowledges or resolves (by `user`) one alert.
+    pub async fn change(
+        &self,
+        id: u64,
+        change: UserChange,
+        now: SystemTime,
+    ) -> Result<Alert, Error> {
+        self.submit(|reply| Job::Change {
+            id,
+            change,
+            now,
+            reply,
+        })
+        .await?
+    }
+
+    /// Resolves (by `auto`) alerts whose deadline has passed; returns the next deadline.
+    pub async fn auto_resolve(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
+        self.submit(|reply| Job::AutoResolve { now, reply }).await?
+    }
+
+    /// Resolves when a commit added an auto-resolve deadline earlier than the last reported.
+    pub async fn deadline_moved(&self) {
+        self.deadline_moved.notified().await
     }
 
     /// Drops log entries older than the retention age; returns when the next one expires.
     pub async fn prune(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Prune { now, reply })
-            .await
-            .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)
+        self.submit(|reply| Job::Prune { now, reply }).await
     }
 
     /// Makes every following commit fail (until turned off), as a full disk would. For tests
@@ -100,12 +182,15 @@ impl Writer {
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let fault = Arc::new(AtomicBool::new(false));
+        let deadline_moved = Arc::new(Notify::new());
         let state = State {
             store,
             data_file,
             retention,
             counts,
             fault: fault.clone(),
+            deadline_moved: deadline_moved.clone(),
+            reported_deadline: None,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((
@@ -113,7 +198,11 @@ impl Writer {
                 task,
                 tx: tx.clone(),
             },
-            WriterHandle { tx, fault },
+            WriterHandle {
+                tx,
+                fault,
+                deadline_moved,
+            },
         ))
     }
 
@@ -133,6 +222,9 @@ struct State {
     retention: LogsConfig,
     counts: HashMap<String, usize>,
     fault: Arc<AtomicBool>,
+    deadline_moved: Arc<Notify>,
+    /// The next auto-resolve deadline as last reported to the timer.
+    reported_deadline: Option<u64>,
 }
 
 impl State {
@@ -142,22 +234,23 @@ impl State {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut running = true;
         while running && let Some(first) = rx.recv().await {
-            let mut commits = Vec::new();
+            let mut jobs = Vec::new();
             let mut prunes = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Commit { logs, reply } => commits.push((logs, reply)),
                     Job::Prune { now, reply } => prunes.push((now, reply)),
                     Job::Shutdown => {
                         running = false;
                         break;
                     }
+                    job => jobs.push(job),
                 }
-                if commits.len() < MAX_GROUP {
+                if jobs.len() < MAX_GROUP {
                     next = rx.try_recv().ok();
                 }
             }
+            let commits = jobs;
             let group = tokio::task::spawn_blocking(move || {
                 if !commits.is_empty() {
                     self.commit_group(commits);
@@ -186,32 +279,36 @@ impl State {
         }
     }
 
-    fn commit_group(&mut self, commits: Vec<(Vec<NewLog>, Reply)>) {
+    fn commit_group(&mut self, jobs: Vec<Job>) {
         let started = std::time::Instant::now();
-        let mut batch = sled::Batch::default();
+        let requests = jobs.len();
+        let now = unix_ms(crate::clock::now());
         let mut added: HashMap<String, usize> = HashMap::new();
-        let result = (|| {
-            let mut ids = Vec::with_capacity(commits.len());
-            for (logs, _) in &commits {
-                let mut these = Vec::with_capacity(logs.len());
-                for log in logs {
-                    let id = self.store.db.generate_id()?;
-                    put_log(&mut batch, id, log)?;
-                    *added.entry(log.integration.clone()).or_default() += 1;
-                    these.push(id);
+        let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
+        let mut txn = Txn::new(&tree, &db);
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut applied = Ok(());
+        for job in jobs {
+            match self.apply(&mut txn, job, now, &mut added) {
+                Ok(d) => done.push(d),
+                Err(e) => {
+                    applied = Err(e);
+                    break;
                 }
-                ids.push(these);
             }
-            let removed = self.prune_by_count(&mut batch, &added)?;
+        }
+        let earliest = txn.earliest_deadline;
+        let result = applied.and_then(|()| {
+            let removed = self.prune_by_count(&mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
-            self.store.tree.apply_batch(batch)?;
+            self.store.tree.apply_batch(txn.batch)?;
             self.sync()?;
-            Ok((ids, removed))
-        })();
+            Ok(removed)
+        });
         match result {
-            Ok((ids, removed)) => {
+            Ok(removed) => {
                 for (integration, n) in added {
                     *self.counts.entry(integration).or_default() += n;
                 }
@@ -220,18 +317,121 @@ impl State {
                         *c = c.saturating_sub(n);
                     }
                 }
-                tracing::trace!(requests = commits.len(), elapsed = ?started.elapsed(), "group commit");
-                for ((_, reply), ids) in commits.into_iter().zip(ids) {
-                    let _ = reply.send(Ok(ids));
+                if let Some(ms) = earliest
+                    && self.reported_deadline.is_none_or(|r| ms < r)
+                {
+                    self.reported_deadline = Some(ms);
+                    self.deadline_moved.notify_one();
+                }
+                tracing::trace!(requests, elapsed = ?started.elapsed(), "group commit");
+                for d in done {
+                    if let Done::AutoResolve(_, next) = &d {
+                        self.reported_deadline = *next;
+                    }
+                    d.succeed();
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = commits.len(), "group commit failed; nothing of it was written");
+                tracing::error!(error = %e, requests, "group commit failed; nothing of it was written");
                 let shared = Arc::new(e);
-                for (_, reply) in commits {
-                    let _ = reply.send(Err(Error::Commit(shared.clone())));
+                for d in done {
+                    d.fail(&shared);
                 }
             }
+        }
+    }
+
+    /// Applies one job to the group's transaction.
+    fn apply(
+        &self,
+        txn: &mut Txn<'_>,
+        job: Job,
+        now: u64,
+        added: &mut HashMap<String, usize>,
+    ) -> Result<Done, Error> {
+        match job {
+            Job::Ingest { logs, reply } => {
+                let mut receipts = Vec::with_capacity(logs.len());
+                for log in &logs {
+                    let log_id = txn.generate_id()?;
+                    let (outcome, alert_id) = match &log.alert {
+                        Some(req) => {
+                            let (o, a) = txn.apply(&log.integration, req, log_id, now)?;
+                            (Some(o), a)
+                        }
+                        None => (log.outcome, None),
+                    };
+                    put_log(&mut txn.batch, log_id, log, outcome, alert_id)?;
+                    *added.entry(log.integration.clone()).or_default() += 1;
+                    receipts.push(Receipt {
+                        log_id,
+                        outcome,
+                        alert_id,
+                    });
+                }
+                Ok(Done::Ingest(reply, receipts))
+            }
+            Job::Change {
+                id,
+                change,
+                now,
+                reply,
+            } => {
+                let now = unix_ms(now);
+                let result = match txn.record(id)? {
+                    None => Err(Error::NoSuchAlert(id)),
+                    Some(r) => {
+                        let target = match change {
+                            UserChange::Acknowledge => Status::Acknowledged,
+                            UserChange::Resolve => Status::Resolved,
+                        };
+                        let allowed = match change {
+                            UserChange::Acknowledge => matches!(
+                                r.status,
+                                Status::Open | Status::Queued | Status::Acknowledged
+                            ),
+                            UserChange::Resolve => true,
+                        };
+                        if !allowed {
+                            Err(Error::Conflict {
+                                id,
+                                status: r.status,
+                            })
+                        } else if r.status == target {
+                            Ok(r)
+                        } else {
+                            txn.set_status(r, target, Some(ResolvedBy::User), now)
+                        }
+                    }
+                };
+                let alert = match result {
+                    Ok(r) => {
+                        let description = self.store.description(r.id)?;
+                        Ok(r.into_alert(description))
+                    }
+                    Err(e) => Err(e),
+                };
+                Ok(Done::Change(reply, Box::new(alert)))
+            }
+            Job::AutoResolve { now, reply } => {
+                let now = unix_ms(now);
+                let due = txn.due(now, AUTO_RESOLVE_BATCH)?;
+                for id in &due {
+                    if let Some(r) = txn.record(*id)?
+                        && r.status.still_there()
+                    {
+                        txn.set_status(r, Status::Resolved, Some(ResolvedBy::Auto), now)?;
+                    }
+                }
+                // The resolved alerts' deadlines leave the tree with this batch: skip them.
+                let next = alerts::next_deadline(&self.store.tree, due.len())?;
+                let next = match txn.earliest_deadline {
+                    Some(e) => Some(next.map_or(e, |n| n.min(e))),
+                    None => next,
+                };
+                Ok(Done::AutoResolve(reply, next))
+            }
+            Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
         }
     }
 
@@ -308,7 +508,13 @@ impl State {
     }
 }
 
-fn put_log(batch: &mut sled::Batch, id: u64, log: &NewLog) -> Result<(), Error> {
+fn put_log(
+    batch: &mut sled::Batch,
+    id: u64,
+    log: &NewLog,
+    outcome: Option<alerts::Outcome>,
+    alert_id: Option<u64>,
+) -> Result<(), Error> {
     let entry = LogEntry {
         id: id.to_string(),
         integration: log.integration.clone(),
@@ -317,28 +523,19 @@ fn put_log(batch: &mut sled::Batch, id: u64, log: &NewLog) -> Result<(), Error> 
         remote_addr: log.remote_addr.clone(),
         size: log.raw.len() as u64,
         data: log.data.clone(),
-        outcome: log.outcome.clone(),
-        alert_id: log.alert_id.clone(),
+        outcome,
+        alert_id: alert_id.map(|a| a.to_string()),
         error: log.error.clone(),
     };
     let json = serde_json::to_vec(&entry).map_err(|source| Error::Corrupt {
         key: format!("log {id}"),
         source,
     })?;
-    put_chunks(batch, LOG, id, &json);
-    put_chunks(batch, RAW, id, &log.raw);
+    alerts::put_chunks(batch, LOG, id, &json);
+    alerts::put_chunks(batch, RAW, id, &log.raw);
     batch.insert(
         &index_key(&log.integration, id)[..],
         &unix_ms(log.received_at).to_be_bytes()[..],
     );
     Ok(())
-}
-
-fn put_chunks(batch: &mut sled::Batch, kind: u8, id: u64, bytes: &[u8]) {
-    if bytes.is_empty() {
-        batch.insert(&chunk_key(kind, id, 0)[..], &[][..]);
-    }
-    for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
-        batch.insert(&chunk_key(kind, id, n as u32)[..], chunk);
-    }
 }

@@ -1,0 +1,23 @@
+//! Stage 4: one file per integration type turns what it received into events: an action, a
+//! third-party id, and the data templates see. Pure: no I/O.
+
+pub mod email;
+
+use crate::config::Urgency;
+use crate::store::Action;
+
+/// One alert-level event an input carries (an Alertmanager payload carries several).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub action: Action,
+    pub thirdparty_id: String,
+    /// What templates see as `data`.
+    pub data: serde_json::Value,
+    /// The input's own urgency, when it names one; else the integration's.
+    pub urgency: Option<Urgency>,
+}
+
+/// A third-party id for inputs that carry none: random, so they never fold together by id.
+pub fn random_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
