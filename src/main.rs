@@ -29,7 +29,7 @@ enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
         /// The daemon's HTTP base URL (default: http.listen of the configuration).
-        #[arg(long)]
+        #[arg(long, global = true)]
         url: Option<String>,
     },
     /// Show the newest log entries of an integration on the running daemon.

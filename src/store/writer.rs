@@ -67,7 +67,10 @@ enum Job {
 /// A job applied to the group's transaction, waiting for the commit to answer.
 enum Done {
     Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>, Vec<Receipt>),
-    Change(oneshot::Sender<Result<Alert, Error>>, Box<Result<Alert, Error>>),
+    Change(
+        oneshot::Sender<Result<Alert, Error>>,
+        Box<Result<Alert, Error>>,
+    ),
     AutoResolve(
         oneshot::Sender<Result<Option<SystemTime>, Error>>,
         Option<u64>,

@@ -1,6 +1,7 @@
 //! Integration tests: the daemon on real sockets bound to 127.0.0.1:0, real clients.
 
 mod alerts;
+mod api;
 mod config_errors;
 
 mod helpers;

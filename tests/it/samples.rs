@@ -164,3 +164,57 @@ fn d_integration(rcpt: &str) -> &'static str {
 fn json_opt(v: &Option<String>) -> Value {
     v.clone().map(Value::String).unwrap_or(Value::Null)
 }
+
+#[tokio::test]
+async fn siren_alerts_list_shows_the_alerts_the_samples_created() {
+    let d = Daemon::start().await;
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(d.smtp.port())
+        .build();
+    let expected = expectations();
+    for e in &expected {
+        let raw = std::fs::read(root().join("samples").join(&e.file)).unwrap();
+        let envelope = Envelope::new(
+            Some(e.mail_from.parse::<Address>().unwrap()),
+            vec![e.rcpt.parse::<Address>().unwrap()],
+        )
+        .unwrap();
+        mailer.send_raw(&envelope, &raw).await.unwrap();
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_siren"))
+        .args(["alerts", "list", "--limit", "100", "--url"])
+        .arg(format!("http://{}", d.http))
+        .arg("--config")
+        .arg(root().join("config/siren.toml"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("ID "), "{table}");
+    // Every sample made an alert titled with its subject, except the one that folded in (below).
+    for e in expected.iter().filter(|e| e.file != "zabbix-resolved.eml") {
+        // Titles are single-line text with runs of whitespace collapsed.
+        let subject = e.subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let title: String = subject.chars().take(80).collect();
+        assert!(
+            table.contains(title.trim_end()),
+            "{}: {title:?} missing from\n{table}",
+            e.file
+        );
+    }
+    // Zabbix's resolved mail replies to its problem mail: one alert, aggregated.
+    let (_, body) = d.get("/api/v1/alerts?integration=zabbix").await;
+    let zabbix = body["alerts"].as_array().unwrap();
+    assert_eq!(zabbix.len(), 1, "{body}");
+    assert_eq!(zabbix[0]["dedup_count"], 1);
+    let logs = d.logs("zabbix").await;
+    assert_eq!(logs[0]["outcome"], "aggregated");
+    assert_eq!(logs[1]["outcome"], "created");
+    assert_eq!(logs[0]["alert_id"], zabbix[0]["id"]);
+    d.stop().await;
+}
