@@ -394,3 +394,40 @@ async fn overdue_alerts_are_resolved_right_after_a_restart() {
     stop.cancel();
     resolver.await.unwrap();
 }
+
+/// The whole daemon: alerts created through it, the daemon stopped past their deadline and
+/// started again on the same store; right after start they are resolved by `auto`. The mail is
+/// sent in real time (a paused clock jumps ahead at every socket wait); then time is paused.
+#[tokio::test]
+async fn daemon_restart_resolves_overdue_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
+         [[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@alerts.localhost\"]\nauto_resolve = \"4h\"\n",
+        dir.path().join("store").display()
+    );
+    let config = || siren::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let d = crate::helpers::Daemon::start_config(config()).await;
+    for i in 0..3 {
+        let msg = crate::helpers::message(&format!("alert {i}"), &format!("r{i}@x"));
+        crate::helpers::deliver(d.smtp, &["ops@alerts.localhost"], &msg).await;
+    }
+    let (_, body) = d.get("/api/v1/alerts?status=open").await;
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 3, "{body}");
+    d.stop().await;
+
+    tokio::time::pause();
+    tokio::time::sleep(5 * HOUR).await;
+    let d = crate::helpers::Daemon::start_config(config()).await;
+    let mut resolved = Vec::new();
+    for _ in 0..1000 {
+        let (_, body) = d.get("/api/v1/alerts?status=resolved").await;
+        resolved = body["alerts"].as_array().unwrap().clone();
+        if resolved.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(resolved.len(), 3, "overdue alerts resolved after restart");
+    assert!(resolved.iter().all(|a| a["resolved_by"] == "auto"));
+    d.stop().await;
+}
