@@ -122,7 +122,7 @@ impl App {
             .await
         });
         background.spawn(crate::resolver::run(handle.clone(), stop.clone()));
-        background.spawn(prune_logs(handle, stop.clone()));
+        background.spawn(prune_logs(handle, config.logs.max_age, stop.clone()));
 
         shutdown.await;
         tracing::info!("stopping: no new connections; draining sessions");
@@ -141,10 +141,14 @@ impl App {
             abort.cancel();
             sessions.wait().await;
         }
+        let abort_http = http_task.abort_handle();
         match tokio::time::timeout(Duration::from_secs(5), http_task).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
             Ok(_) => {}
-            Err(_) => tracing::warn!("http connections still open at shutdown; closed"),
+            Err(_) => {
+                tracing::warn!("http connections still open at shutdown; closed");
+                abort_http.abort();
+            }
         }
         // Sessions are done: the writer commits what it holds, flushes and ends.
         writer.join().await;
@@ -154,7 +158,7 @@ impl App {
 }
 
 /// Removes log entries past `logs.max_age`, sleeping until the oldest one expires.
-async fn prune_logs(writer: WriterHandle, stop: CancellationToken) {
+async fn prune_logs(writer: WriterHandle, max_age: Duration, stop: CancellationToken) {
     loop {
         let next = match writer.prune(crate::clock::now()).await {
             Ok(next) => next,
@@ -162,7 +166,8 @@ async fn prune_logs(writer: WriterHandle, stop: CancellationToken) {
         };
         let wait = next
             .and_then(|t| t.duration_since(crate::clock::now()).ok())
-            .unwrap_or(Duration::from_secs(3600))
+            // Nothing stored: nothing can expire sooner than max_age from now.
+            .unwrap_or(max_age)
             .max(Duration::from_secs(1));
         tokio::select! {
             _ = stop.cancelled() => return,

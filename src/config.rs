@@ -60,6 +60,8 @@ pub struct SmtpConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub api_token: Option<String>,
+    /// Largest webhook body accepted; larger ones get 413.
+    pub max_body_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +187,7 @@ struct RawHttp {
     listen: String,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
+    max_body_size: i64,
 }
 
 impl Default for RawHttp {
@@ -193,6 +196,7 @@ impl Default for RawHttp {
             listen: "127.0.0.1:8025".into(),
             api_token: None,
             api_token_file: None,
+            max_body_size: 1024 * 1024,
         }
     }
 }
@@ -388,7 +392,12 @@ impl Validator<'_> {
                 "is required when http.listen is not a loopback address (set api_token or api_token_file)",
             ));
         }
-        Ok(HttpConfig { listen, api_token })
+        let max_body_size = self.positive("http.max_body_size", raw.max_body_size, 1 << 28)?;
+        Ok(HttpConfig {
+            listen,
+            api_token,
+            max_body_size,
+        })
     }
 
     fn destinations(&self, raw: Vec<RawDestination>) -> Result<Vec<Destination>, ConfigError> {

@@ -11,7 +11,7 @@ use siren::{App, Config};
 #[derive(Parser)]
 #[command(name = "siren", version, about = "Self-hosted alert ingestion daemon")]
 struct Cli {
-    /// Configuration file (used when no subcommand is given).
+    /// Configuration file (every command reads it; `alerts` and `logs` take the API address from it).
     #[arg(long, global = true, default_value = "config/siren.toml")]
     config: PathBuf,
     #[command(subcommand)]
@@ -96,7 +96,6 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    eprintln!("siren: {e:#}");
                     ExitCode::from(1)
                 }
             }
@@ -215,13 +214,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     app.run(shutdown_signal()).await
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
+/// Resolves on the first SIGTERM or SIGINT. SIGHUP (whose default would kill the daemon
+/// without a drain) is caught and logged until configuration reload is built.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return tracing::info!("SIGTERM received"),
+            _ = int.recv() => return tracing::info!("SIGINT received"),
+            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes"),
+        }
     }
 }

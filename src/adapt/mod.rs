@@ -1,7 +1,14 @@
 //! Stage 4: one file per integration type turns what it received into events: an action, a
 //! third-party id, and the data templates see. Pure: no I/O.
 
+pub mod alertmanager;
 pub mod email;
+pub mod webhook;
+
+/// Why an adapter could not read a payload; the message names the problem for the sender.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct AdaptError(pub String);
 
 use crate::config::Urgency;
 use crate::store::Action;

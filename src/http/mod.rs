@@ -2,6 +2,7 @@
 //! status and a JSON body; handlers never build error responses themselves.
 
 mod alerts;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
+        .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)

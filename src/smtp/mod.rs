@@ -26,6 +26,8 @@ pub struct Context {
     pub router: Router,
     pub writer: WriterHandle,
     session_builder: SessionBuilder,
+    /// `smtp.max_sessions` across every listen address.
+    sessions: Arc<Semaphore>,
 }
 
 impl Context {
@@ -33,6 +35,7 @@ impl Context {
         Self {
             router: Router::new(&config),
             session_builder: SessionBuilder::new(config.smtp.hostname.clone()),
+            sessions: Arc::new(Semaphore::new(config.smtp.max_sessions)),
             config,
             writer,
         }
@@ -48,7 +51,6 @@ pub async fn serve(
     abort: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let sessions = Arc::new(Semaphore::new(ctx.config.smtp.max_sessions));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -64,7 +66,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        match sessions.clone().try_acquire_owned() {
+        match ctx.sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 let (ctx, stop, abort) = (ctx.clone(), stop.clone(), abort.clone());
                 tracker.spawn(async move {

@@ -39,6 +39,8 @@ pub const MESSAGE_TOO_BIG: &str =
 pub const STORE_FAILED: &str = "451 4.3.0 Error: local error in processing, try again later\r\n";
 pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Error: too many errors\r\n";
 pub const UNSUPPORTED_PARAMETER: &str = "555 5.5.4 Error: unsupported MAIL or RCPT parameter\r\n";
+pub const NOT_RECOGNIZED: &str = "500 5.5.2 Error: command not recognized\r\n";
+pub const BARE_LF_COMMAND: &str = "500 5.5.2 Error: command lines must end with <CR><LF>\r\n";
 pub const BAD_ADDRESS_SYNTAX: &str = "501 5.1.7 Error: bad address syntax\r\n";
 
 pub fn idle_timeout(host: &str) -> String {
@@ -62,7 +64,7 @@ pub fn render(res: &Response) -> Vec<u8> {
         252 => "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n",
         354 => "354 End data with <CR><LF>.<CR><LF>\r\n",
         421 => "421 4.3.0 Error: internal error, closing connection\r\n",
-        500 => "500 5.5.2 Error: command not recognized\r\n",
+        500 => NOT_RECOGNIZED,
         502 => "501 5.5.4 Syntax error in parameters or arguments\r\n",
         503 => "503 5.5.1 Error: bad sequence of commands\r\n",
         530 => "530 5.7.0 Authentication required\r\n",

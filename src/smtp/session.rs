@@ -21,7 +21,7 @@ use crate::email::Envelope;
 use crate::ingest;
 use crate::route::Route;
 
-/// Error replies after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
+/// Protocol errors after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
 const MAX_ERRORS: u32 = 20;
 
 /// The transaction being built, shared by the mailin handler and the loop.
@@ -372,7 +372,7 @@ impl Driver {
     /// Handles one command line; queues its reply.
     fn command(&mut self, line: &[u8], host: &str) -> Next {
         if !line.ends_with(b"\r\n") {
-            return self.error(b"500 5.5.2 Error: command lines must end with <CR><LF>\r\n");
+            return self.error(reply::BARE_LF_COMMAND.as_bytes());
         }
         let verb: [u8; 4] =
             std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
@@ -422,7 +422,11 @@ impl Driver {
     /// Queues an error reply and cuts the client off after too many of them.
     fn error(&mut self, text: &[u8]) -> Next {
         self.out.extend_from_slice(text);
-        self.errors += 1;
+        // Only protocol errors count: refused recipients (550, 452) are the client's right to
+        // try, and counting them would refuse a long recipient list on every retry.
+        if !(text.starts_with(b"550") || text.starts_with(b"452")) {
+            self.errors += 1;
+        }
         let closing = text.starts_with(b"421");
         if self.errors >= MAX_ERRORS && !closing {
             self.out
@@ -491,7 +495,7 @@ fn rewrite_rcpt(line: &[u8]) -> Result<Vec<u8>, &'static str> {
 fn split_path<'a>(line: &'a [u8], prefix: &[u8]) -> Result<(&'a [u8], &'a [u8]), &'static str> {
     let bad = reply::BAD_ADDRESS_SYNTAX;
     if line.len() < prefix.len() || !line[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        return Err("500 5.5.2 Error: command not recognized\r\n");
+        return Err(reply::NOT_RECOGNIZED);
     }
     let rest = line[prefix.len()..].strip_suffix(b"\r\n").ok_or(bad)?;
     let rest = rest.trim_ascii_start();

@@ -37,6 +37,27 @@ pub(super) const DEADLINE: u8 = b'X';
 const TITLE_LOOKBACK: usize = 8;
 /// How many alerts per third-party id, newest first, resolve/acknowledge look through.
 const THIRDPARTY_LOOKBACK: usize = 32;
+/// Third-party ids and titles are in index keys and in the record: bounded, so that no sled
+/// page can grow past the size at which sled moves it to a blob file it never syncs.
+const MAX_ID_BYTES: usize = 512;
+const MAX_TITLE_BYTES: usize = 4096;
+
+/// `text` if it fits in `max` bytes; else a prefix and a hash of the whole, so that distinct
+/// long values stay distinct (and the same long value always maps to the same key).
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    // FNV-1a: stable across versions and platforms, unlike std's hasher.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut cut = max - 20;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…{hash:016x}", &text[..cut])
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,6 +352,11 @@ impl<'a> Txn<'a> {
         log_id: u64,
         now: u64,
     ) -> Result<(Outcome, Option<u64>), Error> {
+        let req = &AlertRequest {
+            thirdparty_id: bounded(&req.thirdparty_id, MAX_ID_BYTES),
+            title: bounded(&req.title, MAX_TITLE_BYTES),
+            ..req.clone()
+        };
         match req.action {
             Action::Other => Ok((Outcome::Ignored, None)),
             Action::Create | Action::Drop => self.create(integration, req, log_id, now),
@@ -505,5 +531,22 @@ pub(super) fn put_chunks(batch: &mut sled::Batch, kind: u8, id: u64, bytes: &[u8
     }
     for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
         batch.insert(&chunk_key(kind, id, n as u32)[..], chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn long_keys_are_bounded_and_stay_distinct() {
+        assert_eq!(bounded("short", 512), "short");
+        let a = format!("{}a", "x".repeat(40_000));
+        let b = format!("{}b", "x".repeat(40_000));
+        assert!(bounded(&a, 512).len() <= 512);
+        assert_ne!(bounded(&a, 512), bounded(&b, 512));
+        assert_eq!(bounded(&a, 512), bounded(&a, 512));
+        let wide = "é".repeat(1000);
+        assert!(bounded(&wide, 512).len() <= 512);
     }
 }

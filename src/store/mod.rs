@@ -53,7 +53,7 @@ pub enum Error {
     Commit(Arc<Error>),
     #[error("no alert {0}")]
     NoSuchAlert(u64),
-    #[error("alert {id} is {status:?}; that change does not apply")]
+    #[error("alert {id} is {}; that change does not apply", serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())]
     Conflict { id: u64, status: Status },
     #[error("store write failed: fault injected")]
     Injected,
@@ -138,9 +138,14 @@ impl Store {
                 f.sync_all().map_err(io)?;
             }
         }
-        std::fs::File::open(path)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        // The store directory (and its entry in the parent, when it is new) must be durable
+        // for the files in it to be found after a power cut.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        for dir in std::iter::once(path).chain(parent) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
         Ok(Self {
             db,
             tree,

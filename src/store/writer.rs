@@ -335,7 +335,7 @@ impl State {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests, "group commit failed; nothing of it was written");
+                tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
                 let shared = Arc::new(e);
                 for d in done {
                     d.fail(&shared);

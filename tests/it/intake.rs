@@ -387,3 +387,42 @@ async fn drain_deadline_closes_stuck_transactions_with_421() {
     stuck.expect("421 4.3.0").await;
     d.finished().await;
 }
+
+/// Regression: 40 KB Message-IDs went into index keys whole, and sled wrote the page to a blob
+/// file it never syncs. Large values of any kind must stay in sled's synced log.
+#[tokio::test]
+async fn large_inputs_stay_out_of_sleds_unsynced_blob_files() {
+    let d = Daemon::start().await;
+    for i in 0..4 {
+        let id = format!("{}-{i}@x", "m".repeat(40_000));
+        deliver(
+            d.smtp,
+            &["ops@alerts.localhost"],
+            &message(&format!("long id {i}"), &id),
+        )
+        .await;
+    }
+    let mut big = message("big", "big@x");
+    for n in 0..40_000 {
+        big.extend_from_slice(
+            format!("line {n:06} of a three megabyte message, padded out to eighty chars\r\n")
+                .as_bytes(),
+        );
+    }
+    deliver(d.smtp, &["ops@alerts.localhost"], &big).await;
+    let (_, alerts) = d.get("/api/v1/alerts").await;
+    assert_eq!(
+        alerts["alerts"].as_array().unwrap().len(),
+        5,
+        "long ids stay distinct"
+    );
+    let dir = d.stop().await.unwrap();
+    let blobs: Vec<_> = std::fs::read_dir(dir.path().join("store/blobs"))
+        .unwrap()
+        .collect();
+    let sizes: Vec<u64> = blobs
+        .iter()
+        .map(|b| b.as_ref().unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(blobs.is_empty(), "sled wrote blob files: {sizes:?}");
+}

@@ -10,3 +10,4 @@ mod process;
 mod retention;
 mod routing;
 mod samples;
+mod webhooks;

@@ -1,0 +1,191 @@
+//! `POST /webhooks/{integration_id}`: webhook intake for `webhook` and `alertmanager`
+//! integrations. Every request that names an integration is in its log, rejected ones too
+//! (outcome `rejected`, no alert); `202` comes only after the durable commit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, constant_time_eq};
+use crate::adapt::{self, AdaptError, Event};
+use crate::clock;
+use crate::config::{Integration, IntegrationType};
+use crate::ingest::{self, Input};
+use crate::store::{Action, NewLog, Outcome, Source};
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// A refused request: its status and the reason, which the sender sees and the log keeps.
+struct Rejection {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(integration) = state
+        .config
+        .integrations
+        .iter()
+        .find(|i| i.id == id && i.kind != IntegrationType::Email)
+    else {
+        return Err(ApiError::NotFound(format!(
+            "no webhook integration \"{id}\""
+        )));
+    };
+    let input = |raw: Bytes| Input {
+        source: Source::Http,
+        remote_addr: peer.to_string(),
+        received_at: clock::now(),
+        raw: Arc::from(&raw[..]),
+    };
+    let (raw, events) = match read(&state, integration, &query, &headers, body).await {
+        Ok(ok) => ok,
+        Err((rejection, raw, data)) => {
+            reject_log(&state, integration, &input(raw), data, &rejection).await;
+            return Ok(
+                (rejection.status, Json(json!({ "error": rejection.reason }))).into_response(),
+            );
+        }
+    };
+    let input = input(raw);
+    let actions: Vec<Action> = events.iter().map(|e| e.action).collect();
+    let logs: Vec<NewLog> = events
+        .into_iter()
+        .map(|event| ingest::event_log(&state.config, integration, &input, event, None))
+        .collect();
+    let receipts = state.writer.commit(logs).await?;
+    let results: Vec<Value> = receipts
+        .iter()
+        .zip(actions)
+        .map(|(r, action)| {
+            json!({
+                "action": action,
+                "outcome": r.outcome,
+                "alert_id": r.alert_id.map(|a| a.to_string()),
+            })
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response())
+}
+
+/// Checks the token, the content type and the size, then parses and adapts the body.
+/// A rejection carries the raw input and the body (when it was JSON) for the log.
+async fn read(
+    state: &AppState,
+    integration: &Integration,
+    query: &TokenQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Vec<Event>), (Rejection, Bytes, Value)> {
+    let limit = state.config.http.max_body_size;
+    // Read (bounded) before judging, so that a rejected request's input is in the log too.
+    let raw = match axum::body::to_bytes(body, limit).await {
+        Ok(raw) => raw,
+        Err(_) => {
+            let reason = format!("the body is larger than {limit} bytes (http.max_body_size)");
+            return Err((
+                Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, reason),
+                Bytes::new(),
+                Value::Null,
+            ));
+        }
+    };
+    let reject = |status, reason: String, data: Value| {
+        Err((Rejection::new(status, reason), raw.clone(), data))
+    };
+    if let Some(expected) = &integration.token {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = bearer.or(query.token.as_deref()).unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return reject(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token".into(),
+                Value::Null,
+            );
+        }
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            let reason =
+                format!("content type \"{essence}\" is not supported; send application/json");
+            return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason, Value::Null);
+        }
+    }
+    let body: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid JSON: {e}"),
+                Value::Null,
+            );
+        }
+    };
+    let events = match integration.kind {
+        IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
+        _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
+    };
+    match events {
+        Ok(events) => Ok((raw, events)),
+        Err(AdaptError(reason)) => reject(StatusCode::BAD_REQUEST, reason, body),
+    }
+}
+
+/// Logs a rejected request (no alert). Best effort: the sender gets its answer either way.
+async fn reject_log(
+    state: &AppState,
+    integration: &Integration,
+    input: &Input,
+    data: Value,
+    rejection: &Rejection,
+) {
+    let log = NewLog {
+        integration: integration.id.clone(),
+        received_at: input.received_at,
+        source: input.source,
+        remote_addr: input.remote_addr.clone(),
+        data,
+        alert: None,
+        outcome: Some(Outcome::Rejected),
+        error: Some(format!(
+            "{}: {}",
+            rejection.status.as_u16(),
+            rejection.reason
+        )),
+        raw: input.raw.clone(),
+    };
+    if let Err(e) = state.writer.commit(vec![log]).await {
+        tracing::warn!(error = %e, integration = %integration.id, "could not log a rejected webhook");
+    }
+}
