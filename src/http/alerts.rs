@@ -2,6 +2,7 @@
 //! and the list of integrations.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,8 +63,9 @@ fn alert_id(id: &str) -> Result<u64, ApiError> {
 
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<AlertQuery>,
+    q: Result<Query<AlertQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
     let filter = q.filter()?;
     if let Some(i) = &filter.integration
         && !state.config.integrations.iter().any(|x| &x.id == i)

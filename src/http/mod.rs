@@ -6,6 +6,7 @@ mod webhook;
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -38,6 +39,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("store unavailable")]
     Store(store::Error),
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
 }
 
 impl From<store::Error> for ApiError {
@@ -158,8 +165,9 @@ impl ListQuery {
 async fn integration_logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
     if !state.config.integrations.iter().any(|i| i.id == id) {
         return Err(ApiError::NotFound(format!("no integration \"{id}\"")));
     }

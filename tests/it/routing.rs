@@ -112,5 +112,11 @@ async fn log_listing_pages_newest_first() {
     assert!(last["next"].is_null());
     let (status, _) = d.get("/api/v1/integrations/ops/logs?limit=0").await;
     assert_eq!(status, 400);
+    let (status, body) = d.get("/api/v1/integrations/ops/logs?limit=abc").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].is_string(),
+        "a JSON error, not the framework's text: {body}"
+    );
     d.stop().await;
 }
