@@ -1,14 +1,20 @@
 //! Siren: a self-hosted, e-mail-first alert ingestion daemon.
 //!
 //! ```text
-//!  SMTP client ──> smtp (1) ──> email (2) ──> route (3) ──> ingest ──> store (6)
-//!                  limits,      parse,        recipient     one input,   group commit:
-//!                  mailin       sanitize      -> integration log entries 250 after fsync
-//!                                                                          │
-//!  HTTP client ──> http: /healthz, integration logs API  <─────────────────┘ reads
+//!  SMTP ─> smtp (1) ──┬─ route (3) at RCPT: recipient -> integration, else 550
+//!                     └─ after the dot ─┐
+//!  HTTP ─> http::webhook ───────────────┤
+//!                                       ▼
+//!                 ingest: email (2) parse+sanitize ─> adapt (4) ─> template (5)
+//!                                       │ log entries + alert requests
+//!                                       ▼
+//!                 store (6) writer: aggregate, one batch, flush, fdatasync ─> 250 / 202
+//!                                       ▲
+//!                 resolver (7) ─────────┘ auto-resolve at the next stored deadline
+//!  HTTP ─> http: alert API, integration logs, /healthz (reads the store)
 //! ```
 //!
-//! Stages 2 and 3 are pure functions of their input and the configuration; I/O lives at the
+//! Stages 2 to 5 are pure functions of their input and the configuration; I/O lives at the
 //! edges (`smtp`, `http`, `store`). `app` wires them together and owns shutdown.
 
 pub mod adapt;
