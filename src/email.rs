@@ -158,8 +158,11 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
 
 /// Sanitizes HTML for display: no scripts, event handlers, `javascript:`/`data:` URLs or styles.
 pub fn sanitize_html(html: &str) -> String {
+    // Relative URLs mean nothing in an alert (there is no base), and a "relative" URL such as
+    // `` `javascript:… `` is one old browsers ran: only absolute http(s)/mailto URLs stay.
     ammonia::Builder::default()
         .url_schemes(["http", "https", "mailto"].into())
+        .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer"))
         .clean(html)
         .to_string()

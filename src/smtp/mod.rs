@@ -5,6 +5,10 @@
 mod reply;
 mod session;
 
+/// Serves one already-accepted connection (any byte stream): what the accept loop runs per
+/// client. Public so that other transports and the fuzzer can drive a session.
+pub use session::run as serve_connection;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -128,6 +128,26 @@ pub async fn run<S>(
         tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
     }
     let _ = wr.shutdown().await;
+    linger(&mut rd).await;
+}
+
+/// Lingering close: after our last reply and FIN, read and discard what the client still
+/// sends, for a short while, before closing. Closing a socket with unread input makes the
+/// kernel send a reset, which can destroy the reply (a 500 or 521) before the client reads it.
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
+    const MAX_TIME: Duration = Duration::from_secs(2);
+    const MAX_BYTES: usize = 1 << 20;
+    let mut sink = [0u8; 8192];
+    let mut drained = 0;
+    let drain = async {
+        while drained < MAX_BYTES {
+            match tokio::io::AsyncReadExt::read(rd, &mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_TIME, drain).await;
 }
 
 struct Driver {

@@ -151,7 +151,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 /// A raw SMTP client: sends exactly the bytes given and reads whole (multi-line) replies.
 pub struct Smtp {
     rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+    wr: Option<OwnedWriteHalf>,
 }
 
 impl Smtp {
@@ -160,7 +160,15 @@ impl Smtp {
         let (rd, wr) = s.into_split();
         Smtp {
             rd: BufReader::new(rd),
-            wr,
+            wr: Some(wr),
+        }
+    }
+
+    /// A client on the read half of a connection whose write half the caller keeps.
+    pub fn from_read_half(rd: OwnedReadHalf) -> Smtp {
+        Smtp {
+            rd: BufReader::new(rd),
+            wr: None,
         }
     }
 
@@ -172,7 +180,8 @@ impl Smtp {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.wr.write_all(bytes).await.expect("write");
+        let wr = self.wr.as_mut().expect("this client writes");
+        wr.write_all(bytes).await.expect("write");
     }
 
     /// Sends a command line (CRLF added).

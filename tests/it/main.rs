@@ -5,9 +5,11 @@ mod api;
 mod config_errors;
 
 mod helpers;
+mod hostile;
 mod intake;
 mod process;
 mod retention;
 mod routing;
 mod samples;
 mod webhooks;
+mod xss;

@@ -378,3 +378,38 @@ async fn rejected_requests_get_their_status_are_logged_and_store_no_alert() {
     assert_eq!(d.logs("am").await[0]["outcome"], "rejected");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn store_failure_answers_503_stores_nothing_and_the_retry_succeeds() {
+    let d = daemon().await;
+    let body = sample("webhook-create.json").to_string().into_bytes();
+    d.writer.inject_failure(true);
+    let (status, resp) = post_raw(
+        &d,
+        "/webhooks/custom",
+        Some("change-me"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 503, "{resp}");
+    assert!(resp["error"].is_string());
+    d.writer.inject_failure(false);
+    let (_, alerts) = d.get("/api/v1/alerts").await;
+    assert!(
+        alerts["alerts"].as_array().unwrap().is_empty(),
+        "nothing half-committed"
+    );
+    assert!(d.logs("custom").await.is_empty());
+    let (status, resp) = post_raw(
+        &d,
+        "/webhooks/custom",
+        Some("change-me"),
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(result(&resp).0, "created");
+    d.stop().await;
+}
