@@ -95,9 +95,10 @@ pub fn log_table(logs: &[Value]) -> String {
     ]];
     for l in logs {
         let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-        let subject = l["data"]["subject"]
-            .as_str()
-            .or(l["data"]["Title"].as_str())
+        let data = &l["data"];
+        let subject = ["subject", "Title", "title"]
+            .iter()
+            .find_map(|k| data[*k].as_str())
             .unwrap_or("");
         rows.push([
             s(&l["id"]),

@@ -69,7 +69,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
             to: envelope.rcpt_to.join(";"),
             from: envelope.mail_from.clone(),
             subject: String::new(),
-            message: text.clone(),
+            message: escape_html(&text),
             text,
             cc: String::new(),
             date: String::new(),
@@ -110,7 +110,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
     let message = if has_html {
         sanitize_html(&html)
     } else {
-        text.clone()
+        escape_html(&text)
     };
 
     let to = addresses(msg.to()).unwrap_or_else(|| envelope.rcpt_to.join(";"));
@@ -154,6 +154,21 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
         tag: None,
         parse_error,
     }
+}
+
+/// Plain text made safe to show as HTML: `&`, `<` and `>` become entities, nothing is lost.
+/// `message` is always HTML, sanitized or escaped; `text` keeps the plain text.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Sanitizes HTML for display: no scripts, event handlers, `javascript:`/`data:` URLs or styles.
@@ -290,8 +305,11 @@ mod tests {
         assert_eq!(d.subject, "café");
         assert_eq!(d.message_id.as_deref(), Some("m1@x"));
         assert_eq!(d.in_reply_to.as_deref(), Some("m0@x"));
-        assert!(d.text.contains("body"));
-        assert_eq!(d.message, d.text);
+        assert!(d.text.contains("body <b>not html</b>"));
+        assert_eq!(
+            d.message, "body &lt;b&gt;not html&lt;/b&gt;\r\n",
+            "plain text is escaped, not parsed"
+        );
         assert_eq!(d.headers.get("Subject").map(String::as_str), Some("café"));
     }
 }

@@ -10,7 +10,8 @@ use crate::adapt::{self, Event};
 use crate::config::{Config, Integration};
 use crate::email::{self, Envelope};
 use crate::route::Route;
-use crate::store::{self, AlertRequest, NewLog, Receipt, Source, WriterHandle};
+use crate::store::{self, Action, AlertRequest, NewLog, Receipt, Source, WriterHandle};
+use crate::template::Rendered;
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
 const PARSE_INLINE_MAX: usize = 64 * 1024;
@@ -70,7 +71,11 @@ pub fn event_log(
     event: Event,
     error: Option<String>,
 ) -> NewLog {
-    let rendered = config.templates.render(integration, &event.data);
+    // Only a new alert takes a title and description; a resolve or acknowledge renders nothing.
+    let rendered = match event.action {
+        Action::Create | Action::Drop => config.templates.render(integration, &event.data),
+        Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
+    };
     let errors: Vec<String> = error.into_iter().chain(rendered.errors).collect();
     NewLog {
         integration: integration.id.clone(),

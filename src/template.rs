@@ -50,7 +50,7 @@ pub struct TemplateError {
 }
 
 /// The title and description of one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     pub title: String,
     pub description: String,
@@ -227,7 +227,8 @@ impl Templates {
         errors: &mut Vec<String>,
     ) -> String {
         let name = template_name(&integration.id, field);
-        let reason = if self.strict.has_template(&name) {
+        let compiled = self.strict.has_template(&name);
+        let reason = if compiled {
             match render_capped(&self.strict, &name, ctx, field.render_limit()) {
                 Ok(text) => return text,
                 Err(reason) => reason,
@@ -240,12 +241,22 @@ impl Templates {
         };
         let kind = kind_name(integration.kind);
         let default = default_name(integration.kind, field);
+        // The type's own default failing strictly means an optional field is absent (a webhook
+        // without `Description`): rendering it leniently is the intended result, not an error.
+        let (default_title, default_description) = default_templates(integration.kind);
+        let is_default = compiled
+            && match field {
+                Field::Title => integration.title == default_title,
+                Field::Description => integration.description == default_description,
+            };
         match render_capped(&self.fallback, &default, ctx, field.render_limit()) {
             Ok(text) => {
-                errors.push(format!(
-                    "{}: {reason}; used the {kind} default instead",
-                    field.name()
-                ));
+                if !is_default {
+                    errors.push(format!(
+                        "{}: {reason}; used the {kind} default instead",
+                        field.name()
+                    ));
+                }
                 text
             }
             Err(again) => {
@@ -1591,11 +1602,13 @@ mod tests {
             out.errors[0]
         );
 
-        // The default reads a missing field too: empty title, but never without an error.
+        // The configured title fails and so does its fallback: an error. The description is the
+        // type's default, and a webhook's Description is optional: empty, without an error.
         let out = templates.render(&list[0], &json!({}));
         assert_eq!(out.title, "");
-        assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
-        assert!(out.errors[1].starts_with("description: missing field \"data.Description\""));
+        assert_eq!(out.description, "");
+        assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+        assert!(out.errors[0].starts_with("title: missing field \"data.extra\""));
     }
 
     #[test]
@@ -1778,7 +1791,7 @@ mod tests {
 
     #[test]
     fn lenient_fallback_never_panics_on_odd_data() {
-        let list = webhook("{{data.Title}}");
+        let list = webhook("Alert: {{data.Title}}");
         let templates = Templates::new(&list).unwrap();
         for data in [
             json!(null),

@@ -45,8 +45,8 @@ impl AlertQuery {
 }
 
 fn parse_since(s: &str) -> Result<u64, ApiError> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(unix_ms(t));
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(u64::try_from(t.as_millisecond()).unwrap_or(0));
     }
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(unix_ms(clock::now()).saturating_sub(d.as_millis() as u64));

@@ -29,12 +29,14 @@ pub struct AppState {
 /// Every way an HTTP request can fail, and the one place they become responses.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("not found: {0}")]
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("missing or wrong API token")]
     Unauthorized,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("store unavailable")]
@@ -63,6 +65,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error while serving a request");
@@ -91,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -101,17 +105,20 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.http.api_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = bearer(req.headers()).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return Err(ApiError::Unauthorized);
         }
     }
     Ok(next.run(req).await)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// Compares secrets without an early exit that would leak how much of them matched.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, constant_time_eq};
+use super::{ApiError, AppState, bearer, constant_time_eq};
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
 use crate::config::{Integration, IntegrationType};
@@ -105,8 +105,16 @@ async fn read(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Bytes, Vec<Event>), (Rejection, Bytes, Value)> {
+    // The token first: an unauthenticated sender gets 401 without its body being read or kept.
+    if let Some(expected) = &integration.token {
+        let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            let rejection = Rejection::new(StatusCode::UNAUTHORIZED, "missing or wrong token");
+            return Err((rejection, Bytes::new(), Value::Null));
+        }
+    }
     let limit = state.config.http.max_body_size;
-    // Read (bounded) before judging, so that a rejected request's input is in the log too.
+    // Read (bounded) before judging the rest, so that a rejected request's input is logged.
     let raw = match axum::body::to_bytes(body, limit).await {
         Ok(raw) => raw,
         Err(_) => {
@@ -121,20 +129,6 @@ async fn read(
     let reject = |status, reason: String, data: Value| {
         Err((Rejection::new(status, reason), raw.clone(), data))
     };
-    if let Some(expected) = &integration.token {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let given = bearer.or(query.token.as_deref()).unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            return reject(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong token".into(),
-                Value::Null,
-            );
-        }
-    }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();

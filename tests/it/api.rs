@@ -124,6 +124,14 @@ async fn list_filter_page_show_acknowledge_resolve() {
         .get("/api/v1/alerts?since=2000-01-01T00:00:00Z&limit=1")
         .await;
     assert_eq!(titles(&since), ["zabbix 0"]);
+    let (status, offset) = d
+        .get("/api/v1/alerts?since=2000-01-01T01:00:00%2B01:00&limit=1")
+        .await;
+    assert_eq!(
+        (status, titles(&offset)),
+        (200, vec!["zabbix 0".to_string()]),
+        "RFC 3339 with an offset"
+    );
     let (_, none) = d.get("/api/v1/alerts?since=2999-01-01T00:00:00Z").await;
     assert!(none["alerts"].as_array().unwrap().is_empty());
 

@@ -101,6 +101,7 @@ async fn too_many_sessions_get_421_then_capacity_returns() {
     assert!(c.closed().await);
     a.cmd("QUIT", "221").await;
     assert!(a.closed().await);
+    drop(a); // the client closes its side too, which ends the server's lingering close
     // The freed slot is released as the session task ends, just after the close.
     let mut served = false;
     for _ in 0..100 {

@@ -136,6 +136,27 @@ async fn documented_example_renders_the_custom_title() {
         "the whole body is the data"
     );
     assert_eq!(logs[1]["source"], "http");
+    assert!(
+        logs.iter().all(|l| l["error"].is_null()),
+        "a resolve renders no template: {logs:?}"
+    );
+    // A create without the optional Description is not an error either.
+    let (_, x) = result(
+        &post(
+            &d,
+            "i1",
+            "t1",
+            json!({"event_type": "create", "Id": "nodesc", "Title": "t"}),
+        )
+        .await,
+    );
+    assert_eq!(alert(&d, &x).await["description"], "");
+    assert!(d.logs("i1").await[0]["error"].is_null());
+    let resp = reqwest::get(format!("http://{}/webhooks/custom", d.http))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
     d.stop().await;
 }
 
@@ -363,6 +384,15 @@ async fn rejected_requests_get_their_status_are_logged_and_store_no_alert() {
     );
     let logs = d.logs("custom").await;
     assert_eq!(logs.len(), 6);
+    let unauthorized: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["error"].as_str().unwrap().starts_with("401"))
+        .collect();
+    assert_eq!(unauthorized.len(), 2);
+    assert!(
+        unauthorized.iter().all(|l| l["size"] == 0),
+        "a 401's body is neither read nor kept"
+    );
     assert!(
         logs.iter()
             .all(|l| l["outcome"] == "rejected" && l["alert_id"].is_null())

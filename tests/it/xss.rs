@@ -71,6 +71,21 @@ async fn no_vector_survives_in_a_stored_message_or_description() {
             .unwrap();
         assert_eq!(resp.status(), 202);
     }
+    // A plain-text mail carrying markup: `message` is HTML, so the text is escaped, not parsed.
+    let plain = "From: x@example.com\r\nTo: ops@alerts.localhost\r\nSubject: plain\r\nMessage-ID: <plain@x>\r\n\r\n\
+                 hello <script>alert(1)</script> & <img src=x onerror=alert(1)> (<5% free, contact <root@db01>)\r\n";
+    deliver(d.smtp, &["ops@alerts.localhost"], plain.as_bytes()).await;
+    let logs = d.logs("ops").await;
+    assert_eq!(
+        logs[0]["data"]["text"].as_str().unwrap(),
+        "hello <script>alert(1)</script> & <img src=x onerror=alert(1)> (<5% free, contact <root@db01>)\r\n"
+    );
+    let (_, plain_alerts) = d.get("/api/v1/alerts?limit=1").await;
+    let description = plain_alerts["alerts"][0]["description"].as_str().unwrap();
+    assert!(
+        description.contains("(&lt;5% free, contact &lt;root@db01&gt;)"),
+        "no text lost: {description}"
+    );
     for log in d.logs("ops").await {
         let message = log["data"]["message"].as_str().unwrap();
         assert!(
@@ -81,7 +96,7 @@ async fn no_vector_survives_in_a_stored_message_or_description() {
     }
     let (_, alerts) = d.get("/api/v1/alerts?limit=1000").await;
     let alerts = alerts["alerts"].as_array().unwrap();
-    assert_eq!(alerts.len(), 2 * vectors.len());
+    assert_eq!(alerts.len(), 2 * vectors.len() + 1);
     for a in alerts {
         let description = a["description"].as_str().unwrap();
         assert!(
