@@ -54,6 +54,8 @@ pub struct SmtpConfig {
     pub idle_timeout: Duration,
     pub session_timeout: Duration,
     pub drain_timeout: Duration,
+    /// STARTTLS, when `tls_cert` and `tls_key` are set: the loaded certificate and key.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -352,12 +354,16 @@ impl Validator<'_> {
         if hostname.is_empty() || hostname.contains(char::is_whitespace) {
             return Err(self.err("smtp.hostname", "must be a host name without spaces"));
         }
-        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
-            return Err(self.err(
-                "smtp.tls_cert",
-                "STARTTLS is not available in this version of Siren; remove tls_cert and tls_key",
-            ));
-        }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(self.tls(&cert, &key)?),
+            (Some(_), None) => {
+                return Err(self.err("smtp.tls_key", "is required when tls_cert is set"));
+            }
+            (None, Some(_)) => {
+                return Err(self.err("smtp.tls_cert", "is required when tls_key is set"));
+            }
+        };
         let max_line_length =
             self.positive("smtp.max_line_length", raw.max_line_length, 1 << 24)?;
         if max_line_length < 1002 {
@@ -380,7 +386,58 @@ impl Validator<'_> {
             idle_timeout: self.duration("smtp.idle_timeout", &raw.idle_timeout)?,
             session_timeout: self.duration("smtp.session_timeout", &raw.session_timeout)?,
             drain_timeout: self.duration("smtp.drain_timeout", &raw.drain_timeout)?,
+            tls,
         })
+    }
+
+    /// A path from the file, relative to the file's directory.
+    fn relative(&self, path: &Path) -> PathBuf {
+        if path.is_relative() {
+            self.path.parent().unwrap_or(Path::new(".")).join(path)
+        } else {
+            path.to_owned()
+        }
+    }
+
+    /// Loads the PEM certificate chain and private key for STARTTLS.
+    fn tls(&self, cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert, key) = (self.relative(cert), self.relative(key));
+        let certs = CertificateDer::pem_file_iter(&cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                self.err(
+                    "smtp.tls_cert",
+                    format!(
+                        "cannot read a PEM certificate chain from {}: {e}",
+                        cert.display()
+                    ),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(self.err(
+                "smtp.tls_cert",
+                format!("{} holds no certificate", cert.display()),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
+            self.err(
+                "smtp.tls_key",
+                format!("cannot read a PEM private key from {}: {e}", key.display()),
+            )
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| {
+                self.err(
+                    "smtp.tls_key",
+                    format!("the certificate and key do not make a TLS configuration: {e}"),
+                )
+            })?;
+        Ok(Arc::new(config))
     }
 
     fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {

@@ -36,9 +36,13 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: Arc<Config>, writer: WriterHandle) -> Self {
+        let mut session_builder = SessionBuilder::new(config.smtp.hostname.clone());
+        if config.smtp.tls.is_some() {
+            session_builder.enable_start_tls();
+        }
         Self {
             router: Router::new(&config),
-            session_builder: SessionBuilder::new(config.smtp.hostname.clone()),
+            session_builder,
             sessions: Arc::new(Semaphore::new(config.smtp.max_sessions)),
             config,
             writer,

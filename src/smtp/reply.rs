@@ -7,11 +7,14 @@ pub fn greeting(host: &str) -> String {
     format!("220 {host} ESMTP Siren\r\n")
 }
 
-pub fn ehlo(host: &str, helo: &str, max_size: usize) -> String {
+pub fn ehlo(host: &str, helo: &str, max_size: usize, starttls: bool) -> String {
+    let starttls = if starttls { "250-STARTTLS\r\n" } else { "" };
     format!(
-        "250-{host} Hello {helo}\r\n250-PIPELINING\r\n250-SIZE {max_size}\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+        "250-{host} Hello {helo}\r\n250-PIPELINING\r\n250-SIZE {max_size}\r\n250-8BITMIME\r\n{starttls}250 ENHANCEDSTATUSCODES\r\n"
     )
 }
+
+pub const START_TLS: &str = "220 2.0.0 Ready to start TLS\r\n";
 
 pub fn helo(host: &str) -> String {
     format!("250 {host}\r\n")

@@ -119,12 +119,46 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
+    let mut driver = Driver::new(peer, ctx.clone());
+    let greeting = reply::greeting(&ctx.config.smtp.hostname);
+    driver.out.extend_from_slice(greeting.as_bytes());
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(8 * 1024, rd);
-    let result = Driver::new(peer, ctx)
-        .serve(&mut rd, &mut wr, stop, abort)
-        .await;
-    if let Err(e) = result {
+    let ended = driver.serve(&mut rd, &mut wr, &stop, &abort).await;
+    let Ok(Ended::StartTls) = ended else {
+        return finish(peer, ended, rd, wr).await;
+    };
+    let Some(tls) = ctx.config.smtp.tls.clone() else {
+        return; // mailin offers STARTTLS only when a certificate is configured
+    };
+    // RFC 3207: anything the client pipelined after STARTTLS is discarded with the buffer.
+    let stream = rd.into_inner().unsplit(wr);
+    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+    let stream = match tokio::time::timeout(ctx.config.smtp.idle_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake failed; closing"),
+        Err(_) => return tracing::info!(%peer, "TLS handshake timed out; closing"),
+    };
+    driver.start_tls();
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = BufReader::with_capacity(8 * 1024, rd);
+    let ended = driver.serve(&mut rd, &mut wr, &stop, &abort).await;
+    finish(peer, ended, rd, wr).await;
+}
+
+/// How a stretch of a session on one transport ended.
+enum Ended {
+    Closed,
+    /// The client asked for STARTTLS and got its 220: the transport must be upgraded.
+    StartTls,
+}
+
+async fn finish<R, W>(peer: SocketAddr, ended: std::io::Result<Ended>, mut rd: R, mut wr: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
     }
     let _ = wr.shutdown().await;
@@ -159,6 +193,7 @@ struct Driver {
     out: Vec<u8>,
     errors: u32,
     session_deadline: Instant,
+    tls_active: bool,
 }
 
 /// What to do after a reply.
@@ -166,6 +201,7 @@ struct Driver {
 enum Next {
     Continue,
     Data,
+    StartTls,
     Close,
 }
 
@@ -194,6 +230,7 @@ impl Driver {
             out: Vec::with_capacity(512),
             errors: 0,
             session_deadline,
+            tls_active: false,
         }
     }
 
@@ -201,16 +238,14 @@ impl Driver {
         &mut self,
         rd: &mut BufReader<R>,
         wr: &mut W,
-        stop: CancellationToken,
-        abort: CancellationToken,
-    ) -> std::io::Result<()>
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> std::io::Result<Ended>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         let host = self.ctx.config.smtp.hostname.clone();
-        self.out
-            .extend_from_slice(reply::greeting(&host).as_bytes());
         let mut line = Vec::with_capacity(1024);
         loop {
             let in_transaction = self
@@ -219,15 +254,20 @@ impl Driver {
                 .expect("transaction lock")
                 .mail_from
                 .is_some();
-            let stop = (!in_transaction).then_some(&stop);
-            if !self.next_line(rd, wr, &mut line, &abort, stop).await? {
+            let stop = (!in_transaction).then_some(stop);
+            if !self.next_line(rd, wr, &mut line, abort, stop).await? {
                 break;
             }
             match self.command(&line, &host) {
                 Next::Continue => {}
                 Next::Close => break,
+                Next::StartTls => {
+                    let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout;
+                    self.flush(wr, deadline).await?;
+                    return Ok(Ended::StartTls);
+                }
                 Next::Data => {
-                    if self.data(rd, wr, &mut line, &abort).await? == Next::Close {
+                    if self.data(rd, wr, &mut line, abort).await? == Next::Close {
                         break;
                     }
                 }
@@ -240,7 +280,15 @@ impl Driver {
                 .smtp
                 .idle_timeout
                 .min(Duration::from_secs(10));
-        self.flush(wr, deadline).await
+        self.flush(wr, deadline).await?;
+        Ok(Ended::Closed)
+    }
+
+    /// The transport is now TLS: mailin resets to a fresh session that must EHLO again.
+    fn start_tls(&mut self) {
+        self.tls_active = true;
+        *self.tx.lock().expect("transaction lock") = Transaction::default();
+        self.session.tls_active();
     }
 
     /// Waits for the next line, writing queued replies first when the client has sent all it
@@ -423,9 +471,14 @@ impl Driver {
         let text = match (&verb, res.code) {
             (b"EHLO", 250) => {
                 let helo = self.tx.lock().expect("transaction lock").helo.clone();
-                reply::ehlo(host, &helo, self.ctx.config.smtp.max_message_size).into_bytes()
+                let starttls = self.ctx.config.smtp.tls.is_some() && !self.tls_active;
+                reply::ehlo(host, &helo, self.ctx.config.smtp.max_message_size, starttls)
+                    .into_bytes()
             }
             (b"HELO", 250) => reply::helo(host).into_bytes(),
+            (_, 220) if res.action == mailin::Action::UpgradeTls => {
+                reply::START_TLS.as_bytes().to_vec()
+            }
             _ => reply::render(&res),
         };
         if res.is_error {
@@ -434,6 +487,7 @@ impl Driver {
         self.out.extend_from_slice(&text);
         match (res.code, res.action) {
             (_, mailin::Action::Close) => Next::Close,
+            (_, mailin::Action::UpgradeTls) => Next::StartTls,
             (354, _) => Next::Data,
             _ => Next::Continue,
         }

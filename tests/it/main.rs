@@ -12,5 +12,6 @@ mod process;
 mod retention;
 mod routing;
 mod samples;
+mod tls;
 mod webhooks;
 mod xss;
