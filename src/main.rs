@@ -208,8 +208,28 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Raises the soft limit on open files to the hard limit: every session is a descriptor, and
+/// `smtp.max_sessions` (1024 by default) would otherwise meet a soft limit of 1024 first.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!("could not raise the open-file limit; sessions may hit it first");
+    }
+}
+
 #[tokio::main]
 async fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let app = App::build(config).await?;
     app.run(shutdown_signal()).await
 }
