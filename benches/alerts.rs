@@ -96,7 +96,9 @@ fn main() {
         let mut rows = Vec::new();
         for existing in [10, large] {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(&dir.path().join("store")).unwrap();
+            // SIREN_BENCH_CACHE=bytes sets sled's page cache (default 1 GiB).
+            let cache = std::env::var("SIREN_BENCH_CACHE").ok().and_then(|v| v.parse().ok());
+            let store = Store::open_with_cache(&dir.path().join("store"), cache).unwrap();
             // No log pruning in either run: it would cost the large run alone.
             let retention = LogsConfig {
                 max_entries: 1_000_000,

@@ -119,13 +119,21 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store under `path` and makes its files' existence durable.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_cache(path, None)
+    }
+
+    /// As [`Store::open`], with sled's page cache set to `cache_bytes` (sled's default: 1 GiB).
+    pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self, Error> {
         let io = |source| Error::Io {
             path: path.to_owned(),
             source,
         };
         std::fs::create_dir_all(path).map_err(io)?;
-        let db = sled::Config::new()
-            .path(path)
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config
             .open()
             .map_err(|source| Error::Open {
                 path: path.to_owned(),
