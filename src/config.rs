@@ -319,6 +319,16 @@ impl Validator<'_> {
         };
         let destinations = self.destinations(raw.destinations)?;
         let integrations = self.integrations(raw.integrations, &destinations)?;
+        if !http.listen.ip().is_loopback()
+            && let Some(open) = integrations
+                .iter()
+                .find(|i| i.kind != IntegrationType::Email && i.token.is_none())
+        {
+            return Err(self.err(
+                format!("integrations[{}].token", open.id),
+                "is required for webhook and alertmanager integrations when http.listen is not a loopback address (set token or token_file)",
+            ));
+        }
         let templates = Templates::new(&integrations).map_err(|e| {
             self.err(
                 format!("integrations[{}].{}", e.integration, e.field),

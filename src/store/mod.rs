@@ -133,12 +133,10 @@ impl Store {
         if let Some(bytes) = cache_bytes {
             config = config.cache_capacity(bytes);
         }
-        let db = config
-            .open()
-            .map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let db = config.open().map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let tree = db.open_tree("siren")?;
         db.flush()?;
         for file in ["db", "conf"] {

@@ -56,6 +56,8 @@ macro_rules! rejected {
 }
 
 rejected! {
+    webhook_without_token_off_loopback: "[http]\nlisten = \"0.0.0.0:8025\"\napi_token = \"a\"\n[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\n"
+        => ["integrations[hook].token", "loopback"];
     toml_syntax_error: "[smtp]\nlisten = [\"127.0.0.1:2525\"\nhostname = \"x\"\n"
         => ["TOML parse error at line 3", "expected `,`"];
     unknown_top_level_key: "bogus = 1\n"

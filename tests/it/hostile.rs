@@ -185,7 +185,12 @@ async fn a_thousand_recipients_get_452_past_the_cap_and_the_message_still_goes()
     c.cmd("DATA", "354").await;
     c.send_raw(&message("many", "many@x")).await;
     c.cmd(".", "250 2.0.0").await;
-    deliver(d.smtp, &["ops@alerts.localhost"], &message("next", "next-client@x")).await;
+    deliver(
+        d.smtp,
+        &["ops@alerts.localhost"],
+        &message("next", "next-client@x"),
+    )
+    .await;
     assert_eq!(d.logs("ops").await.len(), 2);
     d.stop().await;
 }
