@@ -227,6 +227,14 @@ impl Smtp {
             .is_ok()
     }
 
+    /// EHLO, MAIL FROM, one RCPT TO and DATA, each answered as expected: ready for the message.
+    pub async fn start_data(&mut self, to: &str) {
+        self.cmd("EHLO client.test", "250").await;
+        self.cmd("MAIL FROM:<a@example.com>", "250").await;
+        self.cmd(&format!("RCPT TO:<{to}>"), "250").await;
+        self.cmd("DATA", "354").await;
+    }
+
     /// A whole transaction; returns the reply to the final dot.
     pub async fn mail(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
         self.cmd("EHLO client.test", "250").await;

@@ -200,10 +200,7 @@ async fn a_disconnect_in_the_middle_of_data_stores_nothing() {
     let d = Daemon::start().await;
     {
         let mut c = Smtp::greeted(d.smtp).await;
-        c.cmd("EHLO client.test", "250").await;
-        c.cmd("MAIL FROM:<a@example.com>", "250").await;
-        c.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-        c.cmd("DATA", "354").await;
+        c.start_data("ops@alerts.localhost").await;
         c.send_raw(b"Subject: half\r\nMessage-ID: <half@x>\r\n\r\nhalf a bo")
             .await;
     }

@@ -128,10 +128,7 @@ async fn overlong_line_gets_500_and_close() {
 
     // The same in message data.
     let mut c = Smtp::greeted(d.smtp).await;
-    c.cmd("EHLO client.test", "250").await;
-    c.cmd("MAIL FROM:<a@example.com>", "250").await;
-    c.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-    c.cmd("DATA", "354").await;
+    c.start_data("ops@alerts.localhost").await;
     c.send_raw(&vec![b'B'; 10_000]).await;
     c.send_raw(b"\r\n.\r\n").await;
     c.expect("500 5.5.2").await;
@@ -213,10 +210,7 @@ async fn bare_lf_in_data_is_refused_and_nothing_stored() {
     ];
     for data in cases {
         let mut c = Smtp::greeted(d.smtp).await;
-        c.cmd("EHLO client.test", "250").await;
-        c.cmd("MAIL FROM:<a@example.com>", "250").await;
-        c.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-        c.cmd("DATA", "354").await;
+        c.start_data("ops@alerts.localhost").await;
         c.send_raw(data).await;
         c.expect("521 5.5.2").await;
         assert!(c.closed().await);
@@ -342,10 +336,7 @@ async fn graceful_stop_finishes_open_transactions_and_refuses_the_rest() {
     let mut d = Daemon::start().await;
     // One client mid-message, one idle between transactions.
     let mut busy = Smtp::greeted(d.smtp).await;
-    busy.cmd("EHLO client.test", "250").await;
-    busy.cmd("MAIL FROM:<a@example.com>", "250").await;
-    busy.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-    busy.cmd("DATA", "354").await;
+    busy.start_data("ops@alerts.localhost").await;
     busy.send_raw(b"Subject: in flight\r\nMessage-ID: <flight@x>\r\n\r\npart one\r\n")
         .await;
     let mut idle = Smtp::greeted(d.smtp).await;
@@ -379,10 +370,7 @@ async fn graceful_stop_finishes_open_transactions_and_refuses_the_rest() {
 async fn drain_deadline_closes_stuck_transactions_with_421() {
     let mut d = Daemon::start_with("drain_timeout = \"10s\"").await;
     let mut stuck = Smtp::greeted(d.smtp).await;
-    stuck.cmd("EHLO client.test", "250").await;
-    stuck.cmd("MAIL FROM:<a@example.com>", "250").await;
-    stuck.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-    stuck.cmd("DATA", "354").await;
+    stuck.start_data("ops@alerts.localhost").await;
     stuck.send_raw(b"Subject: never finished\r\n\r\n").await;
     d.begin_stop();
     stuck.expect("421 4.3.0").await;

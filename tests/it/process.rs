@@ -108,10 +108,7 @@ async fn sigterm_drains_open_sessions_and_exits_zero() {
     let config = write_config(dir.path());
     let mut p = start(&config).await;
     let mut busy = Smtp::greeted(p.smtp).await;
-    busy.cmd("EHLO client.test", "250").await;
-    busy.cmd("MAIL FROM:<a@example.com>", "250").await;
-    busy.cmd("RCPT TO:<ops@alerts.localhost>", "250").await;
-    busy.cmd("DATA", "354").await;
+    busy.start_data("ops@alerts.localhost").await;
     busy.send_raw(b"Subject: across SIGTERM\r\nMessage-ID: <term@x>\r\n\r\nfirst half\r\n")
         .await;
     let mut idle = Smtp::greeted(p.smtp).await;
