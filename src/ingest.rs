@@ -16,14 +16,15 @@ use crate::template::Rendered;
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
 const PARSE_INLINE_MAX: usize = 64 * 1024;
 
-/// Parses one message once and logs it for each integration it was routed to (each once),
-/// returning only after everything is durable. Receipts come in route order.
+/// Parses one message once and logs it for each integration it was routed to (each once, with
+/// only the recipients that route there in its envelope), returning only after everything is
+/// durable. Receipts come in route order.
 pub async fn email(
     config: &Config,
     writer: &WriterHandle,
     envelope: Envelope,
     raw: Vec<u8>,
-    routes: &[Route],
+    routes: &[(Route, Vec<String>)],
     received_at: SystemTime,
 ) -> Result<Vec<Receipt>, store::Error> {
     let remote_addr = envelope.client_addr.clone();
@@ -38,10 +39,11 @@ pub async fn email(
     };
     let logs = routes
         .iter()
-        .map(|route| {
+        .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
             let mut data = data.clone();
             data.tag = route.tag.clone();
+            data.envelope.rcpt_to = rcpts.clone();
             let event = adapt::email::adapt(&data);
             let input = Input {
                 source: Source::Smtp,

@@ -30,7 +30,8 @@ struct Transaction {
     helo: String,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
-    routes: Vec<Route>,
+    /// Each integration the message goes to, once, with the recipients that route there.
+    routes: Vec<(Route, Vec<String>)>,
     /// Set by the loop just before it hands mailin a `MAIL FROM:<>` rewritten for its parser.
     null_sender: bool,
 }
@@ -66,8 +67,13 @@ impl Handler for SirenHandler {
             return Response::custom(550, reply::no_integration(to));
         };
         tx.rcpt_to.push(to.to_string());
-        if !tx.routes.iter().any(|r| r.integration == route.integration) {
-            tx.routes.push(route);
+        match tx
+            .routes
+            .iter_mut()
+            .find(|(r, _)| r.integration == route.integration)
+        {
+            Some((_, rcpts)) => rcpts.push(to.to_string()),
+            None => tx.routes.push((route, vec![to.to_string()])),
         }
         Response::custom(250, reply::RCPT_OK.into())
     }

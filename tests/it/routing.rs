@@ -23,12 +23,18 @@ async fn message_to_two_integrations_reaches_each_once() {
     assert_eq!(zabbix.len(), 1);
     assert!(d.logs("db").await.is_empty());
     assert!(d.logs("prometheus").await.is_empty());
+    // Each integration's envelope names only the recipients that route to it.
     assert_eq!(
-        ops[0]["data"]["envelope"]["rcpt_to"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
+        ops[0]["data"]["envelope"]["rcpt_to"],
+        serde_json::json!([
+            "ops@alerts.localhost",
+            "web01@nagios.alerts.localhost",
+            "ops+db@alerts.localhost"
+        ])
+    );
+    assert_eq!(
+        zabbix[0]["data"]["envelope"]["rcpt_to"],
+        serde_json::json!(["Zabbix@ALERTS.localhost"])
     );
     assert_eq!(ops[0]["data"]["message_id"], "fan@x");
     assert_eq!(zabbix[0]["data"]["message_id"], "fan@x");
