@@ -202,11 +202,18 @@ async fn twenty_sigkill_rounds_lose_and_duplicate_nothing() {
         let kill_after = 1 + (rng % 2000) as usize;
         let mut p = start(&config).await;
         let reached = Arc::new(Notify::new());
-        let sending = tokio::spawn(burst(p.smtp, round, 10, 200, kill_after, reached.clone()));
-        reached.notified().await;
+        let mut sending = tokio::spawn(burst(p.smtp, round, 10, 200, kill_after, reached.clone()));
+        // Killed at the chosen ack, or (should a client stop early) when the burst is over.
+        let finished = tokio::select! {
+            _ = reached.notified() => None,
+            acked = &mut sending => Some(acked.unwrap()),
+        };
         p.child.kill().expect("SIGKILL");
         p.child.wait().unwrap();
-        let acked = sending.await.unwrap();
+        let acked = match finished {
+            Some(acked) => acked,
+            None => sending.await.unwrap(),
+        };
 
         let mut p = start(&config).await;
         let mut seen: HashMap<String, usize> = HashMap::new();
