@@ -86,6 +86,17 @@ pub enum IntegrationType {
     Alertmanager,
 }
 
+impl IntegrationType {
+    /// The name used in the configuration, templates and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Email => "email",
+            IntegrationType::Webhook => "webhook",
+            IntegrationType::Alertmanager => "alertmanager",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Urgency {

@@ -99,14 +99,6 @@ impl Field {
     }
 }
 
-fn kind_name(kind: IntegrationType) -> &'static str {
-    match kind {
-        IntegrationType::Email => "email",
-        IntegrationType::Webhook => "webhook",
-        IntegrationType::Alertmanager => "alertmanager",
-    }
-}
-
 /// The templates an integration of `kind` uses when it sets none: `(title, description)`.
 pub fn default_templates(kind: IntegrationType) -> (&'static str, &'static str) {
     match kind {
@@ -121,7 +113,7 @@ fn template_name(integration: &str, field: Field) -> String {
 }
 
 fn default_name(kind: IntegrationType, field: Field) -> String {
-    format!("{}/{}", kind_name(kind), field.name())
+    format!("{}/{}", kind.as_str(), field.name())
 }
 
 /// What templates see: `{{integration.id}}`, `{{data.…}}`.
@@ -157,7 +149,7 @@ impl Templates {
             for (field, source) in [(Field::Title, title), (Field::Description, description)] {
                 let name = default_name(kind, field);
                 let template = compile(source, &name).map_err(|message| TemplateError {
-                    integration: format!("(default for {})", kind_name(kind)),
+                    integration: format!("(default for {})", kind.as_str()),
                     field: field.name(),
                     message,
                 })?;
@@ -195,7 +187,7 @@ impl Templates {
             integration: IntegrationView {
                 id: &integration.id,
                 name: &integration.name,
-                kind: kind_name(integration.kind),
+                kind: integration.kind.as_str(),
                 urgency: integration.urgency,
             },
             data,
@@ -239,7 +231,7 @@ impl Templates {
                 integration.id
             )
         };
-        let kind = kind_name(integration.kind);
+        let kind = integration.kind.as_str();
         let default = default_name(integration.kind, field);
         // The type's own default failing strictly means an optional field is absent (a webhook
         // without `Description`): rendering it leniently is the intended result, not an error.

@@ -123,7 +123,7 @@ pub async fn integrations(State(state): State<AppState>) -> Json<Value> {
             json!({
                 "id": i.id,
                 "name": i.name,
-                "type": format!("{:?}", i.kind).to_lowercase(),
+                "type": i.kind.as_str(),
                 "urgency": i.urgency,
                 "addresses": i.addresses,
             })
