@@ -12,13 +12,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::http::{self, AppState};
 use crate::smtp;
 use crate::store::{Store, Writer, WriterHandle};
 
 /// A daemon whose listeners are bound and whose store is open, ready to [`App::run`].
 pub struct App {
+    live: Live,
     config: Arc<Config>,
     smtp: Vec<TcpListener>,
     http: TcpListener,
@@ -29,7 +30,8 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let config = Arc::new(config);
+        let live = Live::new(config);
+        let config = live.get();
         let mut smtp = Vec::new();
         for addr in &config.smtp.listen {
             let l = TcpListener::bind(addr)
@@ -51,6 +53,7 @@ impl App {
             .context("store open task failed")??;
         let (writer, handle) = Writer::spawn(store.clone(), config.logs.clone())?;
         Ok(App {
+            live,
             config,
             smtp,
             http,
@@ -73,6 +76,11 @@ impl App {
             .expect("bound listener has an address")
     }
 
+    /// The configuration in force; [`Live::reload`] on it applies a new file.
+    pub fn live(&self) -> Live {
+        self.live.clone()
+    }
+
     /// The store writer, e.g. to inject a write failure in a drill.
     pub fn writer(&self) -> WriterHandle {
         self.handle.clone()
@@ -80,6 +88,7 @@ impl App {
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let App {
+            live,
             config,
             smtp,
             http,
@@ -92,7 +101,7 @@ impl App {
         let sessions = TaskTracker::new();
         let background = TaskTracker::new();
 
-        let ctx = Arc::new(smtp::Context::new(config.clone(), handle.clone()));
+        let ctx = Arc::new(smtp::Context::new(live.clone(), handle.clone()));
         for listener in smtp {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "smtp listening");
@@ -108,7 +117,7 @@ impl App {
 
         tracing::info!(addr = %http.local_addr()?, "http listening");
         let router = http::router(AppState {
-            config: config.clone(),
+            live: live.clone(),
             store,
             writer: handle.clone(),
         });

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::template::Templates;
+use arc_swap::ArcSwap;
 use serde::Deserialize;
+
+use crate::route::Router;
+use crate::template::Templates;
 
 /// A configuration file that could not be used. Its message names the key and the rule.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,69 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     /// Every integration's title and description templates, compiled.
     pub templates: Arc<Templates>,
+    /// The address claims of the e-mail integrations.
+    pub router: Arc<Router>,
+}
+
+/// The configuration in force. SIGHUP replaces its integrations (with their templates and
+/// address claims) and destinations as one unit; readers take a snapshot ([`Live::get`]) and
+/// use it for a whole transaction or request, so a reload never splits one.
+#[derive(Clone)]
+pub struct Live(Arc<ArcSwap<Config>>);
+
+impl Live {
+    pub fn new(config: Config) -> Self {
+        Live(Arc::new(ArcSwap::from_pointee(config)))
+    }
+
+    /// The configuration as it is now.
+    pub fn get(&self) -> Arc<Config> {
+        self.0.load_full()
+    }
+
+    /// Puts `new`'s integrations, templates and destinations in force. The listeners, limits,
+    /// store and log retention stay as they are (they need a restart); returns the sections
+    /// whose new values were therefore not applied.
+    pub fn reload(&self, new: Config) -> Vec<&'static str> {
+        let old = self.get();
+        let mut kept = Vec::new();
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let smtp = |c: &SmtpConfig| {
+            (
+                c.listen.clone(),
+                c.hostname.clone(),
+                [
+                    c.max_message_size,
+                    c.max_recipients,
+                    c.max_sessions,
+                    c.max_line_length,
+                ],
+                [c.idle_timeout, c.session_timeout, c.drain_timeout],
+                c.tls.is_some(),
+            )
+        };
+        if differs(&smtp(&old.smtp), &smtp(&new.smtp)) {
+            kept.push("smtp");
+        }
+        if differs(&old.http, &new.http) {
+            kept.push("http");
+        }
+        if differs(&old.store, &new.store) {
+            kept.push("store");
+        }
+        if differs(&old.logs, &new.logs) {
+            kept.push("logs");
+        }
+        self.0.store(Arc::new(Config {
+            smtp: old.smtp.clone(),
+            http: old.http.clone(),
+            store: old.store.clone(),
+            logs: old.logs.clone(),
+            ..new
+        }));
+        kept
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +419,7 @@ impl Validator<'_> {
                 path: raw.store.path,
             },
             logs,
+            router: Arc::new(Router::new(&integrations)),
             integrations,
             destinations,
             templates: Arc::new(templates),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use siren::cli::{self, Api};
+use siren::config::Live;
 use siren::{App, Config};
 
 #[derive(Parser)]
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         } => client(logs(&config, integration, limit, url)),
         Command::Run => {
             init_tracing();
-            match run(config) {
+            match run(config, cli.config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -228,24 +229,57 @@ fn raise_open_file_limit() {
 }
 
 #[tokio::main]
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     raise_open_file_limit();
+    // Installed before anything can send it: SIGHUP's default action would kill the daemon.
+    let hangup = signal(SignalKind::hangup())?;
     let app = App::build(config).await?;
+    tokio::spawn(reload_on_hangup(hangup, path, app.live()));
     app.run(shutdown_signal()).await
 }
 
-/// Resolves on the first SIGTERM or SIGINT. SIGHUP (whose default would kill the daemon
-/// without a drain) is caught and logged until configuration reload is built.
+/// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return tracing::info!("SIGTERM received"),
-            _ = int.recv() => return tracing::info!("SIGINT received"),
-            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes"),
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// On each SIGHUP, reads the configuration file again and puts its integrations, templates
+/// and destinations in force. A file that does not validate is refused, with the reason, and
+/// the running configuration stays; open sessions are never touched.
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, path: PathBuf, live: Live) {
+    while hangup.recv().await.is_some() {
+        let file = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&file)).await;
+        match loaded {
+            Ok(Ok(new)) => {
+                let (integrations, destinations) = (new.integrations.len(), new.destinations.len());
+                let kept = live.reload(new);
+                tracing::info!(
+                    path = %path.display(),
+                    integrations,
+                    destinations,
+                    "configuration reloaded"
+                );
+                if !kept.is_empty() {
+                    tracing::warn!(
+                        sections = %kept.join(", "),
+                        "these sections changed but take effect only after a restart; their running values stay"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "configuration reload refused, the running configuration stays: {e}"
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "configuration reload failed"),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, IntegrationType};
+use crate::config::{Integration, IntegrationType};
 
 /// Where one recipient goes: the integration (its index in `Config::integrations`) and the
 /// sub-address tag, if the address had one.
@@ -20,9 +20,9 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(integrations: &[Integration]) -> Self {
         let mut claims = HashMap::new();
-        for (i, integration) in config.integrations.iter().enumerate() {
+        for (i, integration) in integrations.iter().enumerate() {
             if integration.kind == IntegrationType::Email {
                 for a in &integration.addresses {
                     claims.insert(a.clone(), i);
@@ -67,6 +67,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use std::path::Path;
 
     fn router() -> Router {
@@ -87,7 +88,7 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap();
-        Router::new(&cfg)
+        Router::new(&cfg.integrations)
     }
 
     fn at(integration: usize, tag: Option<&str>) -> Option<Route> {

@@ -68,7 +68,7 @@ pub async fn list(
     let Query(q) = q?;
     let filter = q.filter()?;
     if let Some(i) = &filter.integration
-        && !state.config.integrations.iter().any(|x| &x.id == i)
+        && !state.live.get().integrations.iter().any(|x| &x.id == i)
     {
         return Err(ApiError::NotFound(format!("no integration \"{i}\"")));
     }
@@ -116,7 +116,8 @@ async fn change(
 
 pub async fn integrations(State(state): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = state
-        .config
+        .live
+        .get()
         .integrations
         .iter()
         .map(|i| {

@@ -4,8 +4,6 @@
 mod alerts;
 mod webhook;
 
-use std::sync::Arc;
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -16,12 +14,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::store::{self, Store, WriterHandle};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force; each request takes one snapshot of it.
+    pub live: Live,
     pub store: Store,
     pub writer: WriterHandle,
 }
@@ -104,7 +103,7 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &state.config.http.api_token {
+    if let Some(token) = &state.live.get().http.api_token {
         let given = bearer(req.headers()).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return Err(ApiError::Unauthorized);
@@ -175,7 +174,7 @@ async fn integration_logs(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
-    if !state.config.integrations.iter().any(|i| i.id == id) {
+    if !state.live.get().integrations.iter().any(|i| i.id == id) {
         return Err(ApiError::NotFound(format!("no integration \"{id}\"")));
     }
     let (limit, cursor) = (q.limit()?, q.cursor()?);

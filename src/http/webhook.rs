@@ -50,8 +50,8 @@ pub async fn receive(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let Some(integration) = state
-        .config
+    let config = state.live.get();
+    let Some(integration) = config
         .integrations
         .iter()
         .find(|i| i.id == id && i.kind != IntegrationType::Email)
@@ -79,7 +79,7 @@ pub async fn receive(
     let actions: Vec<Action> = events.iter().map(|e| e.action).collect();
     let logs: Vec<NewLog> = events
         .into_iter()
-        .map(|event| ingest::event_log(&state.config, integration, &input, event, None))
+        .map(|event| ingest::event_log(&config, integration, &input, event, None))
         .collect();
     let receipts = state.writer.commit(logs).await?;
     let results: Vec<Value> = receipts
@@ -113,7 +113,7 @@ async fn read(
             return Err((rejection, Bytes::new(), Value::Null));
         }
     }
-    let limit = state.config.http.max_body_size;
+    let limit = state.live.get().http.max_body_size;
     // Read (bounded) before judging the rest, so that a rejected request's input is logged.
     let raw = match axum::body::to_bytes(body, limit).await {
         Ok(raw) => raw,

@@ -20,14 +20,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
-use crate::route::Router;
+use crate::config::{Config, Live};
 use crate::store::WriterHandle;
 
 /// What every session of one configuration shares.
 pub struct Context {
+    /// The configuration at start: listeners, limits and TLS (they change only on restart).
     pub config: Arc<Config>,
-    pub router: Router,
+    /// The configuration in force, for routing and the pipeline; one snapshot per transaction.
+    pub live: Live,
     pub writer: WriterHandle,
     session_builder: SessionBuilder,
     /// `smtp.max_sessions` across every listen address.
@@ -35,13 +36,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>, writer: WriterHandle) -> Self {
+    pub fn new(live: Live, writer: WriterHandle) -> Self {
+        let config = live.get();
         let mut session_builder = SessionBuilder::new(config.smtp.hostname.clone());
         if config.smtp.tls.is_some() {
             session_builder.enable_start_tls();
         }
         Self {
-            router: Router::new(&config),
+            live,
             session_builder,
             sessions: Arc::new(Semaphore::new(config.smtp.max_sessions)),
             config,

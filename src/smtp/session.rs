@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Context, reply};
 use crate::clock;
+use crate::config::Config;
 use crate::email::Envelope;
 use crate::ingest;
 use crate::route::Route;
@@ -34,6 +35,9 @@ struct Transaction {
     routes: Vec<(Route, Vec<String>)>,
     /// Set by the loop just before it hands mailin a `MAIL FROM:<>` rewritten for its parser.
     null_sender: bool,
+    /// The configuration this transaction routes and ingests with, taken at MAIL: a reload
+    /// in the middle never mixes two configurations in one message.
+    config: Option<Arc<Config>>,
 }
 
 struct SirenHandler {
@@ -55,6 +59,7 @@ impl Handler for SirenHandler {
         tx.mail_from = Some(from.to_string());
         tx.rcpt_to.clear();
         tx.routes.clear();
+        tx.config = Some(self.ctx.live.get());
         Response::custom(250, reply::MAIL_OK.into())
     }
 
@@ -63,7 +68,8 @@ impl Handler for SirenHandler {
         if tx.rcpt_to.len() >= self.ctx.config.smtp.max_recipients {
             return Response::custom(452, reply::TOO_MANY_RECIPIENTS.into());
         }
-        let Some(route) = self.ctx.router.route(to) else {
+        let config = tx.config.get_or_insert_with(|| self.ctx.live.get());
+        let Some(route) = config.router.route(to) else {
             return Response::custom(550, reply::no_integration(to));
         };
         tx.rcpt_to.push(to.to_string());
@@ -383,12 +389,13 @@ impl Driver {
         }
         // mailin only needs to see the dot to return to its ready state; the reply is ours.
         self.session.process(b".\r\n");
-        let (envelope, routes) = {
+        let (envelope, routes, config) = {
             let mut tx = self.tx.lock().expect("transaction lock");
             let from = tx.mail_from.take().unwrap_or_default();
             let envelope =
                 Envelope::new(&from, std::mem::take(&mut tx.rcpt_to), self.peer, &tx.helo);
-            (envelope, std::mem::take(&mut tx.routes))
+            let config = tx.config.take().unwrap_or_else(|| self.ctx.live.get());
+            (envelope, std::mem::take(&mut tx.routes), config)
         };
         if oversize {
             tracing::info!(peer = %self.peer, max, "message too big; rejected");
@@ -397,7 +404,7 @@ impl Driver {
             return Ok(Next::Continue);
         }
         let received = ingest::email(
-            &self.ctx.config,
+            &config,
             &self.ctx.writer,
             envelope,
             body,

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod intake;
 mod process;
+mod reload;
 mod retention;
 mod routing;
 mod samples;

@@ -19,6 +19,26 @@ pub struct Process {
     pub child: Child,
     pub smtp: SocketAddr,
     pub http: SocketAddr,
+    /// Every line the daemon logs after it listens, in order.
+    pub log: mpsc::UnboundedReceiver<String>,
+}
+
+impl Process {
+    /// Waits for the next log line containing `needle`; panics if the daemon exits first.
+    pub async fn log_line(&mut self, needle: &str) -> String {
+        while let Some(line) = self.log.recv().await {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("siren exited before logging \"{needle}\"");
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
 }
 
 pub fn spawn(config: &Path) -> Process {
@@ -31,6 +51,7 @@ pub fn spawn(config: &Path) -> Process {
         .spawn()
         .expect("start siren");
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let (log_tx, log) = mpsc::unbounded_channel();
     let stderr = child.stderr.take().unwrap();
     // Reads the bound addresses off the log, then keeps draining it so the pipe never fills.
     std::thread::spawn(move || {
@@ -42,6 +63,7 @@ pub fn spawn(config: &Path) -> Process {
                     let _ = tx.send((kind, addr.trim().parse::<SocketAddr>().unwrap()));
                 }
             }
+            let _ = log_tx.send(line);
         }
     });
     let mut addrs = HashMap::new();
@@ -53,6 +75,7 @@ pub fn spawn(config: &Path) -> Process {
         child,
         smtp: addrs["smtp"],
         http: addrs["http"],
+        log,
     }
 }
 

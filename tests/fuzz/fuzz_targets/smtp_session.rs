@@ -31,7 +31,7 @@ fn harness() -> &'static Harness {
         let (ctx, writer) = rt.block_on(async {
             let store = siren::store::Store::open(&config.store.path).unwrap();
             let (writer, handle) = siren::store::Writer::spawn(store, config.logs.clone()).unwrap();
-            (Arc::new(Context::new(Arc::new(config), handle)), writer)
+            (Arc::new(Context::new(siren::config::Live::new(config), handle)), writer)
         });
         Harness {
             rt,
