@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Live};
 use crate::http::{self, AppState};
 use crate::smtp;
-use crate::store::{Store, Writer, WriterHandle};
+use crate::store::{OutboxFeed, Queued, Store, Writer, WriterHandle};
 
 /// A daemon whose listeners are bound and whose store is open, ready to [`App::run`].
 pub struct App {
@@ -26,6 +27,8 @@ pub struct App {
     store: Store,
     writer: Writer,
     handle: WriterHandle,
+    /// Deliveries each commit adds to the outbox, for the delivery workers.
+    queued: mpsc::UnboundedReceiver<Vec<(String, Queued)>>,
 }
 
 impl App {
@@ -51,7 +54,12 @@ impl App {
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .context("store open task failed")??;
-        let (writer, handle) = Writer::spawn(store.clone(), config.logs.clone())?;
+        let (queued_tx, queued) = mpsc::unbounded_channel();
+        let feed = OutboxFeed {
+            live: live.clone(),
+            queued: queued_tx,
+        };
+        let (writer, handle) = Writer::spawn(store.clone(), config.logs.clone(), Some(feed))?;
         Ok(App {
             live,
             config,
@@ -60,6 +68,7 @@ impl App {
             store,
             writer,
             handle,
+            queued,
         })
     }
 
@@ -95,6 +104,7 @@ impl App {
             store,
             writer,
             handle,
+            queued,
         } = self;
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
@@ -116,6 +126,13 @@ impl App {
         drop(ctx);
 
         tracing::info!(addr = %http.local_addr()?, "http listening");
+        background.spawn(crate::deliver::run(
+            store.clone(),
+            handle.clone(),
+            live.clone(),
+            queued,
+            stop.clone(),
+        ));
         let router = http::router(AppState {
             live: live.clone(),
             store,

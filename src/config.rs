@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use crate::route::Router;
+use crate::store::AlertEvent;
 use crate::template::Templates;
 
 /// A configuration file that could not be used. Its message names the key and the rule.
@@ -130,6 +131,8 @@ pub struct HttpConfig {
     pub api_token: Option<String>,
     /// Largest webhook body accepted; larger ones get 413.
     pub max_body_size: usize,
+    /// How others reach this port (for links in notifications); `http://<listen>` by default.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -198,11 +201,46 @@ pub enum DestinationType {
     Command,
 }
 
-/// A destination as configured; delivery itself is a later stage.
+/// Where and how alert events are delivered (spec step 8).
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub id: String,
     pub kind: DestinationType,
+    pub target: Target,
+    /// The events this destination receives.
+    pub events: Vec<AlertEvent>,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles (with jitter) up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// The limit on one attempt (connect, send, answer; or the command's run).
+    pub timeout: Duration,
+}
+
+/// A destination's kind-specific settings.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Webhook {
+        url: reqwest::Url,
+        headers: Vec<(String, String)>,
+        /// Signs each body: `X-Siren-Signature: sha256=<hex HMAC-SHA256>`.
+        secret: Option<String>,
+    },
+    Slack {
+        url: reqwest::Url,
+        /// The base of the alert link in messages (`http.public_url`).
+        link_base: String,
+    },
+    Email {
+        host: String,
+        port: u16,
+        from: String,
+        to: Vec<String>,
+    },
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 /// Window values (`aggregate`, `auto_resolve`) must lie in this range.
@@ -267,6 +305,7 @@ struct RawHttp {
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
     max_body_size: i64,
+    public_url: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -276,6 +315,7 @@ impl Default for RawHttp {
             api_token: None,
             api_token_file: None,
             max_body_size: 1024 * 1024,
+            public_url: None,
         }
     }
 }
@@ -340,11 +380,16 @@ struct RawDestination {
     #[serde(default)]
     headers: HashMap<String, String>,
     secret: Option<String>,
+    secret_file: Option<PathBuf>,
     command: Option<Vec<String>>,
     smarthost: Option<String>,
     from: Option<String>,
     to: Option<Vec<String>>,
-    events: Option<Vec<String>>,
+    events: Option<Vec<AlertEvent>>,
+    max_attempts: Option<i64>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+    timeout: Option<String>,
 }
 
 impl Config {
@@ -394,7 +439,7 @@ impl Validator<'_> {
             max_entries: self.positive("logs.max_entries", raw.logs.max_entries, 1_000_000)?,
             max_age: self.duration("logs.max_age", &raw.logs.max_age)?,
         };
-        let destinations = self.destinations(raw.destinations)?;
+        let destinations = self.destinations(raw.destinations, &http)?;
         let integrations = self.integrations(raw.integrations, &destinations)?;
         if !http.listen.ip().is_loopback()
             && let Some(open) = integrations
@@ -538,14 +583,27 @@ impl Validator<'_> {
             ));
         }
         let max_body_size = self.positive("http.max_body_size", raw.max_body_size, 1 << 28)?;
+        let public_url = match raw.public_url {
+            Some(u) => self
+                .url("http.public_url", &u)?
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            None => format!("http://{listen}"),
+        };
         Ok(HttpConfig {
             listen,
             api_token,
             max_body_size,
+            public_url,
         })
     }
 
-    fn destinations(&self, raw: Vec<RawDestination>) -> Result<Vec<Destination>, ConfigError> {
+    fn destinations(
+        &self,
+        raw: Vec<RawDestination>,
+        http: &HttpConfig,
+    ) -> Result<Vec<Destination>, ConfigError> {
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, d) in raw.into_iter().enumerate() {
@@ -572,20 +630,95 @@ impl Validator<'_> {
                     format!("is required for type {:?}", d.kind).to_lowercase(),
                 ));
             }
-            if let Some(events) = &d.events {
-                for e in events {
-                    if !["create", "acknowledge", "resolve", "aggregate"].contains(&e.as_str()) {
-                        return Err(self.err(
-                            key("events"),
-                            format!("unknown event \"{e}\"; allowed: create, acknowledge, resolve, aggregate"),
-                        ));
+            let secret = self.secret(&key("secret"), d.secret, d.secret_file)?;
+            let target = match d.kind {
+                DestinationType::Webhook => {
+                    let mut headers: Vec<(String, String)> = d.headers.into_iter().collect();
+                    headers.sort();
+                    for (name, value) in &headers {
+                        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                            .is_ok()
+                            && reqwest::header::HeaderValue::from_str(value).is_ok();
+                        if !valid {
+                            return Err(self.err(
+                                key("headers"),
+                                format!("\"{name}\" is not a valid HTTP header name and value"),
+                            ));
+                        }
+                    }
+                    Target::Webhook {
+                        url: self.url(&key("url"), d.url.as_deref().unwrap_or_default())?,
+                        headers,
+                        secret,
                     }
                 }
+                DestinationType::Slack => Target::Slack {
+                    url: self.url(&key("url"), d.url.as_deref().unwrap_or_default())?,
+                    link_base: http.public_url.clone(),
+                },
+                DestinationType::Email => {
+                    let smarthost = d.smarthost.unwrap_or_default();
+                    let (host, port) = match smarthost.rsplit_once(':') {
+                        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)),
+                        None => (smarthost.as_str(), Some(25)),
+                    };
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let Some(port) = port.filter(|_| !host.is_empty()) else {
+                        return Err(self.err(
+                            key("smarthost"),
+                            format!("\"{smarthost}\" is not host:port, e.g. \"127.0.0.1:25\""),
+                        ));
+                    };
+                    let from = d.from.unwrap_or_default();
+                    let to = d.to.unwrap_or_default();
+                    for (name, a) in
+                        std::iter::once(("from", &from)).chain(to.iter().map(|t| ("to", t)))
+                    {
+                        if a.parse::<lettre::Address>().is_err() {
+                            return Err(
+                                self.err(key(name), format!("\"{a}\" is not an e-mail address"))
+                            );
+                        }
+                    }
+                    Target::Email {
+                        host: host.to_string(),
+                        port,
+                        from,
+                        to,
+                    }
+                }
+                DestinationType::Command => Target::Command {
+                    argv: d.command.unwrap_or_default(),
+                },
+            };
+            let retry_initial = self.duration(
+                &key("retry_initial"),
+                d.retry_initial.as_deref().unwrap_or("1s"),
+            )?;
+            let retry_max =
+                self.duration(&key("retry_max"), d.retry_max.as_deref().unwrap_or("10m"))?;
+            if retry_max < retry_initial {
+                return Err(self.err(key("retry_max"), "must not be shorter than retry_initial"));
             }
-            let _ = (&d.headers, &d.secret);
             out.push(Destination {
-                id: d.id,
+                id: d.id.clone(),
                 kind: d.kind,
+                target,
+                events: d.events.unwrap_or_else(|| {
+                    vec![
+                        AlertEvent::Create,
+                        AlertEvent::Acknowledge,
+                        AlertEvent::Resolve,
+                    ]
+                }),
+                max_attempts: self.positive(
+                    &key("max_attempts"),
+                    d.max_attempts.unwrap_or(8),
+                    100,
+                )? as u32,
+                retry_initial,
+                retry_max,
+                timeout: self.duration(&key("timeout"), d.timeout.as_deref().unwrap_or("10s"))?,
             });
         }
         Ok(out)
@@ -708,6 +841,13 @@ impl Validator<'_> {
                 key,
                 format!("\"{raw}\" is not an address; use local@domain or *@domain"),
             ))
+        }
+    }
+
+    fn url(&self, key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+        match reqwest::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+            _ => Err(self.err(key, format!("\"{raw}\" is not an http:// or https:// URL"))),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deliver;
 pub mod email;
 pub mod http;
 pub mod ingest;

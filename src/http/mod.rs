@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/integrations", get(alerts::integrations))
         .route("/api/v1/integrations/{id}/logs", get(integration_logs))
         .route("/api/v1/logs/{id}", get(log_detail))
+        .route("/api/v1/deliveries", get(deliveries))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -181,6 +182,42 @@ async fn integration_logs(
     let store = state.store.clone();
     let page = blocking(move || store.logs(&id, limit, cursor)).await?;
     Ok(Json(json!({ "logs": page.items, "next": page.next })))
+}
+
+/// `?state=pending|dead` (default pending), `?destination=`, and the list's limit and cursor.
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    state: Option<String>,
+    destination: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The outbox: pending deliveries, or dead letters, oldest first.
+async fn deliveries(
+    State(state): State<AppState>,
+    q: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let dead = match q.state.as_deref() {
+        None | Some("pending") => false,
+        Some("dead") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "state \"{other}\" is not one of pending, dead"
+            )));
+        }
+    };
+    let list = ListQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let (limit, cursor) = (list.limit()?, list.cursor()?);
+    let store = state.store.clone();
+    let destination = q.destination;
+    let page =
+        blocking(move || store.deliveries(dead, destination.as_deref(), limit, cursor)).await?;
+    Ok(Json(json!({ "deliveries": page.items, "next": page.next })))
 }
 
 async fn log_detail(

@@ -111,6 +111,16 @@ pub enum Action {
     Other,
 }
 
+/// A change to an alert that destinations can be told about (`destinations[].events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEvent {
+    Create,
+    Acknowledge,
+    Resolve,
+    Aggregate,
+}
+
 /// What happened to an input (Log JSON `outcome`, webhook results).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -263,6 +273,11 @@ pub(super) struct Txn<'a> {
     added: HashMap<Vec<u8>, Vec<u64>>,
     /// The earliest auto-resolve deadline this group added.
     pub earliest_deadline: Option<u64>,
+    /// When destinations are configured: each alert change of this group, in order, with the
+    /// alert as it was right after it (the outbox reports them).
+    pub events: Option<Vec<(Record, AlertEvent)>>,
+    /// Descriptions of the alerts this group creates (not in the tree yet).
+    pub descriptions: HashMap<u64, String>,
 }
 
 impl<'a> Txn<'a> {
@@ -274,6 +289,14 @@ impl<'a> Txn<'a> {
             records: HashMap::new(),
             added: HashMap::new(),
             earliest_deadline: None,
+            events: None,
+            descriptions: HashMap::new(),
+        }
+    }
+
+    fn event(&mut self, record: &Record, event: AlertEvent) {
+        if let Some(events) = &mut self.events {
+            events.push((record.clone(), event));
         }
     }
 
@@ -446,12 +469,16 @@ impl<'a> Txn<'a> {
             self.earliest_deadline = Some(self.earliest_deadline.map_or(ms, |e| e.min(ms)));
         }
         put_chunks(&mut self.batch, DESCRIPTION, id, req.description.as_bytes());
-        self.put(None, record)?;
         let outcome = if status == Status::Dropped {
             Outcome::Dropped
         } else {
+            self.event(&record, AlertEvent::Create);
             Outcome::Created
         };
+        if self.events.is_some() {
+            self.descriptions.insert(id, req.description.clone());
+        }
+        self.put(None, record)?;
         Ok((outcome, Some(id)))
     }
 
@@ -460,6 +487,7 @@ impl<'a> Txn<'a> {
         r.dedup_count += 1;
         r.updated_ms = now;
         let id = r.id;
+        self.event(&r, AlertEvent::Aggregate);
         self.put(Some(&old), r)?;
         Ok((Outcome::Aggregated, Some(id)))
     }
@@ -498,6 +526,11 @@ impl<'a> Txn<'a> {
         if status == Status::Resolved {
             r.resolved_ms = Some(now);
             r.resolved_by = by;
+        }
+        match status {
+            Status::Resolved => self.event(&r, AlertEvent::Resolve),
+            Status::Acknowledged => self.event(&r, AlertEvent::Acknowledge),
+            Status::Queued | Status::Open | Status::Dropped => {}
         }
         self.put(Some(&old), r.clone())?;
         Ok(r)

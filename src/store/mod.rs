@@ -14,6 +14,7 @@
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
 
 mod alerts;
+mod outbox;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,8 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{Action, Alert, AlertRequest, Outcome, ResolvedBy, Status};
-pub use writer::{Receipt, UserChange, Writer, WriterHandle};
+pub use alerts::{Action, Alert, AlertEvent, AlertRequest, Outcome, ResolvedBy, Status};
+pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, UserChange, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
 /// segment off-log; a leaf holds at most 17 items, so 17 x 4 KiB stays well below 128 KiB.

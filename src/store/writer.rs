@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::alerts::{self, ResolvedBy, Status, Txn};
+use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
+use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::{
     Alert, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_prefix, index_key, rfc3339, unix_ms,
 };
-use crate::config::LogsConfig;
+use crate::config::{Config, Live, LogsConfig};
 
 /// Requests handled in one group commit at most; bounds the latency of the first one.
 const MAX_GROUP: usize = 256;
@@ -32,6 +33,25 @@ pub struct Receipt {
     pub log_id: u64,
     pub outcome: Option<alerts::Outcome>,
     pub alert_id: Option<u64>,
+}
+
+/// Where the writer reports the deliveries it adds to the outbox, and the configuration that
+/// says which destinations each integration's alert changes go to.
+pub struct OutboxFeed {
+    pub live: Live,
+    /// After each commit that added deliveries: each one with its destination id.
+    pub queued: mpsc::UnboundedSender<Vec<(String, Queued)>>,
+}
+
+/// How one delivery attempt ended, as the delivery worker records it.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    /// The destination took it: it leaves the outbox.
+    Delivered,
+    /// It failed; the state holds the attempt count, the error and when to try again.
+    Retry(DeliveryState),
+    /// It failed for the last time: it moves to the dead letters, payload kept.
+    Dead(DeliveryState),
 }
 
 /// A change a user asks for through the API.
@@ -60,6 +80,11 @@ enum Job {
         now: SystemTime,
         reply: oneshot::Sender<Option<SystemTime>>,
     },
+    Delivery {
+        id: u64,
+        outcome: DeliveryOutcome,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     /// Commit what was queued before this, flush, and end the writer.
     Shutdown,
 }
@@ -75,6 +100,7 @@ enum Done {
         oneshot::Sender<Result<Option<SystemTime>, Error>>,
         Option<u64>,
     ),
+    Delivery(oneshot::Sender<Result<(), Error>>),
 }
 
 impl Done {
@@ -83,6 +109,7 @@ impl Done {
             Done::Ingest(reply, receipts) => drop(reply.send(Ok(receipts))),
             Done::Change(reply, result) => drop(reply.send(*result)),
             Done::AutoResolve(reply, next) => drop(reply.send(Ok(next.map(ms_time)))),
+            Done::Delivery(reply) => drop(reply.send(Ok(()))),
         }
     }
 
@@ -92,6 +119,7 @@ impl Done {
             Done::Ingest(reply, _) => drop(reply.send(Err(err()))),
             Done::Change(reply, _) => drop(reply.send(Err(err()))),
             Done::AutoResolve(reply, _) => drop(reply.send(Err(err()))),
+            Done::Delivery(reply) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -147,6 +175,12 @@ impl WriterHandle {
         self.deadline_moved.notified().await
     }
 
+    /// Records how a delivery attempt ended (durably, before it returns).
+    pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
+        self.submit(|reply| Job::Delivery { id, outcome, reply })
+            .await?
+    }
+
     /// Drops log entries older than the retention age; returns when the next one expires.
     pub async fn prune(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
         self.submit(|reply| Job::Prune { now, reply }).await
@@ -166,7 +200,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Store, retention: LogsConfig) -> Result<(Writer, WriterHandle), Error> {
+    /// Starts the writer. With `outbox`, alert changes add deliveries for the destinations of
+    /// their integration, and each commit reports the ones it added.
+    pub fn spawn(
+        store: Store,
+        retention: LogsConfig,
+        outbox: Option<OutboxFeed>,
+    ) -> Result<(Writer, WriterHandle), Error> {
         let data_file = File::options()
             .read(true)
             .write(true)
@@ -194,6 +234,7 @@ impl Writer {
             fault: fault.clone(),
             deadline_moved: deadline_moved.clone(),
             reported_deadline: None,
+            outbox,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((
@@ -228,6 +269,7 @@ struct State {
     deadline_moved: Arc<Notify>,
     /// The next auto-resolve deadline as last reported to the timer.
     reported_deadline: Option<u64>,
+    outbox: Option<OutboxFeed>,
 }
 
 impl State {
@@ -289,6 +331,14 @@ impl State {
         let mut added: HashMap<String, usize> = HashMap::new();
         let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
         let mut txn = Txn::new(&tree, &db);
+        let config = self
+            .outbox
+            .as_ref()
+            .map(|o| o.live.get())
+            .filter(|c| !c.destinations.is_empty());
+        if config.is_some() {
+            txn.events = Some(Vec::new());
+        }
         let mut done = Vec::with_capacity(jobs.len());
         let mut applied = Ok(());
         for job in jobs {
@@ -301,7 +351,11 @@ impl State {
             }
         }
         let earliest = txn.earliest_deadline;
+        let mut queued = Vec::new();
         let result = applied.and_then(|()| {
+            if let (Some(config), Some(events)) = (&config, txn.events.take()) {
+                queued = self.enqueue(&mut txn, config, events, now)?;
+            }
             let removed = self.prune_by_count(&mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
@@ -327,6 +381,11 @@ impl State {
                     self.deadline_moved.notify_one();
                 }
                 tracing::trace!(requests, elapsed = ?started.elapsed(), "group commit");
+                if let Some(feed) = &self.outbox
+                    && !queued.is_empty()
+                {
+                    let _ = feed.queued.send(queued);
+                }
                 for d in done {
                     if let Done::AutoResolve(_, next) = &d {
                         self.reported_deadline = *next;
@@ -434,8 +493,112 @@ impl State {
                 };
                 Ok(Done::AutoResolve(reply, next))
             }
+            Job::Delivery { id, outcome, reply } => {
+                match outcome {
+                    DeliveryOutcome::Delivered => {
+                        txn.batch
+                            .remove(&outbox::state_key(outbox::PENDING, id)[..]);
+                        self.remove_chunks(&mut txn.batch, outbox::PAYLOAD, id)?;
+                    }
+                    DeliveryOutcome::Retry(state) => txn.batch.insert(
+                        &outbox::state_key(outbox::PENDING, id)[..],
+                        outbox::encode(&state, id)?,
+                    ),
+                    DeliveryOutcome::Dead(state) => {
+                        txn.batch
+                            .remove(&outbox::state_key(outbox::PENDING, id)[..]);
+                        txn.batch.insert(
+                            &outbox::state_key(outbox::DEAD, id)[..],
+                            outbox::encode(&state, id)?,
+                        );
+                    }
+                }
+                Ok(Done::Delivery(reply))
+            }
             Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
         }
+    }
+
+    /// Adds one delivery per alert change and destination that wants it to the group's batch.
+    fn enqueue(
+        &self,
+        txn: &mut Txn<'_>,
+        config: &Config,
+        events: Vec<(Record, AlertEvent)>,
+        now: u64,
+    ) -> Result<Vec<(String, Queued)>, Error> {
+        let mut queued = Vec::new();
+        for (record, event) in events {
+            let Some(integration) = config
+                .integrations
+                .iter()
+                .find(|i| i.id == record.integration)
+            else {
+                continue;
+            };
+            let wanted: Vec<&str> = integration
+                .destinations
+                .iter()
+                .filter(|d| {
+                    config
+                        .destinations
+                        .iter()
+                        .any(|x| &x.id == *d && x.events.contains(&event))
+                })
+                .map(String::as_str)
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let description = match txn.descriptions.get(&record.id) {
+                Some(d) => d.clone(),
+                None => self.store.description(record.id)?,
+            };
+            let alert_id = record.id;
+            let payload = Payload {
+                event,
+                alert: record.into_alert(description),
+            };
+            let json = serde_json::to_vec(&payload).map_err(|source| Error::Corrupt {
+                key: format!("delivery payload of alert {alert_id}"),
+                source,
+            })?;
+            for destination in wanted {
+                let id = txn.generate_id()?;
+                let state = DeliveryState {
+                    destination: destination.to_string(),
+                    event,
+                    alert_id,
+                    created_ms: now,
+                    attempts: 0,
+                    next_ms: now,
+                    last_error: None,
+                    dead_ms: None,
+                };
+                alerts::put_chunks(&mut txn.batch, outbox::PAYLOAD, id, &json);
+                txn.batch.insert(
+                    &outbox::state_key(outbox::PENDING, id)[..],
+                    outbox::encode(&state, id)?,
+                );
+                queued.push((
+                    destination.to_string(),
+                    Queued {
+                        id,
+                        alert_id,
+                        next_ms: now,
+                        attempts: 0,
+                    },
+                ));
+            }
+        }
+        Ok(queued)
+    }
+
+    fn remove_chunks(&self, batch: &mut sled::Batch, kind: u8, id: u64) -> Result<(), Error> {
+        for key in self.store.tree.scan_prefix(chunk_prefix(kind, id)).keys() {
+            batch.remove(key?);
+        }
+        Ok(())
     }
 
     /// Makes the applied batch durable: sled's own flush, then fdatasync of its data file.
@@ -503,9 +666,7 @@ impl State {
     fn remove_log(&self, batch: &mut sled::Batch, integration: &str, id: u64) -> Result<(), Error> {
         batch.remove(index_key(integration, id));
         for kind in [LOG, RAW] {
-            for key in self.store.tree.scan_prefix(chunk_prefix(kind, id)).keys() {
-                batch.remove(key?);
-            }
+            self.remove_chunks(batch, kind, id)?;
         }
         Ok(())
     }

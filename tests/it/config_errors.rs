@@ -184,6 +184,43 @@ rejected! {
         type = "command"
         command = []
     "# => ["destinations[pager].command", "required for type command"];
+    destination_url_not_http: r#"
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+        url = "ftp://127.0.0.1/x"
+    "# => ["destinations[hook].url", "not an http:// or https:// URL"];
+    destination_smarthost_without_port: r#"
+        [[destinations]]
+        id = "mail"
+        type = "email"
+        smarthost = "127.0.0.1:"
+        from = "siren@example.com"
+        to = ["oncall@example.com"]
+    "# => ["destinations[mail].smarthost", "is not host:port"];
+    destination_to_not_an_address: r#"
+        [[destinations]]
+        id = "mail"
+        type = "email"
+        smarthost = "127.0.0.1:25"
+        from = "siren@example.com"
+        to = ["oncall"]
+    "# => ["destinations[mail].to", "\"oncall\" is not an e-mail address"];
+    destination_event_unknown: r#"
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+        url = "http://127.0.0.1:9000/"
+        events = ["explode"]
+    "# => ["explode", "`create`, `acknowledge`, `resolve`, `aggregate`"];
+    destination_retry_max_below_initial: r#"
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+        url = "http://127.0.0.1:9000/"
+        retry_initial = "1m"
+        retry_max = "1s"
+    "# => ["destinations[hook].retry_max", "not be shorter than retry_initial"];
     destination_type_unknown: r#"
         [[destinations]]
         id = "hook"

@@ -3,6 +3,7 @@
 mod alerts;
 mod api;
 mod config_errors;
+mod destinations;
 
 mod fuzz_corpus;
 mod helpers;
