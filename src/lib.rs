@@ -11,6 +11,7 @@
 //!                 store (6) writer: aggregate, one batch, flush, fdatasync ─> 250 / 202
 //!                                       ▲
 //!                 resolver (7) ─────────┘ auto-resolve at the next stored deadline
+//!                 outbox (same commit) ─> deliver (8): webhook, slack, email, command
 //!  HTTP ─> http: alert API, integration logs, /healthz (reads the store)
 //! ```
 //!

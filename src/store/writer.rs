@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::{
-    Alert, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_prefix, index_key, rfc3339, unix_ms,
+    Alert, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_prefix, index_key, rfc3339, u64_at,
+    unix_ms,
 };
 use crate::config::{Config, Live, LogsConfig};
 
@@ -650,7 +651,23 @@ impl State {
                 *removed.entry(integration.clone()).or_default() += 1;
             }
         }
-        if !removed.is_empty() {
+        // Dead letters follow the logs' age limit (checked whenever the logs are).
+        let mut dead = 0;
+        for kv in self.store.tree.scan_prefix([outbox::DEAD]) {
+            let (k, v) = kv?;
+            let id = u64_at(&k[1..]);
+            let state: DeliveryState =
+                serde_json::from_slice(&v).map_err(|source| Error::Corrupt {
+                    key: format!("delivery {id}"),
+                    source,
+                })?;
+            if state.dead_ms.unwrap_or(0) < cutoff {
+                batch.remove(k);
+                self.remove_chunks(&mut batch, outbox::PAYLOAD, id)?;
+                dead += 1;
+            }
+        }
+        if !removed.is_empty() || dead > 0 {
             self.store.tree.apply_batch(batch)?;
             self.sync()?;
             for (integration, n) in removed {
