@@ -65,6 +65,29 @@ pub struct Templates {
     /// The per-type default templates, lenient: a missing field renders as nothing.
     fallback: Handlebars<'static>,
     integrations: Vec<String>,
+    /// Templates that are one plain data field, `{{data.subject}}`, by template name: the
+    /// field's path below `data`.
+    simple: HashMap<String, Vec<String>>,
+}
+
+/// The path below `data` of a template that is exactly one plain field reference
+/// (`{{data.subject}}`, `{{ data.alarm.region }}`), or `None` for anything else.
+fn simple_path(source: &str) -> Option<Vec<String>> {
+    let inner = source.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let mut segments = inner.split('.');
+    if segments.next()? != "data" {
+        return None;
+    }
+    let path: Vec<String> = segments.map(str::to_string).collect();
+    let plain = |seg: &String| {
+        let mut chars = seg.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && seg != "this"
+    };
+    (!path.is_empty() && path.iter().all(plain)).then_some(path)
 }
 
 impl std::fmt::Debug for Templates {
@@ -157,6 +180,7 @@ impl Templates {
             }
         }
         let mut ids = Vec::with_capacity(integrations.len());
+        let mut simple = HashMap::new();
         for i in integrations {
             for (field, source) in [
                 (Field::Title, &i.title),
@@ -169,6 +193,9 @@ impl Templates {
                     message,
                 })?;
                 strict.register_template(&name, template);
+                if let Some(path) = simple_path(source) {
+                    simple.insert(name, path);
+                }
             }
             ids.push(i.id.clone());
         }
@@ -176,6 +203,7 @@ impl Templates {
             strict,
             fallback,
             integrations: ids,
+            simple,
         })
     }
 
@@ -193,22 +221,57 @@ impl Templates {
             data,
         };
         let mut errors = Vec::new();
-        let (title, description) = match Context::wraps(&root) {
-            Ok(ctx) => (
-                self.render_field(integration, Field::Title, &ctx, &mut errors),
-                self.render_field(integration, Field::Description, &ctx, &mut errors),
-            ),
-            // Serializing a serde_json::Value does not fail; say so if it ever does.
-            Err(e) => {
-                errors.push(format!("cannot build the template context: {e}"));
-                (String::new(), String::new())
+        // Built only when a template is more than one plain field: it copies all of `data`.
+        let mut ctx = None;
+        let mut render = |field: Field| -> (String, bool) {
+            if let Some((text, sanitized)) = self.lookup(integration, field, data) {
+                return (text.to_string(), sanitized);
             }
+            let ctx = ctx.get_or_insert_with(|| Context::wraps(&root));
+            match ctx {
+                Ok(ctx) => (
+                    self.render_field(integration, field, ctx, &mut errors),
+                    false,
+                ),
+                // Serializing a serde_json::Value does not fail; say so if it ever does.
+                Err(e) => {
+                    errors.push(format!("cannot build the template context: {e}"));
+                    (String::new(), false)
+                }
+            }
+        };
+        let (title, _) = render(Field::Title);
+        let (description, sanitized) = render(Field::Description);
+        let description = if sanitized {
+            description
+        } else {
+            crate::email::sanitize_html(&description)
         };
         Rendered {
             title: clean_title(&title),
-            description: bound_html(crate::email::sanitize_html(&description), DESCRIPTION_MAX),
+            description: bound_html(description, DESCRIPTION_MAX),
             errors,
         }
+    }
+
+    /// The text of a one-field template whose field holds a string, without rendering, and
+    /// whether it is already sanitized HTML (an e-mail's `message`). `None` when the template is
+    /// more than that or the field is missing or not a string: those render in full, so errors
+    /// and the formatting of other values stay exactly as handlebars makes them.
+    fn lookup<'d>(
+        &self,
+        integration: &Integration,
+        field: Field,
+        data: &'d Value,
+    ) -> Option<(&'d str, bool)> {
+        let path = self.simple.get(&template_name(&integration.id, field))?;
+        let text = path
+            .iter()
+            .try_fold(data, |v, seg| v.as_object()?.get(seg))?
+            .as_str()?;
+        let sanitized =
+            integration.kind == IntegrationType::Email && path.len() == 1 && path[0] == "message";
+        Some((text, sanitized))
     }
 
     fn render_field(
@@ -1573,6 +1636,68 @@ mod tests {
         assert_eq!(out.title, "Custom Data - I want to use this data");
         assert_eq!(out.description, "Example Incident Description");
         assert!(out.errors.is_empty(), "{:?}", out.errors);
+    }
+
+    #[test]
+    fn one_field_templates_render_as_handlebars_does() {
+        assert_eq!(
+            simple_path("{{data.subject}}"),
+            Some(vec!["subject".to_string()])
+        );
+        assert_eq!(
+            simple_path("{{ data.alarm.region }}"),
+            Some(vec!["alarm".into(), "region".into()])
+        );
+        for not_simple in [
+            "{{{data.x}}}",
+            "{{data}}",
+            "{{data.x}} ",
+            "{{upper data.x}}",
+            "{{data.[x y]}}",
+            "{{data.0}}",
+            "{{data.this}}",
+            "{{integration.id}}",
+            "{{data.x}}{{data.y}}",
+            "{{~data.x}}",
+        ] {
+            assert_eq!(simple_path(not_simple), None, "{not_simple}");
+        }
+        // The same field through the one-field path and through a full render (a no-op block
+        // keeps it from being one field): the same result, including for values that are not
+        // strings and fields that are missing.
+        let data = json!({
+            "s": "a <b>x</b> &amp; y",
+            "n": 42,
+            "f": 1.5,
+            "b": true,
+            "null": null,
+            "o": {"k": "v"},
+            "a": [1, 2],
+            "deep": {"er": {"est": "  spaced\tout\n"}}
+        });
+        for field in [
+            "s",
+            "n",
+            "f",
+            "b",
+            "null",
+            "o",
+            "a",
+            "deep.er.est",
+            "missing",
+            "deep.missing",
+        ] {
+            let fast = format!("{{{{data.{field}}}}}");
+            let full = format!("{{{{data.{field}}}}}{{{{#if false}}}}{{{{/if}}}}");
+            assert!(simple_path(&fast).is_some());
+            let outcome = |source: &str| {
+                let mut list = webhook(source);
+                list[0].description = source.to_string();
+                let out = Templates::new(&list).unwrap().render(&list[0], &data);
+                (out.title, out.description, out.errors.len())
+            };
+            assert_eq!(outcome(&fast), outcome(&full), "data.{field}");
+        }
     }
 
     #[test]

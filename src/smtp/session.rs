@@ -319,6 +319,19 @@ impl Driver {
     {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config.smtp;
+        // A whole line already buffered (a message's lines, pipelined commands) is taken
+        // without a timer or a select: the deadlines and signals are checked whenever the
+        // loop has to wait for the client, which is at least once per buffer it reads.
+        let stopping = abort.is_cancelled() || stop.is_some_and(|s| s.is_cancelled());
+        if !stopping
+            && let Some(end) = rd.buffer().iter().position(|&b| b == b'\n')
+            && end < cfg.max_line_length
+        {
+            line.clear();
+            line.extend_from_slice(&rd.buffer()[..=end]);
+            rd.consume(end + 1);
+            return Ok(true);
+        }
         let deadline = self.session_deadline.min(Instant::now() + cfg.idle_timeout);
         if !rd.buffer().contains(&b'\n') {
             self.flush(wr, deadline).await?;
