@@ -1,13 +1,18 @@
-//! The `siren` binary: CLI -> Config::load -> tracing -> App::build -> run until a signal.
-//! Exit codes: 0 clean stop, 2 configuration error (so systemd does not restart-loop), 1 other.
+//! The `siren` binary: CLI -> Config::load -> tracing -> App::build -> READY -> run until a
+//! signal. Exit codes: 0 clean stop, 2 configuration error (so systemd does not restart-loop),
+//! 1 other.
+
+mod notify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use siren::cli::{self, Api};
 use siren::config::Live;
 use siren::{App, Config};
+
+use notify::Notifier;
 
 #[derive(Parser)]
 #[command(name = "siren", version, about = "Self-hosted alert ingestion daemon")]
@@ -15,8 +20,23 @@ struct Cli {
     /// Configuration file (every command reads it; `alerts` and `logs` take the API address from it).
     #[arg(long, global = true, default_value = "config/siren.toml")]
     config: PathBuf,
+    /// The daemon's log on stderr: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SIREN_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -92,8 +112,10 @@ fn main() -> ExitCode {
             url,
         } => client(logs(&config, integration, limit, url)),
         Command::Run => {
-            init_tracing();
-            match run(config, cli.config) {
+            init_tracing(cli.log_format);
+            // SAFETY: still one thread; the runtime starts in `run`.
+            let notifier = unsafe { Notifier::from_env() };
+            match run(config, cli.config, notifier) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -104,14 +126,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's fields at the top level, beside timestamp, level and target.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// Runs a client command; prints its error and exits 1 when it fails.
@@ -229,24 +256,44 @@ fn raise_open_file_limit() {
 }
 
 #[tokio::main]
-async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+async fn run(config: Config, path: PathBuf, notifier: Notifier) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     raise_open_file_limit();
-    // Installed before anything can send it: SIGHUP's default action would kill the daemon.
+    // Installed before anything can send them: SIGHUP's default action would kill the
+    // daemon, and a SIGTERM right after READY=1 must drain, not kill.
     let hangup = signal(SignalKind::hangup())?;
+    let shutdown = shutdown_signal();
     let app = App::build(config).await?;
     tokio::spawn(reload_on_hangup(hangup, path, app.live()));
-    app.run(shutdown_signal()).await
+    // Bound listeners already accept connections (the kernel queues them), and the store is
+    // open: systemd may start what depends on Siren.
+    let smtp: Vec<String> = app.smtp_addrs().iter().map(|a| a.to_string()).collect();
+    let notifier = std::sync::Arc::new(notifier);
+    notifier.ready(&format!(
+        "SMTP on {}; HTTP on {}",
+        smtp.join(", "),
+        app.http_addr()
+    ));
+    tokio::spawn(notifier.clone().keep_alive());
+    app.run(async {
+        shutdown.await;
+        notifier.stopping();
+    })
+    .await
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled, so that a signal sent right after READY=1 drains
+/// instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 
