@@ -19,6 +19,7 @@ use crate::process::write_config;
 pub struct Notified {
     pub child: Child,
     notifications: mpsc::UnboundedReceiver<String>,
+    log: mpsc::UnboundedReceiver<String>,
     stderr: Option<JoinHandle<Vec<String>>>,
 }
 
@@ -55,16 +56,22 @@ impl Notified {
         });
         let mut child = cmd.spawn().expect("start siren");
         let stderr = child.stderr.take().unwrap();
-        // Keeps the whole log for the test, and drains the pipe so that it never fills.
+        // Passes each line on as it comes and keeps the whole log for the end; drains the pipe
+        // so that it never fills.
+        let (log_tx, log) = mpsc::unbounded_channel();
         let stderr = std::thread::spawn(move || {
             BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
+                .inspect(|line| {
+                    let _ = log_tx.send(line.clone());
+                })
                 .collect()
         });
         Notified {
             child,
             notifications,
+            log,
             stderr: Some(stderr),
         }
     }
@@ -88,12 +95,23 @@ impl Notified {
         addrs(&ready)
     }
 
-    pub fn sigterm(&self) {
+    /// Waits for the next log line containing `needle`; panics if the daemon exits first.
+    pub async fn log_line(&mut self, needle: &str) -> String {
+        while let Some(line) = self.log.recv().await {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("siren exited before logging {needle:?}");
+    }
+
+    pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
     }
 
     /// Waits for the process to end; returns its status and every line it logged.

@@ -1,6 +1,7 @@
 //! `systemd/siren.service` as systemd would run it, without systemd as PID 1: the unit scores
 //! and verifies cleanly with `systemd-analyze`, and the real daemon serves a whole session
-//! (STARTTLS, a large message, a webhook, the API, a restart on the same store, SIGTERM)
+//! (STARTTLS, a large message, a webhook, the API, SIGHUP, a restart on the same store,
+//! SIGTERM)
 //! under the seccomp filters the unit asks for. Also: JSON logs, one object per line.
 //!
 //! The filters are built the way systemd 252 builds them (`src/shared/seccomp-util.c`), with
@@ -508,6 +509,21 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
     let (status, alerts) = http_get(http, "/api/v1/alerts").await;
     assert_eq!(status, 200);
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 3, "{alerts}");
+    // SIGHUP: a new integration is in force without a restart.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[[integrations]]\nid = \"late\"\ntype = \"email\"\naddresses = [\"late@alerts.localhost\"]\n");
+    std::fs::write(&config, text).unwrap();
+    d.signal(libc::SIGHUP);
+    d.log_line("configuration reloaded").await;
+    let mut c = Smtp::greeted(smtp).await;
+    let r = c
+        .mail(
+            "a@example.com",
+            &["late@alerts.localhost"],
+            &message("late", "late@seccomp"),
+        )
+        .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
     assert!(d.recv().await.starts_with("WATCHDOG=1"));
     d.sigterm();
     let (status, log) = d.wait().await;
