@@ -1,7 +1,7 @@
 //! `systemd/siren.service` as systemd would run it, without systemd as PID 1: the unit scores
 //! and verifies cleanly with `systemd-analyze`, and the real daemon serves a whole session
-//! (STARTTLS, a large message, a webhook, the API, SIGHUP, a restart on the same store,
-//! SIGTERM)
+//! (STARTTLS, a large message, a webhook, the API, SIGHUP, webhook and command
+//! destinations, a restart on the same store, SIGTERM)
 //! under the seccomp filters the unit asks for. Also: JSON logs, one object per line.
 //!
 //! The filters are built the way systemd 252 builds them (`src/shared/seccomp-util.c`), with
@@ -445,6 +445,25 @@ async fn deliver_over_tls(smtp: std::net::SocketAddr, cert: CertificateDer<'stat
     cmd(&mut s, "QUIT", "221").await;
 }
 
+/// A webhook receiver on loopback: answers 200 and passes each JSON body on.
+async fn receiver() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let _ = tx.send(body.0);
+            async {}
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
 /// Asserts every line is a JSON object and none is a warning or an error.
 fn assert_clean_json_log(log: &[String]) {
     for line in log {
@@ -509,9 +528,24 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
     let (status, alerts) = http_get(http, "/api/v1/alerts").await;
     assert_eq!(status, 200);
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 3, "{alerts}");
-    // SIGHUP: a new integration is in force without a restart.
+    // SIGHUP: a new integration, with a webhook destination reached by name (getaddrinfo)
+    // and a command destination (a child process, under the same filters), takes mail
+    // without a restart.
+    let (hook, mut posted) = receiver().await;
+    let fifo = dir.path().join("pager.fifo");
+    let c_fifo = CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("[[integrations]]\nid = \"late\"\ntype = \"email\"\naddresses = [\"late@alerts.localhost\"]\n");
+    text.push_str(&format!(
+        "[[integrations]]\nid = \"late\"\ntype = \"email\"\naddresses = [\"late@alerts.localhost\"]\n\
+         destinations = [\"out\", \"pager\"]\n\
+         [[destinations]]\nid = \"out\"\ntype = \"webhook\"\nurl = \"http://localhost:{}/hook\"\n\
+         [[destinations]]\nid = \"pager\"\ntype = \"command\"\n\
+         command = [\"/bin/sh\", \"-c\", \"cat > \\\"$0\\\"\", \"{}\"]\n",
+        hook.port(),
+        fifo.display()
+    ));
     std::fs::write(&config, text).unwrap();
     d.signal(libc::SIGHUP);
     d.log_line("configuration reloaded").await;
@@ -524,6 +558,13 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
         )
         .await;
     assert!(r.starts_with("250 2.0.0"), "{r}");
+    let event = posted.recv().await.unwrap();
+    assert_eq!(event["alert"]["thirdparty_id"], "late@seccomp", "{event}");
+    let paged = tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap())
+        .await
+        .unwrap();
+    let event: Value = serde_json::from_str(&paged).expect("the event JSON on stdin");
+    assert_eq!(event["alert"]["thirdparty_id"], "late@seccomp", "{event}");
     assert!(d.recv().await.starts_with("WATCHDOG=1"));
     d.sigterm();
     let (status, log) = d.wait().await;
