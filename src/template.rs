@@ -1316,7 +1316,7 @@ impl RegexCache {
 
 /// The `regex` crate runs in linear time (no backtracking), so a pattern from a template or
 /// from alert data cannot hang a render; its size is bounded too.
-fn build_regex(pattern: &str) -> Result<regex::Regex, String> {
+pub(crate) fn build_regex(pattern: &str) -> Result<regex::Regex, String> {
     if pattern.len() > REGEX_PATTERN_MAX {
         return Err(format!(
             "the pattern is longer than {REGEX_PATTERN_MAX} bytes"

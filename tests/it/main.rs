@@ -13,6 +13,7 @@ mod process;
 mod reload;
 mod retention;
 mod routing;
+mod rules;
 mod samples;
 mod tls;
 mod webhooks;
