@@ -2,7 +2,7 @@
 //! validated once into an immutable [`Config`]; every error names the key and what is allowed.
 //! Nothing here falls back silently to a default when a value is present but wrong.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
+use crate::adapt::email::{Field, ID_GROUP, Matcher, Rule, RuleAction};
 use crate::route::Router;
 use crate::store::AlertEvent;
 use crate::template::Templates;
@@ -190,6 +191,8 @@ pub struct Integration {
     pub title: String,
     pub description: String,
     pub token: Option<String>,
+    /// `email` only: tried in order, the first match decides the action (`adapt::email`).
+    pub rules: Vec<Rule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -368,6 +371,22 @@ struct RawIntegration {
     description: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+/// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    to: Option<String>,
+    from: Option<String>,
+    subject: Option<String>,
+    message: Option<String>,
+    text: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    action: RuleAction,
 }
 
 #[derive(Deserialize)]
@@ -788,6 +807,10 @@ impl Validator<'_> {
             let title = r.title.unwrap_or_else(|| default_title.into());
             let description = r.description.unwrap_or_else(|| default_description.into());
             let token = self.secret(&key("token"), r.token, r.token_file)?;
+            if r.kind != IntegrationType::Email && !r.rules.is_empty() {
+                return Err(self.err(key("rules"), "only email integrations have rules"));
+            }
+            let rules = self.rules(&r.id, r.rules)?;
             out.push(Integration {
                 name: r.name.unwrap_or_else(|| r.id.clone()),
                 id: r.id,
@@ -800,6 +823,66 @@ impl Validator<'_> {
                 title,
                 description,
                 token,
+                rules,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Compiles an email integration's rules. Errors name the rule's index and its key.
+    fn rules(&self, integration: &str, raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let key = |k: &str| format!("integrations[{integration}].rules[{i}]{k}");
+            let mut fields: Vec<(String, Field, String)> = [
+                ("to", Field::To, r.to),
+                ("from", Field::From, r.from),
+                ("subject", Field::Subject, r.subject),
+                ("message", Field::Message, r.message),
+                ("text", Field::Text, r.text),
+            ]
+            .into_iter()
+            .filter_map(|(k, f, p)| p.map(|p| (k.to_string(), f, p)))
+            .collect();
+            let mut names = HashSet::new();
+            for (name, pattern) in r.headers {
+                let k = format!("headers.{name}");
+                if name.is_empty() || name.contains(|c: char| c == ':' || !c.is_ascii_graphic()) {
+                    return Err(self.err(key(&format!(".{k}")), "is not a header name"));
+                }
+                if !names.insert(name.to_ascii_lowercase()) {
+                    return Err(self.err(
+                        key(&format!(".{k}")),
+                        "is given twice (header names ignore case)",
+                    ));
+                }
+                fields.push((k, Field::Header(name), pattern));
+            }
+            if fields.is_empty() {
+                return Err(self.err(
+                    key(""),
+                    "needs at least one matcher: to, from, subject, message, text or headers.<Name> (subject = \"\" matches every message)",
+                ));
+            }
+            let mut id_key: Option<String> = None;
+            let mut matchers = Vec::with_capacity(fields.len());
+            for (k, field, pattern) in fields {
+                let regex = crate::template::build_regex(&pattern)
+                    .map_err(|e| self.err(key(&format!(".{k}")), e))?;
+                if regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+                    if let Some(first) = &id_key {
+                        return Err(self.err(
+                            key(&format!(".{k}")),
+                            format!("has a (?P<id>…) group, and so has {first}; only one matcher of a rule may set the id"),
+                        ));
+                    }
+                    id_key = Some(k);
+                }
+                matchers.push(Matcher { field, regex });
+            }
+            out.push(Rule {
+                matchers,
+                action: r.action,
             });
         }
         Ok(out)

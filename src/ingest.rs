@@ -44,7 +44,7 @@ pub async fn email(
             let mut data = data.clone();
             data.tag = route.tag.clone();
             data.envelope.rcpt_to = rcpts.clone();
-            let event = adapt::email::adapt(&data);
+            let event = adapt::email::adapt(&data, &integration.rules);
             let input = Input {
                 source: Source::Smtp,
                 remote_addr: remote_addr.clone(),

@@ -243,7 +243,12 @@ impl Templates {
         let (title, _) = render(Field::Title);
         let (description, sanitized) = render(Field::Description);
         let description = if sanitized {
-            description
+            // What a second pass would change: HTML parsing turns CRLF and CR into LF.
+            if description.contains('\r') {
+                description.replace("\r\n", "\n").replace('\r', "\n")
+            } else {
+                description
+            }
         } else {
             crate::email::sanitize_html(&description)
         };
@@ -1316,7 +1321,7 @@ impl RegexCache {
 
 /// The `regex` crate runs in linear time (no backtracking), so a pattern from a template or
 /// from alert data cannot hang a render; its size is bounded too.
-fn build_regex(pattern: &str) -> Result<regex::Regex, String> {
+pub(crate) fn build_regex(pattern: &str) -> Result<regex::Regex, String> {
     if pattern.len() > REGEX_PATTERN_MAX {
         return Err(format!(
             "the pattern is longer than {REGEX_PATTERN_MAX} bytes"

@@ -1,36 +1,186 @@
-//! The `email` integration type: every message is a `create`. Its third-party id is the
-//! Message-ID, except that a reply takes the id of its thread's first message (References,
-//! then In-Reply-To), so a thread aggregates into the alert of the original message.
+//! The `email` integration type. Without rules every message is a `create`. Its third-party id
+//! is the Message-ID, except that a reply takes the id of its thread's first message
+//! (References, then In-Reply-To), so a thread aggregates into the alert of the original message.
+//!
+//! An integration's rules (spec step 4), tried in order, can change that: the first rule whose
+//! matchers all match sets the action, and the named group `(?P<id>…)` of one of its matchers,
+//! when it matched something, becomes the third-party id. So a RECOVERY mail can resolve its
+//! PROBLEM alert. Rules are compiled once, when the configuration loads.
+
+use regex::Regex;
+use serde::Deserialize;
 
 use super::{Event, random_id};
 use crate::email::EmailData;
 use crate::store::Action;
 
-pub fn adapt(data: &EmailData) -> Event {
-    let thirdparty_id = data
-        .references
+/// What a matching rule does with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Create,
+    Resolve,
+    Acknowledge,
+    /// Create the alert with status `dropped`.
+    Drop,
+    /// Log the message (outcome `ignored`) and change no alert.
+    Ignore,
+}
+
+impl From<RuleAction> for Action {
+    fn from(a: RuleAction) -> Action {
+        match a {
+            RuleAction::Create => Action::Create,
+            RuleAction::Resolve => Action::Resolve,
+            RuleAction::Acknowledge => Action::Acknowledge,
+            RuleAction::Drop => Action::Drop,
+            RuleAction::Ignore => Action::Other,
+        }
+    }
+}
+
+/// The part of the e-mail data a matcher reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    To,
+    From,
+    Subject,
+    Message,
+    Text,
+    /// A header by name, ignoring case. A message without the header does not match.
+    Header(String),
+}
+
+/// The name of the group whose match becomes the third-party id.
+pub const ID_GROUP: &str = "id";
+
+/// One regular expression on one field.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub field: Field,
+    pub regex: Regex,
+}
+
+/// A compiled rule: every matcher must match; then `action` applies. At most one matcher has
+/// the `id` group (checked at load).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub matchers: Vec<Matcher>,
+    pub action: RuleAction,
+}
+
+impl Rule {
+    /// `None` when some matcher does not match; else the captured id, when there is a non-empty
+    /// one.
+    fn apply(&self, data: &EmailData) -> Option<Option<String>> {
+        let mut id = None;
+        for m in &self.matchers {
+            let value = field(data, &m.field)?;
+            if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+                let caps = m.regex.captures(&value)?;
+                id = caps
+                    .name(ID_GROUP)
+                    .map(|g| g.as_str().trim())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+            } else if !m.regex.is_match(&value) {
+                return None;
+            }
+        }
+        Some(id)
+    }
+}
+
+fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    Some(match f {
+        Field::To => Cow::Borrowed(data.to.as_str()),
+        Field::From => Cow::Borrowed(data.from.as_str()),
+        Field::Subject => Cow::Borrowed(data.subject.as_str()),
+        Field::Message => Cow::Borrowed(data.message.as_str()),
+        Field::Text => Cow::Borrowed(data.text.as_str()),
+        Field::Header(name) => {
+            // Header names are kept as written; two spellings of one name are one header.
+            let mut values = data
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str());
+            let first = values.next()?;
+            match values.next() {
+                None => Cow::Borrowed(first),
+                Some(second) => {
+                    let mut all = vec![first, second];
+                    all.extend(values);
+                    Cow::Owned(all.join("\n"))
+                }
+            }
+        }
+    })
+}
+
+/// The message's event: the first matching rule's action and id, else `create` with the
+/// default id. `data.rule` is the index of the rule that matched, or null.
+pub fn adapt(data: &EmailData, rules: &[Rule]) -> Event {
+    let matched = rules
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.apply(data).map(|id| (i, r.action, id)));
+    let (action, rule_id) = match &matched {
+        Some((_, action, id)) => (Action::from(*action), id.clone()),
+        None => (Action::Create, None),
+    };
+    let thirdparty_id = rule_id.unwrap_or_else(|| default_id(data));
+    let mut value = serde_json::to_value(data).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("rule".into(), matched.map(|(i, _, _)| i).into());
+    }
+    Event {
+        action,
+        thirdparty_id,
+        data: value,
+        urgency: None,
+    }
+}
+
+/// References[0], else In-Reply-To, else Message-ID, else a random id.
+fn default_id(data: &EmailData) -> String {
+    data.references
         .first()
         .or(data.in_reply_to.as_ref())
         .or(data.message_id.as_ref())
         .filter(|id| !id.trim().is_empty())
         .cloned()
-        .unwrap_or_else(random_id);
-    Event {
-        action: Action::Create,
-        thirdparty_id,
-        data: serde_json::to_value(data).unwrap_or_default(),
-        urgency: None,
-    }
+        .unwrap_or_else(random_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::email::{Envelope, parse};
+    use std::path::Path;
 
     fn data(headers: &str) -> EmailData {
         let raw = format!("From: a@b\r\nTo: ops@x\r\nSubject: s\r\n{headers}\r\nbody\r\n");
         parse(raw.as_bytes(), Envelope::default())
+    }
+
+    fn sample(name: &str) -> EmailData {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(name);
+        parse(&std::fs::read(path).unwrap(), Envelope::default())
+    }
+
+    /// The rules of one email integration configured with `rules` (TOML `[[integrations.rules]]`
+    /// tables).
+    fn rules(rules: &str) -> Vec<Rule> {
+        let text = format!(
+            "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@x\"]\n{rules}"
+        );
+        let mut config = Config::parse(&text, Path::new("t.toml")).expect("rules compile");
+        config.integrations.remove(0).rules
     }
 
     #[test]
@@ -48,8 +198,9 @@ mod tests {
             ("", None),
         ];
         for (headers, want) in cases {
-            let e = adapt(&data(headers));
+            let e = adapt(&data(headers), &[]);
             assert_eq!(e.action, Action::Create);
+            assert_eq!(e.data["rule"], serde_json::Value::Null);
             match want {
                 Some(id) => assert_eq!(e.thirdparty_id, id, "{headers}"),
                 None => assert_eq!(
@@ -60,8 +211,193 @@ mod tests {
             }
         }
         assert_ne!(
-            adapt(&data("")).thirdparty_id,
-            adapt(&data("")).thirdparty_id
+            adapt(&data(""), &[]).thirdparty_id,
+            adapt(&data(""), &[]).thirdparty_id
+        );
+    }
+
+    /// The rules of one integration of the example configuration, `config/siren.toml`.
+    fn example_rules(id: &str) -> Vec<Rule> {
+        let text = include_str!("../../config/siren.toml");
+        let config = Config::parse(text, Path::new("config/siren.toml")).unwrap();
+        let i = config.integrations.into_iter().find(|i| i.id == id);
+        i.expect("the example has the integration").rules
+    }
+
+    /// (integration, sample, action, third-party id or None for the default, rule index)
+    type Case = (
+        &'static str,
+        &'static str,
+        Action,
+        Option<&'static str>,
+        Option<usize>,
+    );
+
+    #[test]
+    fn example_rules_over_the_samples() {
+        let cases: &[Case] = &[
+            (
+                "ops",
+                "nagios-problem.eml",
+                Action::Create,
+                Some("web01/HTTP"),
+                Some(0),
+            ),
+            (
+                "ops",
+                "nagios-recovery.eml",
+                Action::Resolve,
+                Some("web01/HTTP"),
+                Some(1),
+            ),
+            ("ops", "monit.eml", Action::Create, None, None),
+            ("zabbix", "zabbix-problem.eml", Action::Create, None, None),
+            (
+                "zabbix",
+                "zabbix-resolved.eml",
+                Action::Resolve,
+                None,
+                Some(0),
+            ),
+            (
+                "prometheus",
+                "alertmanager.eml",
+                Action::Create,
+                Some("InstanceDown (node critical)"),
+                Some(3),
+            ),
+        ];
+        for &(integration, file, action, id, rule) in cases {
+            let data = sample(file);
+            let e = adapt(&data, &example_rules(integration));
+            assert_eq!(e.action, action, "{file}");
+            let default = default_id(&data);
+            assert_eq!(e.thirdparty_id, id.unwrap_or(&default), "{file}");
+            assert_eq!(e.data["rule"], serde_json::json!(rule), "{file}");
+        }
+        // Zabbix's pair share the thread's id, the default.
+        assert_eq!(
+            default_id(&sample("zabbix-resolved.eml")),
+            "20240312031422.3385217.23661@zabbix.example.com"
+        );
+        assert_eq!(
+            default_id(&sample("zabbix-problem.eml")),
+            default_id(&sample("zabbix-resolved.eml"))
+        );
+        // The default subject of a resolved group resolves what its firing subject created.
+        let resolved = "From: am@x\r\nTo: prometheus@x\r\nSubject: [RESOLVED] InstanceDown (node critical)\r\n\r\nb\r\n";
+        let e = adapt(
+            &parse(resolved.as_bytes(), Envelope::default()),
+            &example_rules("prometheus"),
+        );
+        assert_eq!(
+            (e.action, e.thirdparty_id.as_str()),
+            (Action::Resolve, "InstanceDown (node critical)")
+        );
+    }
+
+    #[test]
+    fn every_matcher_must_match_and_the_first_matching_rule_wins() {
+        let rules = rules(
+            r#"
+            [[integrations.rules]]
+            subject = "^PROBLEM"
+            from = "@staging\\."
+            action = "drop"
+            [[integrations.rules]]
+            subject = "^PROBLEM"
+            action = "ignore"
+            [[integrations.rules]]
+            subject = "PROBLEM"
+            action = "acknowledge"
+        "#,
+        );
+        let mail = |from: &str, subject: &str| {
+            let raw = format!("From: {from}\r\nTo: ops@x\r\nSubject: {subject}\r\n\r\nbody\r\n");
+            adapt(&parse(raw.as_bytes(), Envelope::default()), &rules)
+        };
+        let cases = [
+            ("n@staging.example.com", "PROBLEM disk", Action::Drop, 0),
+            ("n@prod.example.com", "PROBLEM disk", Action::Other, 1),
+            (
+                "n@staging.example.com",
+                "re: PROBLEM",
+                Action::Acknowledge,
+                2,
+            ),
+        ];
+        for (from, subject, action, rule) in cases {
+            let e = mail(from, subject);
+            assert_eq!(e.action, action, "{from} {subject}");
+            assert_eq!(e.data["rule"], rule, "{from} {subject}");
+        }
+        assert_eq!(mail("a@b", "all good").action, Action::Create);
+    }
+
+    #[test]
+    fn fields_by_table() {
+        let raw = "From: Nagios <nagios@mon.example.com>\r\nTo: ops@x, db@x\r\nSubject: Disk\r\n\
+                   X-Alert-Key: disk/db01\r\nx-alert-key: second\r\nContent-Type: text/html\r\n\r\n\
+                   <p>Host <b>db01</b> state CRITICAL</p>\r\n";
+        let d = parse(raw.as_bytes(), Envelope::default());
+        // (field, pattern, matches); headers ignore the case of their name.
+        let cases: &[(Field, &str, bool)] = &[
+            (Field::To, "^ops@x;db@x$", true),
+            (Field::From, "^nagios@mon\\.example\\.com$", true),
+            (Field::Subject, "(?i)^disk$", true),
+            (Field::Subject, "^disk$", false),
+            (Field::Message, "<b>db01</b>", true),
+            (Field::Text, "Host db01 state CRITICAL", true),
+            (Field::Text, "<b>", false),
+            // Both spellings are one header, its values joined with a newline.
+            (Field::Header("X-ALERT-KEY".into()), "(?m)^disk/db01$", true),
+            (Field::Header("X-ALERT-KEY".into()), "^disk/db01$", false),
+            (Field::Header("x-alert-key".into()), "(?m)^second$", true),
+            (Field::Header("X-Absent".into()), "", false),
+        ];
+        for (f, pattern, want) in cases {
+            let rule = Rule {
+                matchers: vec![Matcher {
+                    field: f.clone(),
+                    regex: Regex::new(pattern).unwrap(),
+                }],
+                action: RuleAction::Resolve,
+            };
+            assert_eq!(rule.apply(&d).is_some(), *want, "{f:?} {pattern}");
+        }
+    }
+
+    #[test]
+    fn id_from_a_header_and_an_empty_id_falls_back() {
+        let rules = rules(
+            r#"
+            [[integrations.rules]]
+            headers.X-Group = '^(?P<id>.*)$'
+            headers.X-Status = '^resolved$'
+            action = "resolve"
+            [[integrations.rules]]
+            headers.x-group = '^(?P<id>.*)$'
+            action = "create"
+        "#,
+        );
+        let e = adapt(
+            &data(
+                "Message-ID: <m@x>\r\nX-Group: {}:{alertname=\"Down\"}\r\nX-Status: resolved\r\n",
+            ),
+            &rules,
+        );
+        assert_eq!(e.action, Action::Resolve);
+        assert_eq!(e.thirdparty_id, "{}:{alertname=\"Down\"}");
+        let e = adapt(
+            &data("Message-ID: <m@x>\r\nX-Group: g1\r\nX-Status: firing\r\n"),
+            &rules,
+        );
+        assert_eq!((e.action, e.thirdparty_id.as_str()), (Action::Create, "g1"));
+        // The group matched nothing: the default id, not an empty one.
+        let e = adapt(&data("Message-ID: <m@x>\r\nX-Group: \r\n"), &rules);
+        assert_eq!(
+            (e.action, e.thirdparty_id.as_str()),
+            (Action::Create, "m@x")
         );
     }
 }

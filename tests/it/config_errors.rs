@@ -264,6 +264,89 @@ rejected! {
         => ["http.api_token", "either api_token or api_token_file, not both"];
     http_off_loopback_without_api_token: "[http]\nlisten = \"0.0.0.0:8025\"\n"
         => ["http.api_token", "not a loopback address", "api_token_file"];
+    rule_regex_invalid: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        subject = "^PROBLEM"
+        action = "create"
+        [[integrations.rules]]
+        subject = "^RECOVERY ("
+        action = "resolve"
+    "# => ["integrations[ops].rules[1].subject", "invalid regular expression \"^RECOVERY (\"", "unclosed group"];
+    rule_header_regex_invalid: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        headers.X-Status = "[resolved"
+        action = "resolve"
+    "# => ["integrations[ops].rules[0].headers.X-Status", "invalid regular expression"];
+    rule_header_given_twice: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        headers.X-Status = "a"
+        headers.x-status = "b"
+        action = "resolve"
+    "# => ["integrations[ops].rules[0].headers.x-status", "given twice", "ignore case"];
+    rule_action_unknown: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        subject = "OK"
+        action = "close"
+    "# => ["unknown variant `close`", "`create`, `resolve`, `acknowledge`, `drop`, `ignore`"];
+    rule_without_action: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        subject = "OK"
+    "# => ["missing field `action`"];
+    rule_unknown_matcher: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        body = "OK"
+        action = "resolve"
+    "# => ["unknown field `body`", "`subject`", "`message`", "`text`", "`headers`"];
+    rule_without_matchers: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        action = "drop"
+    "# => ["integrations[ops].rules[0]:", "at least one matcher"];
+    rule_with_two_id_groups: r#"
+        [[integrations]]
+        id = "ops"
+        type = "email"
+        addresses = ["ops@alerts.localhost"]
+        [[integrations.rules]]
+        subject = "(?P<id>\\S+) is down"
+        text = "Host: (?P<id>\\S+)"
+        action = "create"
+    "# => ["integrations[ops].rules[0].text", "and so has subject", "only one matcher"];
+    rules_on_a_webhook_integration: r#"
+        [[integrations]]
+        id = "hook"
+        type = "webhook"
+        [[integrations.rules]]
+        subject = "x"
+        action = "drop"
+    "# => ["integrations[hook].rules", "only email integrations"];
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod process;
 mod reload;
 mod retention;
 mod routing;
+mod rules;
 mod samples;
 mod service;
 mod tls;
