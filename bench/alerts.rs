@@ -31,6 +31,7 @@ fn request(n: u64, tp: &str) -> NewLog {
         outcome: None,
         error: None,
         raw: Arc::from(&b"{}"[..]),
+        email: None,
     }
 }
 

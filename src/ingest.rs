@@ -10,7 +10,9 @@ use crate::adapt::{self, Event};
 use crate::config::{Config, Integration};
 use crate::email::{self, Envelope};
 use crate::route::Route;
-use crate::store::{self, Action, AlertRequest, NewLog, Receipt, Source, WriterHandle};
+use crate::store::{
+    self, Action, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle,
+};
 use crate::template::Rendered;
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
@@ -30,9 +32,9 @@ pub async fn email(
     let remote_addr = envelope.client_addr.clone();
     let raw: Arc<[u8]> = raw.into();
     let data = if raw.len() <= PARSE_INLINE_MAX {
-        email::parse(&raw, envelope)
+        email::parse(&raw, envelope.clone())
     } else {
-        let raw = raw.clone();
+        let (raw, envelope) = (raw.clone(), envelope.clone());
         tokio::task::spawn_blocking(move || email::parse(&raw, envelope))
             .await
             .map_err(|_| store::Error::Stopped)?
@@ -45,13 +47,25 @@ pub async fn email(
             data.tag = route.tag.clone();
             data.envelope.rcpt_to = rcpts.clone();
             let event = adapt::email::adapt(&data, &integration.rules);
+            let email = EmailSource {
+                envelope: envelope.clone(),
+                rcpt_to: rcpts.clone(),
+                tag: route.tag.clone(),
+                rule: event
+                    .data
+                    .get("rule")
+                    .and_then(|r| r.as_u64())
+                    .map(|r| r as usize),
+            };
             let input = Input {
                 source: Source::Smtp,
                 remote_addr: remote_addr.clone(),
                 received_at,
                 raw: raw.clone(),
             };
-            event_log(config, integration, &input, event, data.parse_error.clone())
+            let mut log = event_log(config, integration, &input, event, data.parse_error.clone());
+            log.email = Some(email);
+            log
         })
         .collect();
     writer.commit(logs).await
@@ -97,5 +111,6 @@ pub fn event_log(
         outcome: None,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         raw: input.raw.clone(),
+        email: None,
     }
 }

@@ -180,6 +180,7 @@ async fn reject_log(
             rejection.reason
         )),
         raw: input.raw.clone(),
+        email: None,
     };
     if let Err(e) = state.writer.commit(vec![log]).await {
         tracing::warn!(error = %e, integration = %integration.id, "could not log a rejected webhook");

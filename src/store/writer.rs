@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::{
-    Alert, Error, LOG, LogEntry, NewLog, RAW, Store, chunk_prefix, index_key, rfc3339, u64_at,
+    Alert, Error, LOG, NewLog, RAW, Store, StoredLog, chunk_prefix, index_key, rfc3339, u64_at,
     unix_ms,
 };
 use crate::config::{Config, Live, LogsConfig};
@@ -696,17 +696,18 @@ fn put_log(
     outcome: Option<alerts::Outcome>,
     alert_id: Option<u64>,
 ) -> Result<(), Error> {
-    let entry = LogEntry {
+    let entry = StoredLog {
         id: id.to_string(),
-        integration: log.integration.clone(),
+        integration: &log.integration,
         received_at: rfc3339(log.received_at),
         source: log.source,
-        remote_addr: log.remote_addr.clone(),
+        remote_addr: &log.remote_addr,
         size: log.raw.len() as u64,
-        data: log.data.clone(),
+        data: log.email.is_none().then_some(&log.data),
         outcome,
         alert_id: alert_id.map(|a| a.to_string()),
-        error: log.error.clone(),
+        error: log.error.as_deref(),
+        email: log.email.as_ref(),
     };
     let json = serde_json::to_vec(&entry).map_err(|source| Error::Corrupt {
         key: format!("log {id}"),

@@ -63,6 +63,7 @@ impl Engine {
             outcome: None,
             error: None,
             raw: Arc::from(&b"{}"[..]),
+            email: None,
         };
         self.handle.commit(vec![log]).await.unwrap().remove(0)
     }
