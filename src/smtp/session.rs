@@ -20,6 +20,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::email::Envelope;
 use crate::ingest;
+use crate::metrics::SmtpRejection;
 use crate::route::Route;
 
 /// Protocol errors after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
@@ -148,8 +149,14 @@ pub async fn run<S>(
     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
     let stream = match tokio::time::timeout(ctx.config.smtp.idle_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake failed; closing"),
-        Err(_) => return tracing::info!(%peer, "TLS handshake timed out; closing"),
+        Ok(Err(e)) => {
+            ctx.metrics.smtp_rejected(SmtpRejection::TlsHandshake);
+            return tracing::info!(%peer, error = %e, "TLS handshake failed; closing");
+        }
+        Err(_) => {
+            ctx.metrics.smtp_rejected(SmtpRejection::TlsHandshake);
+            return tracing::info!(%peer, "TLS handshake timed out; closing");
+        }
     };
     driver.start_tls();
     let (rd, mut wr) = tokio::io::split(stream);
@@ -206,6 +213,9 @@ struct Driver {
     errors: u32,
     session_deadline: Instant,
     tls_active: bool,
+    /// When each final dot whose 250 is queued but not yet written was read (real time, for
+    /// the latency histogram; paused test clocks do not apply).
+    unwritten_250s: Vec<std::time::Instant>,
 }
 
 /// What to do after a reply.
@@ -243,6 +253,7 @@ impl Driver {
             errors: 0,
             session_deadline,
             tls_active: false,
+            unwritten_250s: Vec::new(),
         }
     }
 
@@ -347,17 +358,20 @@ impl Driver {
             },
         };
         let host = &cfg.hostname;
-        let text = match event {
+        let (reason, text) = match event {
             Event::Line => return Ok(true),
-            Event::Shutdown => reply::SHUTTING_DOWN.to_string(),
+            Event::Shutdown => (SmtpRejection::Shutdown, reply::SHUTTING_DOWN.to_string()),
             Event::Timeout if Instant::now() >= self.session_deadline => {
-                reply::session_timeout(host)
+                (SmtpRejection::Timeout, reply::session_timeout(host))
             }
-            Event::Timeout => reply::idle_timeout(host),
-            Event::Read(ReadError::TooLong) => reply::LINE_TOO_LONG.to_string(),
+            Event::Timeout => (SmtpRejection::Timeout, reply::idle_timeout(host)),
+            Event::Read(ReadError::TooLong) => {
+                (SmtpRejection::LineLength, reply::LINE_TOO_LONG.to_string())
+            }
             Event::Read(ReadError::Closed) => return Ok(false),
             Event::Read(ReadError::Io(e)) => return Err(e),
         };
+        self.ctx.metrics.smtp_rejected(reason);
         tracing::info!(peer = %self.peer, reply = text.trim_end(), "closing smtp session");
         self.out.extend_from_slice(text.as_bytes());
         Ok(false)
@@ -386,6 +400,7 @@ impl Driver {
             }
             if !line.ends_with(b"\r\n") {
                 tracing::info!(peer = %self.peer, "bare LF in message data; rejected");
+                self.ctx.metrics.smtp_rejected(SmtpRejection::BareLf);
                 self.out.extend_from_slice(reply::BARE_LF.as_bytes());
                 return Ok(Next::Close);
             }
@@ -400,6 +415,7 @@ impl Driver {
                 body.extend_from_slice(content);
             }
         }
+        let dot = std::time::Instant::now();
         // mailin only needs to see the dot to return to its ready state; the reply is ours.
         self.session.process(b".\r\n");
         let (envelope, routes, config) = {
@@ -412,6 +428,7 @@ impl Driver {
         };
         if oversize {
             tracing::info!(peer = %self.peer, max, "message too big; rejected");
+            self.ctx.metrics.smtp_rejected(SmtpRejection::Size);
             self.out
                 .extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
             return Ok(Next::Continue);
@@ -429,9 +446,11 @@ impl Driver {
             Ok(receipts) => {
                 let first = receipts.first().map(|r| r.log_id).unwrap_or_default();
                 self.out.extend_from_slice(reply::queued(first).as_bytes());
+                self.unwritten_250s.push(dot);
             }
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "message not stored; answered 451");
+                self.ctx.metrics.smtp_rejected(SmtpRejection::StoreFailure);
                 self.out.extend_from_slice(reply::STORE_FAILED.as_bytes());
             }
         }
@@ -460,13 +479,16 @@ impl Driver {
             }
         }
         self.out.clear();
+        for dot in self.unwritten_250s.drain(..) {
+            self.ctx.metrics.smtp_accepted(dot.elapsed());
+        }
         Ok(())
     }
 
     /// Handles one command line; queues its reply.
     fn command(&mut self, line: &[u8], host: &str) -> Next {
         if !line.ends_with(b"\r\n") {
-            return self.error(reply::BARE_LF_COMMAND.as_bytes());
+            return self.error(SmtpRejection::BareLf, reply::BARE_LF_COMMAND.as_bytes());
         }
         let verb: [u8; 4] =
             std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
@@ -479,14 +501,21 @@ impl Driver {
                     rewritten = l;
                     line = &rewritten;
                 }
-                Err(text) => return self.error(text.as_bytes()),
+                Err(text) => {
+                    let reason = if text == reply::MESSAGE_TOO_BIG {
+                        SmtpRejection::Size
+                    } else {
+                        SmtpRejection::Protocol
+                    };
+                    return self.error(reason, text.as_bytes());
+                }
             },
             b"RCPT" => match rewrite_rcpt(line) {
                 Ok(l) => {
                     rewritten = l;
                     line = &rewritten;
                 }
-                Err(text) => return self.error(text.as_bytes()),
+                Err(text) => return self.error(SmtpRejection::Protocol, text.as_bytes()),
             },
             _ => {}
         }
@@ -508,27 +537,40 @@ impl Driver {
             _ => reply::render(&res),
         };
         if res.is_error {
-            return self.error(&text);
+            let reason = match res.code {
+                550 => SmtpRejection::UnknownRecipient,
+                452 => SmtpRejection::Recipients,
+                _ => SmtpRejection::Protocol,
+            };
+            return self.error(reason, &text);
         }
         self.out.extend_from_slice(&text);
         match (res.code, res.action) {
             (_, mailin::Action::Close) => Next::Close,
             (_, mailin::Action::UpgradeTls) => Next::StartTls,
-            (354, _) => Next::Data,
+            (354, _) => {
+                self.ctx.metrics.smtp_received();
+                Next::Data
+            }
             _ => Next::Continue,
         }
     }
 
     /// Queues an error reply and cuts the client off after too many of them.
-    fn error(&mut self, text: &[u8]) -> Next {
+    fn error(&mut self, reason: SmtpRejection, text: &[u8]) -> Next {
         self.out.extend_from_slice(text);
+        self.ctx.metrics.smtp_rejected(reason);
         // Only protocol errors count: refused recipients (550, 452) are the client's right to
         // try, and counting them would refuse a long recipient list on every retry.
-        if !(text.starts_with(b"550") || text.starts_with(b"452")) {
+        if !matches!(
+            reason,
+            SmtpRejection::UnknownRecipient | SmtpRejection::Recipients
+        ) {
             self.errors += 1;
         }
         let closing = text.starts_with(b"421");
         if self.errors >= MAX_ERRORS && !closing {
+            self.ctx.metrics.smtp_rejected(SmtpRejection::TooManyErrors);
             self.out
                 .extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
             return Next::Close;
