@@ -105,7 +105,7 @@ fn main() {
                 max_entries: 1_000_000,
                 max_age: Duration::from_secs(30 * 86400),
             };
-            let (writer, handle) = Writer::spawn(store, retention, None).unwrap();
+            let (writer, handle) = Writer::spawn(store, retention, None, Default::default()).unwrap();
             let t = Instant::now();
             fill(&handle, existing).await;
             let fill_time = t.elapsed();

@@ -1,6 +1,7 @@
 //! Builds the daemon (bind listeners, open the store, start the writer) and runs it until the
 //! shutdown future resolves, then stops in pipeline order: stop accepting, drain sessions
-//! within `smtp.drain_timeout`, let the writer finish its last commit, flush the store last.
+//! within `smtp.drain_timeout` (`/readyz` says 503 meanwhile), stop HTTP, let the writer finish
+//! its last commit, flush the store last.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Live};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::smtp;
 use crate::store::{OutboxFeed, Queued, Store, Writer, WriterHandle};
 
@@ -29,6 +31,7 @@ pub struct App {
     handle: WriterHandle,
     /// Deliveries each commit adds to the outbox, for the delivery workers.
     queued: mpsc::UnboundedReceiver<Vec<(String, Queued)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -54,12 +57,18 @@ impl App {
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .context("store open task failed")??;
+        let metrics = Arc::new(Metrics::new());
         let (queued_tx, queued) = mpsc::unbounded_channel();
         let feed = OutboxFeed {
             live: live.clone(),
             queued: queued_tx,
         };
-        let (writer, handle) = Writer::spawn(store.clone(), config.logs.clone(), Some(feed))?;
+        let (writer, handle) = Writer::spawn(
+            store.clone(),
+            config.logs.clone(),
+            Some(feed),
+            metrics.clone(),
+        )?;
         Ok(App {
             live,
             config,
@@ -69,6 +78,7 @@ impl App {
             writer,
             handle,
             queued,
+            metrics,
         })
     }
 
@@ -90,6 +100,11 @@ impl App {
         self.live.clone()
     }
 
+    /// The daemon's metrics, as `GET /metrics` serves them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// The store writer, e.g. to inject a write failure in a drill.
     pub fn writer(&self) -> WriterHandle {
         self.handle.clone()
@@ -105,13 +120,18 @@ impl App {
             writer,
             handle,
             queued,
+            metrics,
         } = self;
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
         let sessions = TaskTracker::new();
         let background = TaskTracker::new();
 
-        let ctx = Arc::new(smtp::Context::new(live.clone(), handle.clone()));
+        let ctx = Arc::new(smtp::Context::new(
+            live.clone(),
+            handle.clone(),
+            metrics.clone(),
+        ));
         for listener in smtp {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "smtp listening");
@@ -137,14 +157,19 @@ impl App {
             live: live.clone(),
             store,
             writer: handle.clone(),
+            metrics,
+            stopping: stop.clone(),
         });
-        let http_stop = stop.clone();
+        // HTTP outlives the SMTP drain, so that /readyz answers 503 and /metrics can be scraped
+        // while sessions finish.
+        let http_stop = CancellationToken::new();
+        let http_stopped = http_stop.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(
                 http,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .with_graceful_shutdown(http_stopped.cancelled_owned())
             .await
         });
         background.spawn(crate::resolver::run(handle.clone(), stop.clone()));
@@ -167,6 +192,7 @@ impl App {
             abort.cancel();
             sessions.wait().await;
         }
+        http_stop.cancel();
         let abort_http = http_task.abort_handle();
         match tokio::time::timeout(Duration::from_secs(5), http_task).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),

@@ -86,6 +86,12 @@ impl Live {
                 ],
                 [c.idle_timeout, c.session_timeout, c.drain_timeout],
                 c.tls.is_some(),
+                c.require_auth,
+                // Passwords too (SmtpUser's Debug hides them): a changed one needs a restart.
+                c.users
+                    .iter()
+                    .map(|u| (u.name.clone(), u.password.clone()))
+                    .collect::<Vec<_>>(),
             )
         };
         if differs(&smtp(&old.smtp), &smtp(&new.smtp)) {
@@ -124,6 +130,26 @@ pub struct SmtpConfig {
     pub drain_timeout: Duration,
     /// STARTTLS, when `tls_cert` and `tls_key` are set: the loaded certificate and key.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Who may AUTH (PLAIN or LOGIN, offered only after STARTTLS). Empty: AUTH is off.
+    pub users: Vec<SmtpUser>,
+    /// MAIL needs a successful AUTH first (`530 5.7.0` otherwise).
+    pub require_auth: bool,
+}
+
+/// One `[[smtp.users]]` entry.
+#[derive(Clone)]
+pub struct SmtpUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SmtpUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +307,16 @@ struct RawSmtp {
     drain_timeout: String,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    require_auth: bool,
+    users: Vec<RawSmtpUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtpUser {
+    name: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 impl Default for RawSmtp {
@@ -297,6 +333,8 @@ impl Default for RawSmtp {
             drain_timeout: "30s".into(),
             tls_cert: None,
             tls_key: None,
+            require_auth: false,
+            users: Vec::new(),
         }
     }
 }
@@ -516,6 +554,27 @@ impl Validator<'_> {
                 return Err(self.err("smtp.tls_cert", "is required when tls_key is set"));
             }
         };
+        let users = self.smtp_users(raw.users)?;
+        if tls.is_none() {
+            if raw.require_auth {
+                return Err(self.err(
+                    "smtp.require_auth",
+                    "needs STARTTLS, since AUTH is offered only over TLS: set smtp.tls_cert and smtp.tls_key",
+                ));
+            }
+            if !users.is_empty() {
+                return Err(self.err(
+                    "smtp.users",
+                    "AUTH is offered only after STARTTLS: set smtp.tls_cert and smtp.tls_key",
+                ));
+            }
+        }
+        if raw.require_auth && users.is_empty() {
+            return Err(self.err(
+                "smtp.require_auth",
+                "needs at least one [[smtp.users]] entry to authenticate",
+            ));
+        }
         let max_line_length =
             self.positive("smtp.max_line_length", raw.max_line_length, 1 << 24)?;
         if max_line_length < 1002 {
@@ -539,7 +598,36 @@ impl Validator<'_> {
             session_timeout: self.duration("smtp.session_timeout", &raw.session_timeout)?,
             drain_timeout: self.duration("smtp.drain_timeout", &raw.drain_timeout)?,
             tls,
+            users,
+            require_auth: raw.require_auth,
         })
+    }
+
+    /// `[[smtp.users]]`: unique names a SASL exchange can carry, each with a password.
+    fn smtp_users(&self, raw: Vec<RawSmtpUser>) -> Result<Vec<SmtpUser>, ConfigError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, u) in raw.into_iter().enumerate() {
+            let name = u.name;
+            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                return Err(self.err(
+                    format!("smtp.users[{i}].name"),
+                    "must be 1 to 255 bytes without control characters",
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(self.err(
+                    format!("smtp.users[{i}].name"),
+                    format!("\"{name}\" is used twice"),
+                ));
+            }
+            let key = format!("smtp.users[{name}].password");
+            let password = self
+                .secret(&key, u.password, u.password_file)?
+                .ok_or_else(|| self.err(&key, "is required (set password or password_file)"))?;
+            out.push(SmtpUser { name, password });
+        }
+        Ok(out)
     }
 
     /// A path from the file, relative to the file's directory.

@@ -12,7 +12,7 @@
 //!                                       ▲
 //!                 resolver (7) ─────────┘ auto-resolve at the next stored deadline
 //!                 outbox (same commit) ─> deliver (8): webhook, slack, email, command
-//!  HTTP ─> http: alert API, integration logs, /healthz (reads the store)
+//!  HTTP ─> http: alert API, integration logs, /healthz, /readyz, /metrics (reads the store)
 //! ```
 //!
 //! Stages 2 to 5 are pure functions of their input and the configuration; I/O lives at the
@@ -27,6 +27,7 @@ pub mod deliver;
 pub mod email;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod resolver;
 pub mod route;
 pub mod smtp;

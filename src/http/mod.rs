@@ -1,8 +1,11 @@
-//! The HTTP port: health, the alert API and the integration-log API. One error type maps every failure to a
-//! status and a JSON body; handlers never build error responses themselves.
+//! The HTTP port: health, readiness, metrics, the alert API and the integration-log API. One
+//! error type maps every failure to a status and a JSON body; handlers never build error
+//! responses themselves. `/healthz`, `/readyz` and `/metrics` need no token (see README).
 
 mod alerts;
 mod webhook;
+
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -13,8 +16,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Live;
+use crate::metrics::Metrics;
 use crate::store::{self, Store, WriterHandle};
 
 #[derive(Clone)]
@@ -23,6 +28,9 @@ pub struct AppState {
     pub live: Live,
     pub store: Store,
     pub writer: WriterHandle,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: the listeners close and `/readyz` answers 503.
+    pub stopping: CancellationToken,
 }
 
 /// Every way an HTTP request can fail, and the one place they become responses.
@@ -91,11 +99,38 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+}
+
+/// Ready while the store is open, the listeners are bound and the writer runs (the store is
+/// opened and the listeners bound before this router serves anything); 503 once shutdown began
+/// or the writer has ended.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.stopping.is_cancelled() {
+        let body = json!({ "ready": false, "reason": "shutting down" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    if !state.writer.is_running() {
+        let body = json!({ "ready": false, "reason": "store writer stopped" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(json!({ "ready": true })).into_response()
+}
+
+/// Prometheus text format. No token: scrapers rarely send one, and the figures hold no secrets
+/// (counts, integration and destination ids).
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// With `http.api_token` set, the API needs `Authorization: Bearer <token>`.

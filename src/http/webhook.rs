@@ -19,6 +19,7 @@ use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
 use crate::config::{Integration, IntegrationType};
 use crate::ingest::{self, Input};
+use crate::metrics::HttpRejection;
 use crate::store::{Action, NewLog, Outcome, Source};
 
 #[derive(Deserialize)]
@@ -26,16 +27,19 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// A refused request: its status and the reason, which the sender sees and the log keeps.
+/// A refused request: its status and the reason, which the sender sees and the log keeps,
+/// and the reason's name in the metrics.
 struct Rejection {
     status: StatusCode,
+    kind: HttpRejection,
     reason: String,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    fn new(status: StatusCode, kind: HttpRejection, reason: impl Into<String>) -> Self {
         Self {
             status,
+            kind,
             reason: reason.into(),
         }
     }
@@ -49,13 +53,23 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query?;
+    let arrived = std::time::Instant::now();
+    let metrics = &state.metrics;
+    metrics.webhook_received();
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            metrics.webhook_rejected(HttpRejection::BadPayload);
+            return Err(e.into());
+        }
+    };
     let config = state.live.get();
     let Some(integration) = config
         .integrations
         .iter()
         .find(|i| i.id == id && i.kind != IntegrationType::Email)
     else {
+        metrics.webhook_rejected(HttpRejection::NotFound);
         return Err(ApiError::NotFound(format!(
             "no webhook integration \"{id}\""
         )));
@@ -69,6 +83,7 @@ pub async fn receive(
     let (raw, events) = match read(&state, integration, &query, &headers, body).await {
         Ok(ok) => ok,
         Err((rejection, raw, data)) => {
+            metrics.webhook_rejected(rejection.kind);
             reject_log(&state, integration, &input(raw), data, &rejection).await;
             return Ok(
                 (rejection.status, Json(json!({ "error": rejection.reason }))).into_response(),
@@ -81,7 +96,13 @@ pub async fn receive(
         .into_iter()
         .map(|event| ingest::event_log(&config, integration, &input, event, None))
         .collect();
-    let receipts = state.writer.commit(logs).await?;
+    let receipts = match state.writer.commit(logs).await {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.webhook_rejected(HttpRejection::StoreFailure);
+            return Err(e.into());
+        }
+    };
     let results: Vec<Value> = receipts
         .iter()
         .zip(actions)
@@ -93,7 +114,9 @@ pub async fn receive(
             })
         })
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response())
+    let response = (StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response();
+    metrics.webhook_accepted(arrived.elapsed());
+    Ok(response)
 }
 
 /// Checks the token, the content type and the size, then parses and adapts the body.
@@ -109,7 +132,11 @@ async fn read(
     if let Some(expected) = &integration.token {
         let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            let rejection = Rejection::new(StatusCode::UNAUTHORIZED, "missing or wrong token");
+            let rejection = Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                HttpRejection::Unauthorized,
+                "missing or wrong token",
+            );
             return Err((rejection, Bytes::new(), Value::Null));
         }
     }
@@ -120,14 +147,18 @@ async fn read(
         Err(_) => {
             let reason = format!("the body is larger than {limit} bytes (http.max_body_size)");
             return Err((
-                Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, reason),
+                Rejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    HttpRejection::TooLarge,
+                    reason,
+                ),
                 Bytes::new(),
                 Value::Null,
             ));
         }
     };
-    let reject = |status, reason: String, data: Value| {
-        Err((Rejection::new(status, reason), raw.clone(), data))
+    let reject = |status, kind, reason: String, data: Value| {
+        Err((Rejection::new(status, kind, reason), raw.clone(), data))
     };
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
@@ -135,7 +166,12 @@ async fn read(
         if essence != "application/json" && !essence.ends_with("+json") {
             let reason =
                 format!("content type \"{essence}\" is not supported; send application/json");
-            return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason, Value::Null);
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                HttpRejection::UnsupportedMediaType,
+                reason,
+                Value::Null,
+            );
         }
     }
     let body: Value = match serde_json::from_slice(&raw) {
@@ -143,6 +179,7 @@ async fn read(
         Err(e) => {
             return reject(
                 StatusCode::BAD_REQUEST,
+                HttpRejection::BadJson,
                 format!("the body is not valid JSON: {e}"),
                 Value::Null,
             );
@@ -154,7 +191,12 @@ async fn read(
     };
     match events {
         Ok(events) => Ok((raw, events)),
-        Err(AdaptError(reason)) => reject(StatusCode::BAD_REQUEST, reason, body),
+        Err(AdaptError(reason)) => reject(
+            StatusCode::BAD_REQUEST,
+            HttpRejection::BadPayload,
+            reason,
+            body,
+        ),
     }
 }
 

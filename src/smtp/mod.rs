@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Live};
+use crate::metrics::{Metrics, SmtpRejection};
 use crate::store::WriterHandle;
 
 /// What every session of one configuration shares.
@@ -30,13 +31,14 @@ pub struct Context {
     /// The configuration in force, for routing and the pipeline; one snapshot per transaction.
     pub live: Live,
     pub writer: WriterHandle,
+    pub metrics: Arc<Metrics>,
     session_builder: SessionBuilder,
     /// `smtp.max_sessions` across every listen address.
     sessions: Arc<Semaphore>,
 }
 
 impl Context {
-    pub fn new(live: Live, writer: WriterHandle) -> Self {
+    pub fn new(live: Live, writer: WriterHandle, metrics: Arc<Metrics>) -> Self {
         let config = live.get();
         let mut session_builder = SessionBuilder::new(config.smtp.hostname.clone());
         if config.smtp.tls.is_some() {
@@ -48,6 +50,7 @@ impl Context {
             sessions: Arc::new(Semaphore::new(config.smtp.max_sessions)),
             config,
             writer,
+            metrics,
         }
     }
 }
@@ -79,13 +82,15 @@ pub async fn serve(
         match ctx.sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 let (ctx, stop, abort) = (ctx.clone(), stop.clone(), abort.clone());
+                let open = ctx.metrics.smtp_session();
                 tracker.spawn(async move {
                     session::run(stream, peer, ctx, stop, abort).await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Err(_) => {
                 tracing::warn!(%peer, "session limit reached; refusing with 421");
+                ctx.metrics.smtp_rejected(SmtpRejection::SessionCap);
                 tracker.spawn(refuse(stream, peer));
             }
         }

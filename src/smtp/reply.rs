@@ -7,10 +7,11 @@ pub fn greeting(host: &str) -> String {
     format!("220 {host} ESMTP Siren\r\n")
 }
 
-pub fn ehlo(host: &str, helo: &str, max_size: usize, starttls: bool) -> String {
+pub fn ehlo(host: &str, helo: &str, max_size: usize, starttls: bool, auth: bool) -> String {
     let starttls = if starttls { "250-STARTTLS\r\n" } else { "" };
+    let auth = if auth { "250-AUTH PLAIN LOGIN\r\n" } else { "" };
     format!(
-        "250-{host} Hello {helo}\r\n250-PIPELINING\r\n250-SIZE {max_size}\r\n250-8BITMIME\r\n{starttls}250 ENHANCEDSTATUSCODES\r\n"
+        "250-{host} Hello {helo}\r\n250-PIPELINING\r\n250-SIZE {max_size}\r\n250-8BITMIME\r\n{starttls}{auth}250 ENHANCEDSTATUSCODES\r\n"
     )
 }
 
@@ -45,6 +46,25 @@ pub const UNSUPPORTED_PARAMETER: &str = "555 5.5.4 Error: unsupported MAIL or RC
 pub const NOT_RECOGNIZED: &str = "500 5.5.2 Error: command not recognized\r\n";
 pub const BARE_LF_COMMAND: &str = "500 5.5.2 Error: command lines must end with <CR><LF>\r\n";
 pub const BAD_ADDRESS_SYNTAX: &str = "501 5.1.7 Error: bad address syntax\r\n";
+
+// AUTH (RFC 4954).
+pub const AUTH_NOT_ENABLED: &str = "503 5.5.1 Error: authentication not enabled\r\n";
+pub const ENCRYPTION_REQUIRED: &str =
+    "538 5.7.11 Encryption required for requested authentication mechanism\r\n";
+pub const SEND_EHLO_FIRST: &str = "503 5.5.1 Error: send HELO/EHLO first\r\n";
+pub const AUTH_IN_TRANSACTION: &str = "503 5.5.1 Error: MAIL transaction in progress\r\n";
+pub const ALREADY_AUTHENTICATED: &str = "503 5.5.1 Error: already authenticated\r\n";
+pub const AUTH_SYNTAX: &str = "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n";
+pub const AUTH_MECHANISM: &str = "504 5.5.4 Error: unsupported authentication mechanism\r\n";
+/// PLAIN's empty challenge; LOGIN's are "Username:" and "Password:" in base64.
+pub const AUTH_CHALLENGE: &str = "334 \r\n";
+pub const AUTH_USERNAME: &str = "334 VXNlcm5hbWU6\r\n";
+pub const AUTH_PASSWORD: &str = "334 UGFzc3dvcmQ6\r\n";
+pub const AUTH_ABORTED: &str = "501 5.7.0 Error: authentication aborted\r\n";
+pub const AUTH_BAD_BASE64: &str = "501 5.5.2 Error: cannot decode the response\r\n";
+pub const AUTH_OK: &str = "235 2.7.0 Authentication successful\r\n";
+pub const AUTH_FAILED: &str = "535 5.7.8 Error: authentication failed\r\n";
+pub const AUTH_REQUIRED: &str = "530 5.7.0 Authentication required\r\n";
 
 pub fn idle_timeout(host: &str) -> String {
     format!("421 4.4.2 {host} Error: timeout exceeded\r\n")

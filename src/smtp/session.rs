@@ -2,7 +2,7 @@
 //!
 //! mailin decides the protocol (command syntax, command order); this loop owns everything
 //! mailin leaves to its caller: line length, message size, bare-LF rejection, timeouts,
-//! shutdown, ESMTP parameters, and the durable commit before the reply to the final dot.
+//! shutdown, ESMTP parameters, AUTH, and the durable commit before the reply to the final dot.
 //! Message lines never go through mailin: the loop un-stuffs and collects them itself and hands
 //! mailin only the terminating dot, so the whole message is in one buffer it owns.
 
@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use mailin::{Handler, Response, Session};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::time::{Instant, timeout_at};
@@ -19,7 +21,9 @@ use super::{Context, reply};
 use crate::clock;
 use crate::config::Config;
 use crate::email::Envelope;
+use crate::http::constant_time_eq;
 use crate::ingest;
+use crate::metrics::SmtpRejection;
 use crate::route::Route;
 
 /// Protocol errors after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
@@ -148,8 +152,14 @@ pub async fn run<S>(
     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
     let stream = match tokio::time::timeout(ctx.config.smtp.idle_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake failed; closing"),
-        Err(_) => return tracing::info!(%peer, "TLS handshake timed out; closing"),
+        Ok(Err(e)) => {
+            ctx.metrics.smtp_rejected(SmtpRejection::TlsHandshake);
+            return tracing::info!(%peer, error = %e, "TLS handshake failed; closing");
+        }
+        Err(_) => {
+            ctx.metrics.smtp_rejected(SmtpRejection::TlsHandshake);
+            return tracing::info!(%peer, "TLS handshake timed out; closing");
+        }
     };
     driver.start_tls();
     let (rd, mut wr) = tokio::io::split(stream);
@@ -206,6 +216,38 @@ struct Driver {
     errors: u32,
     session_deadline: Instant,
     tls_active: bool,
+    auth: Auth,
+    /// When each final dot whose 250 is queued but not yet written was read (real time, for
+    /// the latency histogram; paused test clocks do not apply).
+    unwritten_250s: Vec<std::time::Instant>,
+}
+
+/// Where the session stands with AUTH (RFC 4954), which Siren handles itself: mailin's AUTH,
+/// once enabled, makes it mandatory for every session and has no 538 or `*` cancel.
+#[derive(PartialEq)]
+enum Auth {
+    None,
+    /// A 334 challenge was sent: the next line is the client's answer, not a command.
+    Pending {
+        mechanism: Mechanism,
+        username: Option<Vec<u8>>,
+    },
+    Done,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mechanism {
+    Plain,
+    Login,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "plain",
+            Mechanism::Login => "login",
+        }
+    }
 }
 
 /// What to do after a reply.
@@ -243,6 +285,8 @@ impl Driver {
             errors: 0,
             session_deadline,
             tls_active: false,
+            auth: Auth::None,
+            unwritten_250s: Vec::new(),
         }
     }
 
@@ -299,6 +343,7 @@ impl Driver {
     /// The transport is now TLS: mailin resets to a fresh session that must EHLO again.
     fn start_tls(&mut self) {
         self.tls_active = true;
+        self.auth = Auth::None;
         *self.tx.lock().expect("transaction lock") = Transaction::default();
         self.session.tls_active();
     }
@@ -347,17 +392,20 @@ impl Driver {
             },
         };
         let host = &cfg.hostname;
-        let text = match event {
+        let (reason, text) = match event {
             Event::Line => return Ok(true),
-            Event::Shutdown => reply::SHUTTING_DOWN.to_string(),
+            Event::Shutdown => (SmtpRejection::Shutdown, reply::SHUTTING_DOWN.to_string()),
             Event::Timeout if Instant::now() >= self.session_deadline => {
-                reply::session_timeout(host)
+                (SmtpRejection::Timeout, reply::session_timeout(host))
             }
-            Event::Timeout => reply::idle_timeout(host),
-            Event::Read(ReadError::TooLong) => reply::LINE_TOO_LONG.to_string(),
+            Event::Timeout => (SmtpRejection::Timeout, reply::idle_timeout(host)),
+            Event::Read(ReadError::TooLong) => {
+                (SmtpRejection::LineLength, reply::LINE_TOO_LONG.to_string())
+            }
             Event::Read(ReadError::Closed) => return Ok(false),
             Event::Read(ReadError::Io(e)) => return Err(e),
         };
+        self.ctx.metrics.smtp_rejected(reason);
         tracing::info!(peer = %self.peer, reply = text.trim_end(), "closing smtp session");
         self.out.extend_from_slice(text.as_bytes());
         Ok(false)
@@ -386,6 +434,7 @@ impl Driver {
             }
             if !line.ends_with(b"\r\n") {
                 tracing::info!(peer = %self.peer, "bare LF in message data; rejected");
+                self.ctx.metrics.smtp_rejected(SmtpRejection::BareLf);
                 self.out.extend_from_slice(reply::BARE_LF.as_bytes());
                 return Ok(Next::Close);
             }
@@ -400,6 +449,7 @@ impl Driver {
                 body.extend_from_slice(content);
             }
         }
+        let dot = std::time::Instant::now();
         // mailin only needs to see the dot to return to its ready state; the reply is ours.
         self.session.process(b".\r\n");
         let (envelope, routes, config) = {
@@ -412,6 +462,7 @@ impl Driver {
         };
         if oversize {
             tracing::info!(peer = %self.peer, max, "message too big; rejected");
+            self.ctx.metrics.smtp_rejected(SmtpRejection::Size);
             self.out
                 .extend_from_slice(reply::MESSAGE_TOO_BIG.as_bytes());
             return Ok(Next::Continue);
@@ -429,9 +480,11 @@ impl Driver {
             Ok(receipts) => {
                 let first = receipts.first().map(|r| r.log_id).unwrap_or_default();
                 self.out.extend_from_slice(reply::queued(first).as_bytes());
+                self.unwritten_250s.push(dot);
             }
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "message not stored; answered 451");
+                self.ctx.metrics.smtp_rejected(SmtpRejection::StoreFailure);
                 self.out.extend_from_slice(reply::STORE_FAILED.as_bytes());
             }
         }
@@ -460,33 +513,53 @@ impl Driver {
             }
         }
         self.out.clear();
+        for dot in self.unwritten_250s.drain(..) {
+            self.ctx.metrics.smtp_accepted(dot.elapsed());
+        }
         Ok(())
     }
 
-    /// Handles one command line; queues its reply.
+    /// Handles one command line (or the answer to an AUTH challenge); queues its reply.
     fn command(&mut self, line: &[u8], host: &str) -> Next {
+        if let Auth::Pending { .. } = self.auth {
+            return self.auth_response(line);
+        }
         if !line.ends_with(b"\r\n") {
-            return self.error(reply::BARE_LF_COMMAND.as_bytes());
+            return self.error(SmtpRejection::BareLf, reply::BARE_LF_COMMAND.as_bytes());
         }
         let verb: [u8; 4] =
             std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
         let rewritten;
         let mut line = line;
+        if &verb == b"AUTH" {
+            return self.auth_command(line);
+        }
         match &verb {
+            // Before HELO/EHLO, mailin's 503 says what is missing first.
+            b"MAIL" if self.needs_auth() => {
+                return self.error(SmtpRejection::AuthRequired, reply::AUTH_REQUIRED.as_bytes());
+            }
             b"MAIL" => match rewrite_mail(line, self.ctx.config.smtp.max_message_size) {
                 Ok((l, null)) => {
                     self.tx.lock().expect("transaction lock").null_sender = null;
                     rewritten = l;
                     line = &rewritten;
                 }
-                Err(text) => return self.error(text.as_bytes()),
+                Err(text) => {
+                    let reason = if text == reply::MESSAGE_TOO_BIG {
+                        SmtpRejection::Size
+                    } else {
+                        SmtpRejection::Protocol
+                    };
+                    return self.error(reason, text.as_bytes());
+                }
             },
             b"RCPT" => match rewrite_rcpt(line) {
                 Ok(l) => {
                     rewritten = l;
                     line = &rewritten;
                 }
-                Err(text) => return self.error(text.as_bytes()),
+                Err(text) => return self.error(SmtpRejection::Protocol, text.as_bytes()),
             },
             _ => {}
         }
@@ -497,9 +570,11 @@ impl Driver {
         let text = match (&verb, res.code) {
             (b"EHLO", 250) => {
                 let helo = self.tx.lock().expect("transaction lock").helo.clone();
-                let starttls = self.ctx.config.smtp.tls.is_some() && !self.tls_active;
-                reply::ehlo(host, &helo, self.ctx.config.smtp.max_message_size, starttls)
-                    .into_bytes()
+                let smtp = &self.ctx.config.smtp;
+                let starttls = smtp.tls.is_some() && !self.tls_active;
+                // RFC 4954: AUTH PLAIN/LOGIN send the password in the clear: offered only in TLS.
+                let auth = self.tls_active && !smtp.users.is_empty();
+                reply::ehlo(host, &helo, smtp.max_message_size, starttls, auth).into_bytes()
             }
             (b"HELO", 250) => reply::helo(host).into_bytes(),
             (_, 220) if res.action == mailin::Action::UpgradeTls => {
@@ -508,27 +583,188 @@ impl Driver {
             _ => reply::render(&res),
         };
         if res.is_error {
-            return self.error(&text);
+            let reason = match res.code {
+                550 => SmtpRejection::UnknownRecipient,
+                452 => SmtpRejection::Recipients,
+                _ => SmtpRejection::Protocol,
+            };
+            return self.error(reason, &text);
         }
         self.out.extend_from_slice(&text);
         match (res.code, res.action) {
             (_, mailin::Action::Close) => Next::Close,
             (_, mailin::Action::UpgradeTls) => Next::StartTls,
-            (354, _) => Next::Data,
+            (354, _) => {
+                self.ctx.metrics.smtp_received();
+                Next::Data
+            }
             _ => Next::Continue,
         }
     }
 
+    /// `smtp.require_auth` is on, the client has said HELO/EHLO, and has not authenticated.
+    fn needs_auth(&self) -> bool {
+        self.ctx.config.smtp.require_auth
+            && self.auth != Auth::Done
+            && !self.tx.lock().expect("transaction lock").helo.is_empty()
+    }
+
+    /// `AUTH mechanism [initial-response]`: PLAIN or LOGIN, only inside TLS, only for
+    /// configured users, outside a mail transaction, once per session.
+    fn auth_command(&mut self, line: &[u8]) -> Next {
+        if self.ctx.config.smtp.users.is_empty() {
+            return self.error(SmtpRejection::Protocol, reply::AUTH_NOT_ENABLED.as_bytes());
+        }
+        if !self.tls_active {
+            return self.error(
+                SmtpRejection::EncryptionRequired,
+                reply::ENCRYPTION_REQUIRED.as_bytes(),
+            );
+        }
+        let sequence = {
+            let tx = self.tx.lock().expect("transaction lock");
+            if tx.helo.is_empty() {
+                Some(reply::SEND_EHLO_FIRST)
+            } else if tx.mail_from.is_some() {
+                Some(reply::AUTH_IN_TRANSACTION)
+            } else if self.auth == Auth::Done {
+                Some(reply::ALREADY_AUTHENTICATED)
+            } else {
+                None
+            }
+        };
+        if let Some(text) = sequence {
+            return self.error(SmtpRejection::Protocol, text.as_bytes());
+        }
+        let args = line.get(4..).unwrap_or_default();
+        let mut words = args
+            .trim_ascii()
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty());
+        let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.error(SmtpRejection::Protocol, reply::AUTH_SYNTAX.as_bytes());
+        };
+        let mechanism = match mechanism.to_ascii_uppercase().as_slice() {
+            b"PLAIN" => Mechanism::Plain,
+            b"LOGIN" => Mechanism::Login,
+            _ => return self.error(SmtpRejection::Protocol, reply::AUTH_MECHANISM.as_bytes()),
+        };
+        let Some(initial) = initial else {
+            let challenge = match mechanism {
+                Mechanism::Plain => reply::AUTH_CHALLENGE,
+                Mechanism::Login => reply::AUTH_USERNAME,
+            };
+            self.out.extend_from_slice(challenge.as_bytes());
+            self.auth = Auth::Pending {
+                mechanism,
+                username: None,
+            };
+            return Next::Continue;
+        };
+        // RFC 4954: "=" is an initial response of zero length.
+        let decoded = if initial == b"=" {
+            Ok(Vec::new())
+        } else {
+            BASE64.decode(initial)
+        };
+        match decoded {
+            Ok(decoded) => self.auth_step(mechanism, None, decoded),
+            Err(_) => self.error(SmtpRejection::Protocol, reply::AUTH_BAD_BASE64.as_bytes()),
+        }
+    }
+
+    /// The client's answer to a 334 challenge.
+    fn auth_response(&mut self, line: &[u8]) -> Next {
+        let Auth::Pending {
+            mechanism,
+            username,
+        } = std::mem::replace(&mut self.auth, Auth::None)
+        else {
+            return Next::Continue;
+        };
+        let Some(answer) = line.strip_suffix(b"\r\n") else {
+            return self.error(SmtpRejection::BareLf, reply::BARE_LF_COMMAND.as_bytes());
+        };
+        if answer == b"*" {
+            return self.error(SmtpRejection::Protocol, reply::AUTH_ABORTED.as_bytes());
+        }
+        match BASE64.decode(answer) {
+            Ok(decoded) => self.auth_step(mechanism, username, decoded),
+            Err(_) => self.error(SmtpRejection::Protocol, reply::AUTH_BAD_BASE64.as_bytes()),
+        }
+    }
+
+    /// One decoded SASL message: PLAIN's `authzid NUL authcid NUL password`, or LOGIN's user
+    /// name and then its password.
+    fn auth_step(
+        &mut self,
+        mechanism: Mechanism,
+        username: Option<Vec<u8>>,
+        decoded: Vec<u8>,
+    ) -> Next {
+        match (mechanism, username) {
+            (Mechanism::Login, None) => {
+                self.out.extend_from_slice(reply::AUTH_PASSWORD.as_bytes());
+                self.auth = Auth::Pending {
+                    mechanism,
+                    username: Some(decoded),
+                };
+                Next::Continue
+            }
+            (Mechanism::Login, Some(user)) => self.authenticate(mechanism, &user, &decoded),
+            (Mechanism::Plain, _) => {
+                let mut fields = decoded.splitn(3, |&b| b == 0);
+                match (fields.next(), fields.next(), fields.next()) {
+                    // Siren does not act on behalf of another identity: authzid is empty or
+                    // the user's own name.
+                    (Some(authz), Some(user), Some(password))
+                        if authz.is_empty() || authz == user =>
+                    {
+                        self.authenticate(mechanism, user, password)
+                    }
+                    _ => self.authenticate(mechanism, b"", b""),
+                }
+            }
+        }
+    }
+
+    /// Checks the credentials against every configured user, in constant time per comparison
+    /// and without stopping at a match, so timing tells neither names nor passwords.
+    fn authenticate(&mut self, mechanism: Mechanism, user: &[u8], password: &[u8]) -> Next {
+        let ok = self.ctx.config.smtp.users.iter().fold(false, |found, u| {
+            let name = constant_time_eq(user, u.name.as_bytes());
+            let pass = constant_time_eq(password, u.password.as_bytes());
+            found | (name & pass)
+        });
+        self.ctx.metrics.smtp_auth(mechanism.name(), ok);
+        let user = String::from_utf8_lossy(user);
+        if ok {
+            tracing::info!(peer = %self.peer, %user, mechanism = mechanism.name(), "authenticated");
+            self.auth = Auth::Done;
+            self.out.extend_from_slice(reply::AUTH_OK.as_bytes());
+            Next::Continue
+        } else {
+            tracing::info!(peer = %self.peer, %user, mechanism = mechanism.name(), "authentication failed");
+            self.error(SmtpRejection::AuthFailed, reply::AUTH_FAILED.as_bytes())
+        }
+    }
+
     /// Queues an error reply and cuts the client off after too many of them.
-    fn error(&mut self, text: &[u8]) -> Next {
+    fn error(&mut self, reason: SmtpRejection, text: &[u8]) -> Next {
         self.out.extend_from_slice(text);
+        self.ctx.metrics.smtp_rejected(reason);
         // Only protocol errors count: refused recipients (550, 452) are the client's right to
-        // try, and counting them would refuse a long recipient list on every retry.
-        if !(text.starts_with(b"550") || text.starts_with(b"452")) {
+        // try, and counting them would refuse a long recipient list on every retry. Failed
+        // AUTH attempts count, so guessing passwords ends with the session.
+        if !matches!(
+            reason,
+            SmtpRejection::UnknownRecipient | SmtpRejection::Recipients
+        ) {
             self.errors += 1;
         }
         let closing = text.starts_with(b"421");
         if self.errors >= MAX_ERRORS && !closing {
+            self.ctx.metrics.smtp_rejected(SmtpRejection::TooManyErrors);
             self.out
                 .extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
             return Next::Close;

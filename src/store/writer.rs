@@ -20,6 +20,7 @@ use super::{
     unix_ms,
 };
 use crate::config::{Config, Live, LogsConfig};
+use crate::metrics::{AlertChange, Metrics};
 
 /// Requests handled in one group commit at most; bounds the latency of the first one.
 const MAX_GROUP: usize = 256;
@@ -187,6 +188,11 @@ impl WriterHandle {
         self.submit(|reply| Job::Prune { now, reply }).await
     }
 
+    /// False once the writer task has ended (shutdown, or a failure): nothing more is stored.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Makes every following commit fail (until turned off), as a full disk would. For tests
     /// and failure drills: the daemon must answer 451/503 and stay up.
     pub fn inject_failure(&self, on: bool) {
@@ -207,6 +213,7 @@ impl Writer {
         store: Store,
         retention: LogsConfig,
         outbox: Option<OutboxFeed>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Writer, WriterHandle), Error> {
         let data_file = File::options()
             .read(true)
@@ -236,6 +243,7 @@ impl Writer {
             deadline_moved: deadline_moved.clone(),
             reported_deadline: None,
             outbox,
+            metrics,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((
@@ -271,6 +279,7 @@ struct State {
     /// The next auto-resolve deadline as last reported to the timer.
     reported_deadline: Option<u64>,
     outbox: Option<OutboxFeed>,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -330,6 +339,7 @@ impl State {
         let requests = jobs.len();
         let now = unix_ms(crate::clock::now());
         let mut added: HashMap<String, usize> = HashMap::new();
+        let mut changes = Vec::new();
         let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
         let mut txn = Txn::new(&tree, &db);
         let config = self
@@ -343,7 +353,7 @@ impl State {
         let mut done = Vec::with_capacity(jobs.len());
         let mut applied = Ok(());
         for job in jobs {
-            match self.apply(&mut txn, job, now, &mut added) {
+            match self.apply(&mut txn, job, now, &mut added, &mut changes) {
                 Ok(d) => done.push(d),
                 Err(e) => {
                     applied = Err(e);
@@ -381,7 +391,10 @@ impl State {
                     self.reported_deadline = Some(ms);
                     self.deadline_moved.notify_one();
                 }
-                tracing::trace!(requests, elapsed = ?started.elapsed(), "group commit");
+                let elapsed = started.elapsed();
+                self.metrics.commit(elapsed, requests);
+                self.metrics.alert_changes(&changes);
+                tracing::trace!(requests, ?elapsed, "group commit");
                 if let Some(feed) = &self.outbox
                     && !queued.is_empty()
                 {
@@ -396,6 +409,7 @@ impl State {
             }
             Err(e) => {
                 tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
+                self.metrics.commit_failed();
                 let shared = Arc::new(e);
                 for d in done {
                     d.fail(&shared);
@@ -404,13 +418,15 @@ impl State {
         }
     }
 
-    /// Applies one job to the group's transaction.
+    /// Applies one job to the group's transaction; the alert changes it makes go to `changes`,
+    /// which are counted once the group is durable.
     fn apply(
         &self,
         txn: &mut Txn<'_>,
         job: Job,
         now: u64,
         added: &mut HashMap<String, usize>,
+        changes: &mut Vec<(String, AlertChange)>,
     ) -> Result<Done, Error> {
         match job {
             Job::Ingest { logs, reply } => {
@@ -420,6 +436,9 @@ impl State {
                     let (outcome, alert_id) = match &log.alert {
                         Some(req) => {
                             let (o, a) = txn.apply(&log.integration, req, log_id, now)?;
+                            if let Some(change) = ingest_change(o) {
+                                changes.push((log.integration.clone(), change));
+                            }
                             (Some(o), a)
                         }
                         None => (log.outcome, None),
@@ -463,6 +482,11 @@ impl State {
                         } else if r.status == target {
                             Ok(r)
                         } else {
+                            let change = match change {
+                                UserChange::Acknowledge => AlertChange::Acknowledged,
+                                UserChange::Resolve => AlertChange::Resolved,
+                            };
+                            changes.push((r.integration.clone(), change(ResolvedBy::User)));
                             txn.set_status(r, target, Some(ResolvedBy::User), now)
                         }
                     }
@@ -483,6 +507,10 @@ impl State {
                     if let Some(r) = txn.record(*id)?
                         && r.status.still_there()
                     {
+                        changes.push((
+                            r.integration.clone(),
+                            AlertChange::Resolved(ResolvedBy::Auto),
+                        ));
                         txn.set_status(r, Status::Resolved, Some(ResolvedBy::Auto), now)?;
                     }
                 }
@@ -686,6 +714,19 @@ impl State {
             self.remove_chunks(batch, kind, id)?;
         }
         Ok(())
+    }
+}
+
+/// The alert change an input's outcome stands for, if any.
+fn ingest_change(outcome: alerts::Outcome) -> Option<AlertChange> {
+    use alerts::Outcome as O;
+    match outcome {
+        O::Created => Some(AlertChange::Created),
+        O::Dropped => Some(AlertChange::Dropped),
+        O::Aggregated => Some(AlertChange::Aggregated),
+        O::Resolved => Some(AlertChange::Resolved(ResolvedBy::Integration)),
+        O::Acknowledged => Some(AlertChange::Acknowledged(ResolvedBy::Integration)),
+        O::Ignored | O::Rejected => None,
     }
 }
 

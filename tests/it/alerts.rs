@@ -30,7 +30,8 @@ impl Engine {
             max_entries: 10_000,
             max_age: Duration::from_secs(30 * 86400),
         };
-        let (writer, handle) = Writer::spawn(store.clone(), retention, None).unwrap();
+        let (writer, handle) =
+            Writer::spawn(store.clone(), retention, None, Default::default()).unwrap();
         Engine {
             store,
             writer: Some(writer),

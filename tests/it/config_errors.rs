@@ -56,6 +56,14 @@ macro_rules! rejected {
 }
 
 rejected! {
+    require_auth_without_tls: "[smtp]\nrequire_auth = true\n"
+        => ["smtp.require_auth", "smtp.tls_cert"];
+    smtp_users_without_tls: "[smtp]\n[[smtp.users]]\nname = \"am\"\npassword = \"pw\"\n"
+        => ["smtp.users", "STARTTLS", "smtp.tls_cert"];
+    smtp_user_without_password: "[[smtp.users]]\nname = \"am\"\n"
+        => ["smtp.users[am].password", "password_file"];
+    smtp_user_twice: "[[smtp.users]]\nname = \"am\"\npassword = \"a\"\n[[smtp.users]]\nname = \"am\"\npassword = \"b\"\n"
+        => ["smtp.users[1].name", "used twice"];
     webhook_without_token_off_loopback: "[http]\nlisten = \"0.0.0.0:8025\"\napi_token = \"a\"\n[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\n"
         => ["integrations[hook].token", "loopback"];
     toml_syntax_error: "[smtp]\nlisten = [\"127.0.0.1:2525\"\nhostname = \"x\"\n"

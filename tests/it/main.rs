@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod helpers;
 mod hostile;
 mod intake;
+mod metrics;
 mod notify;
 mod process;
 mod reload;

@@ -30,8 +30,12 @@ fn harness() -> &'static Harness {
         let config = siren::Config::parse(&text, std::path::Path::new("fuzz.toml")).unwrap();
         let (ctx, writer) = rt.block_on(async {
             let store = siren::store::Store::open(&config.store.path).unwrap();
-            let (writer, handle) = siren::store::Writer::spawn(store, config.logs.clone()).unwrap();
-            (Arc::new(Context::new(siren::config::Live::new(config), handle)), writer)
+            let metrics = Arc::new(siren::metrics::Metrics::new());
+            let (writer, handle) =
+                siren::store::Writer::spawn(store, config.logs.clone(), None, metrics.clone())
+                    .unwrap();
+            let live = siren::config::Live::new(config);
+            (Arc::new(Context::new(live, handle, metrics)), writer)
         });
         Harness {
             rt,
