@@ -151,6 +151,7 @@ impl App {
             handle.clone(),
             live.clone(),
             queued,
+            metrics.clone(),
             stop.clone(),
         ));
         let router = http::router(AppState {

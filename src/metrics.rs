@@ -158,6 +158,8 @@ pub enum DeliveryOutcome {
     Delivered,
     /// It failed and will be retried.
     Failed,
+    /// It failed for the last time and was dead-lettered.
+    Dead,
 }
 
 impl DeliveryOutcome {
@@ -165,6 +167,7 @@ impl DeliveryOutcome {
         match self {
             Self::Delivered => "delivered",
             Self::Failed => "failed",
+            Self::Dead => "dead",
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock;
 use crate::config::{Destination, Live};
+use crate::metrics::{self, Metrics};
 use crate::store::{DeliveryOutcome, Queued, Store, WriterHandle, unix_ms};
 
 pub use send::Sender;
@@ -41,6 +42,7 @@ struct Shared {
     writer: WriterHandle,
     live: Live,
     sender: Sender,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the delivery workers until `stop`: picks up the store's pending deliveries, then the
@@ -50,6 +52,7 @@ pub async fn run(
     writer: WriterHandle,
     live: Live,
     mut queued: mpsc::UnboundedReceiver<Vec<(String, Queued)>>,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let hello = live.get().smtp.hostname.clone();
@@ -58,6 +61,7 @@ pub async fn run(
         writer,
         live,
         sender: Sender::new(hello),
+        metrics,
     });
     let workers = TaskTracker::new();
     let mut inboxes: HashMap<String, mpsc::UnboundedSender<Queued>> = HashMap::new();
@@ -242,6 +246,12 @@ async fn attempt(shared: &Shared, destination: &str, q: Queued) -> Option<u64> {
             }
         }
     };
+    let counted = match &outcome {
+        DeliveryOutcome::Delivered => metrics::DeliveryOutcome::Delivered,
+        DeliveryOutcome::Retry(_) => metrics::DeliveryOutcome::Failed,
+        DeliveryOutcome::Dead(_) => metrics::DeliveryOutcome::Dead,
+    };
+    shared.metrics.delivery(destination, counted);
     match shared.writer.delivery(q.id, outcome).await {
         Ok(()) => retry_at,
         Err(e) => {

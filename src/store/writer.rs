@@ -102,7 +102,8 @@ enum Done {
         oneshot::Sender<Result<Option<SystemTime>, Error>>,
         Option<u64>,
     ),
-    Delivery(oneshot::Sender<Result<(), Error>>),
+    /// Whether the delivery left the outbox (delivered or dead).
+    Delivery(oneshot::Sender<Result<(), Error>>, bool),
 }
 
 impl Done {
@@ -111,7 +112,7 @@ impl Done {
             Done::Ingest(reply, receipts) => drop(reply.send(Ok(receipts))),
             Done::Change(reply, result) => drop(reply.send(*result)),
             Done::AutoResolve(reply, next) => drop(reply.send(Ok(next.map(ms_time)))),
-            Done::Delivery(reply) => drop(reply.send(Ok(()))),
+            Done::Delivery(reply, _) => drop(reply.send(Ok(()))),
         }
     }
 
@@ -121,7 +122,7 @@ impl Done {
             Done::Ingest(reply, _) => drop(reply.send(Err(err()))),
             Done::Change(reply, _) => drop(reply.send(Err(err()))),
             Done::AutoResolve(reply, _) => drop(reply.send(Err(err()))),
-            Done::Delivery(reply) => drop(reply.send(Err(err()))),
+            Done::Delivery(reply, _) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -231,6 +232,8 @@ impl Writer {
                 *counts.entry(name).or_default() += 1;
             }
         }
+        let outbox_depth = store.tree.scan_prefix([outbox::PENDING]).count() as u64;
+        metrics.set_outbox_depth(outbox_depth);
         let (tx, rx) = mpsc::channel(QUEUE);
         let fault = Arc::new(AtomicBool::new(false));
         let deadline_moved = Arc::new(Notify::new());
@@ -243,6 +246,7 @@ impl Writer {
             deadline_moved: deadline_moved.clone(),
             reported_deadline: None,
             outbox,
+            outbox_depth,
             metrics,
         };
         let task = tokio::spawn(state.run(rx));
@@ -280,6 +284,8 @@ struct State {
     reported_deadline: Option<u64>,
     outbox: Option<OutboxFeed>,
     metrics: Arc<Metrics>,
+    /// Pending deliveries in the outbox (the `siren_outbox_depth` gauge).
+    outbox_depth: u64,
 }
 
 impl State {
@@ -395,6 +401,15 @@ impl State {
                 self.metrics.commit(elapsed, requests);
                 self.metrics.alert_changes(&changes);
                 tracing::trace!(requests, ?elapsed, "group commit");
+                let left = done
+                    .iter()
+                    .filter(|d| matches!(d, Done::Delivery(_, true)))
+                    .count() as u64;
+                if !queued.is_empty() || left > 0 {
+                    self.outbox_depth =
+                        (self.outbox_depth + queued.len() as u64).saturating_sub(left);
+                    self.metrics.set_outbox_depth(self.outbox_depth);
+                }
                 if let Some(feed) = &self.outbox
                     && !queued.is_empty()
                 {
@@ -523,6 +538,7 @@ impl State {
                 Ok(Done::AutoResolve(reply, next))
             }
             Job::Delivery { id, outcome, reply } => {
+                let leaves = !matches!(outcome, DeliveryOutcome::Retry(_));
                 match outcome {
                     DeliveryOutcome::Delivered => {
                         txn.batch
@@ -542,7 +558,7 @@ impl State {
                         );
                     }
                 }
-                Ok(Done::Delivery(reply))
+                Ok(Done::Delivery(reply, leaves))
             }
             Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
         }

@@ -162,6 +162,13 @@ fn config_with(store: &Path, destinations: &[&str], defs: &str) -> Config {
     Config::parse(&text, Path::new("test.toml")).expect("valid test config")
 }
 
+async fn scrape(addr: SocketAddr) -> String {
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    resp.text().await.unwrap()
+}
+
 async fn post_api(addr: SocketAddr, path: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}{path}"))
@@ -335,6 +342,11 @@ async fn a_receiver_that_is_down_gets_everything_in_order_once_back() {
             .any(|x| x["last_error"].as_str().is_some_and(|e| e.contains("503")))
     );
 
+    let metrics = scrape(d.http).await;
+    assert!(
+        metrics.lines().any(|l| l == "siren_outbox_depth 5"),
+        "{metrics}"
+    );
     hook.status.store(202, Ordering::SeqCst);
     let mut got = Vec::new();
     while got.len() < 5 {
@@ -399,6 +411,17 @@ async fn a_destination_that_always_answers_4xx_ends_dead_lettered() {
     deliveries_until(d.http, "pending", |l| l.is_empty()).await;
     // No fourth attempt.
     assert!(hook.got.try_recv().is_err());
+    let metrics = scrape(d.http).await;
+    for series in [
+        "siren_deliveries_total{destination=\"hook\",outcome=\"failed\"} 2",
+        "siren_deliveries_total{destination=\"hook\",outcome=\"dead\"} 1",
+        "siren_outbox_depth 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in\n{metrics}"
+        );
+    }
     d.stop().await;
 }
 
