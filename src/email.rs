@@ -160,28 +160,43 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
 /// `message` is always HTML, sanitized or escaped; `text` keeps the plain text.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
+    let mut plain = 0;
+    // The three characters are ASCII, so byte positions are character boundaries.
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            _ => continue,
+        };
+        out.push_str(&text[plain..i]);
+        out.push_str(entity);
+        plain = i + 1;
     }
+    out.push_str(&text[plain..]);
     out
 }
 
 /// Sanitizes HTML for display: no scripts, event handlers, `javascript:`/`data:` URLs or styles.
 pub fn sanitize_html(html: &str) -> String {
+    // Text with none of these is one text node that the sanitizer would return unchanged
+    // (its serializer escapes only `&`, `<`, `>` and U+00A0; parsing rewrites CR and NUL).
+    if !html.contains(['<', '>', '&', '\r', '\0', '\u{a0}']) {
+        return html.to_string();
+    }
+    SANITIZER.clean(html).to_string()
+}
+
+/// Built once: a `Builder` is a dozen sets and maps of allowed tags and attributes.
+static SANITIZER: std::sync::LazyLock<ammonia::Builder<'static>> = std::sync::LazyLock::new(|| {
+    let mut b = ammonia::Builder::default();
     // Relative URLs mean nothing in an alert (there is no base), and a "relative" URL such as
     // `` `javascript:… `` is one old browsers ran: only absolute http(s)/mailto URLs stay.
-    ammonia::Builder::default()
-        .url_schemes(["http", "https", "mailto"].into())
+    b.url_schemes(["http", "https", "mailto"].into())
         .url_relative(ammonia::UrlRelative::Deny)
-        .link_rel(Some("noopener noreferrer"))
-        .clean(html)
-        .to_string()
-}
+        .link_rel(Some("noopener noreferrer"));
+    b
+});
 
 /// Everything after the header block, as text.
 fn raw_body(raw: &[u8]) -> String {
@@ -294,6 +309,56 @@ mod tests {
         let d = parse(b"\x00\xff\xfe not a message", env());
         assert_eq!(d.to, "ops@alerts.localhost");
         assert_eq!(d.from, "a@b");
+    }
+
+    #[test]
+    fn text_without_markup_is_returned_as_the_sanitizer_would() {
+        let full = |t: &str| super::SANITIZER.clean(t).to_string();
+        let mut cases: Vec<String> = (1u8..0x80)
+            .map(|b| format!("a{}b", b as char))
+            .filter(|t| !t.contains(['<', '>', '&', '\r', '\0']))
+            .collect();
+        cases.extend(
+            [
+                "Example Incident Description",
+                "über straße 東京 🚨 \u{200b}\u{feff}\u{7f}\u{85}",
+                "line one\nline two\n\ttabbed",
+                "\"quoted\" 'single' = / ; : ? ! # % $ @ * + ( ) [ ] { } | \\ ^ ` ~",
+                "javascript:alert(1) http://x.test/?a=b",
+            ]
+            .map(String::from),
+        );
+        for t in &cases {
+            assert_eq!(sanitize_html(t), full(t), "{t:?}");
+        }
+        assert_eq!(sanitize_html("a\u{a0}b"), full("a\u{a0}b"));
+        assert_eq!(sanitize_html("<script>x</script>y"), "y");
+    }
+
+    #[test]
+    fn escape_html_escapes_exactly_three_characters() {
+        let naive = |t: &str| {
+            t.chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_string(),
+                    '<' => "&lt;".to_string(),
+                    '>' => "&gt;".to_string(),
+                    c => c.to_string(),
+                })
+                .collect::<String>()
+        };
+        for t in [
+            "",
+            "plain",
+            "<b>&amp;</b>",
+            "é<ü>&ß",
+            "&",
+            "<<>>",
+            "x>",
+            "\"quotes\" 'stay'",
+        ] {
+            assert_eq!(escape_html(t), naive(t), "{t}");
+        }
     }
 
     #[test]

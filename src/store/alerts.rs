@@ -460,7 +460,10 @@ impl<'a> Txn<'a> {
             auto_resolve_ms,
         };
         self.index(tp_prefix, id);
-        self.index(text_prefix(BY_TITLE, integration, &req.title), id);
+        // Only auto aggregate looks alerts up by title: without a window, no title index.
+        if req.aggregate.is_some() {
+            self.index(text_prefix(BY_TITLE, integration, &req.title), id);
+        }
         self.index(integration_prefix(integration), id);
         if let Some(ms) = auto_resolve_ms
             && status.still_there()
