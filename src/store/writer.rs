@@ -239,7 +239,7 @@ impl Writer {
         let deadline_moved = Arc::new(Notify::new());
         let state = State {
             store,
-            data_file,
+            data_file: Arc::new(data_file),
             retention,
             counts,
             fault: fault.clone(),
@@ -273,9 +273,46 @@ impl Writer {
     }
 }
 
+/// A group applied to the tree whose sync is running.
+struct InFlight {
+    sync: JoinHandle<Result<(), Error>>,
+    applied: Applied,
+}
+
+/// What answering a group needs, kept from applying it until its sync returns.
+struct Applied {
+    done: Vec<Done>,
+    queued: Vec<(String, Queued)>,
+    changes: Vec<(String, AlertChange)>,
+    requests: usize,
+    started: std::time::Instant,
+    earliest: Option<u64>,
+    failed: Option<Error>,
+}
+
+/// sled's blocking flush (its log, with `sync_file_range`), then fdatasync of its data file,
+/// which that does not make durable by itself (file metadata).
+fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> Result<(), Error> {
+    db.flush()?;
+    file.sync_data().map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A sync task's result, a panicked task counting as a failed sync.
+fn flatten(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    joined.unwrap_or_else(|e| {
+        Err(Error::Io {
+            path: std::path::PathBuf::from("db"),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
 struct State {
     store: Store,
-    data_file: File,
+    data_file: Arc<File>,
     retention: LogsConfig,
     counts: HashMap<String, usize>,
     fault: Arc<AtomicBool>,
@@ -289,12 +326,28 @@ struct State {
 }
 
 impl State {
-    /// Collects whatever is queued into one group and commits it on the blocking pool, one
-    /// group at a time. (On the blocking pool, tokio knows work is in flight: paused-time tests
-    /// do not run the clock ahead during a commit.)
+    /// Collects whatever is queued into one group, applies it to the tree, and makes it durable,
+    /// all on the blocking pool. Groups are pipelined: while one group's flush and fdatasync
+    /// wait for the disk, the next group is applied (sled's batches are atomic and in order, so
+    /// a sync covers every group applied before it). Each group is answered only after its own
+    /// sync returned; syncs never overlap. (On the blocking pool, tokio knows work is in
+    /// flight: paused-time tests do not run the clock ahead during a commit.)
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut running = true;
-        while running && let Some(first) = rx.recv().await {
+        let mut in_flight: Option<InFlight> = None;
+        while running {
+            let first = match &mut in_flight {
+                Some(f) => tokio::select! {
+                    job = rx.recv() => job,
+                    synced = &mut f.sync => {
+                        let f = in_flight.take().expect("in flight");
+                        self.finish(f.applied, flatten(synced));
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(first) = first else { break };
             let mut jobs = Vec::new();
             let mut prunes = Vec::new();
             let mut next = Some(first);
@@ -311,11 +364,15 @@ impl State {
                     next = rx.try_recv().ok();
                 }
             }
-            let commits = jobs;
+            if !prunes.is_empty()
+                && let Some(f) = in_flight.take()
+            {
+                // Pruning syncs by itself: never two syncs at once.
+                let synced = f.sync.await;
+                self.finish(f.applied, flatten(synced));
+            }
             let group = tokio::task::spawn_blocking(move || {
-                if !commits.is_empty() {
-                    self.commit_group(commits);
-                }
+                let applied = (!jobs.is_empty()).then(|| self.apply_group(jobs));
                 for (now, reply) in prunes {
                     let next = self.prune_by_age(now).unwrap_or_else(|e| {
                         tracing::error!(error = %e, "pruning old log entries failed");
@@ -323,15 +380,41 @@ impl State {
                     });
                     let _ = reply.send(next);
                 }
-                self
+                (self, applied)
             });
-            self = match group.await {
-                Ok(state) => state,
+            let applied = match group.await {
+                Ok((state, applied)) => {
+                    self = state;
+                    applied
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "store writer failed; no more writes");
                     return;
                 }
             };
+            if let Some(f) = in_flight.take() {
+                let synced = f.sync.await;
+                self.finish(f.applied, flatten(synced));
+            }
+            match applied {
+                Some(applied) if applied.failed.is_none() => {
+                    let (db, file, path) = (
+                        self.store.db.clone(),
+                        self.data_file.clone(),
+                        self.store.path.join("db"),
+                    );
+                    in_flight = Some(InFlight {
+                        sync: tokio::task::spawn_blocking(move || sync_files(&db, &file, &path)),
+                        applied,
+                    });
+                }
+                Some(applied) => self.finish(applied, Ok(())),
+                None => {}
+            }
+        }
+        if let Some(f) = in_flight.take() {
+            let synced = f.sync.await;
+            self.finish(f.applied, flatten(synced));
         }
         let db = self.store.db.clone();
         let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
@@ -340,7 +423,9 @@ impl State {
         }
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    /// Applies one group's jobs to the tree as one batch (not yet durable). A group that
+    /// cannot be applied comes back with `failed` set and nothing of it in the tree.
+    fn apply_group(&mut self, jobs: Vec<Job>) -> Applied {
         let started = std::time::Instant::now();
         let requests = jobs.len();
         let now = unix_ms(crate::clock::now());
@@ -378,11 +463,11 @@ impl State {
                 return Err(Error::Injected);
             }
             self.store.tree.apply_batch(txn.batch)?;
-            self.sync()?;
             Ok(removed)
         });
-        match result {
+        let failed = match result {
             Ok(removed) => {
+                // The tree has the group now: retention counts follow the tree.
                 for (integration, n) in added {
                     *self.counts.entry(integration).or_default() += n;
                 }
@@ -391,6 +476,35 @@ impl State {
                         *c = c.saturating_sub(n);
                     }
                 }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        Applied {
+            done,
+            queued,
+            changes,
+            requests,
+            started,
+            earliest,
+            failed,
+        }
+    }
+
+    /// Answers a group once its sync returned (or it could not be applied): every waiting
+    /// caller, the metrics, the resolver and the delivery workers.
+    fn finish(&mut self, applied: Applied, synced: Result<(), Error>) {
+        let Applied {
+            done,
+            queued,
+            changes,
+            requests,
+            started,
+            earliest,
+            failed,
+        } = applied;
+        match failed.map_or(synced, Err) {
+            Ok(()) => {
                 if let Some(ms) = earliest
                     && self.reported_deadline.is_none_or(|r| ms < r)
                 {
@@ -648,11 +762,7 @@ impl State {
 
     /// Makes the applied batch durable: sled's own flush, then fdatasync of its data file.
     fn sync(&self) -> Result<(), Error> {
-        self.store.db.flush()?;
-        self.data_file.sync_data().map_err(|source| Error::Io {
-            path: self.store.path.join("db"),
-            source,
-        })
+        sync_files(&self.store.db, &self.data_file, &self.store.path.join("db"))
     }
 
     /// Adds removals of the oldest entries of each integration over its count limit.
