@@ -317,6 +317,7 @@ struct RawSmtpUser {
     name: String,
     password: Option<String>,
     password_file: Option<PathBuf>,
+    password_env: Option<String>,
 }
 
 impl Default for RawSmtp {
@@ -345,6 +346,7 @@ struct RawHttp {
     listen: String,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
+    api_token_env: Option<String>,
     max_body_size: i64,
     public_url: Option<String>,
 }
@@ -355,6 +357,7 @@ impl Default for RawHttp {
             listen: "127.0.0.1:8025".into(),
             api_token: None,
             api_token_file: None,
+            api_token_env: None,
             max_body_size: 1024 * 1024,
             public_url: None,
         }
@@ -409,6 +412,7 @@ struct RawIntegration {
     description: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    token_env: Option<String>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -438,6 +442,7 @@ struct RawDestination {
     headers: HashMap<String, String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
     command: Option<Vec<String>>,
     smarthost: Option<String>,
     from: Option<String>,
@@ -623,8 +628,13 @@ impl Validator<'_> {
             }
             let key = format!("smtp.users[{name}].password");
             let password = self
-                .secret(&key, u.password, u.password_file)?
-                .ok_or_else(|| self.err(&key, "is required (set password or password_file)"))?;
+                .secret(&key, u.password, u.password_file, u.password_env)?
+                .ok_or_else(|| {
+                    self.err(
+                        &key,
+                        "is required (set password, password_file or password_env)",
+                    )
+                })?;
             out.push(SmtpUser { name, password });
         }
         Ok(out)
@@ -682,7 +692,12 @@ impl Validator<'_> {
 
     fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
         let listen = self.socket_addr("http.listen", &raw.listen)?;
-        let api_token = self.secret("http.api_token", raw.api_token, raw.api_token_file)?;
+        let api_token = self.secret(
+            "http.api_token",
+            raw.api_token,
+            raw.api_token_file,
+            raw.api_token_env,
+        )?;
         if api_token.is_none() && !listen.ip().is_loopback() {
             return Err(self.err(
                 "http.api_token",
@@ -737,7 +752,7 @@ impl Validator<'_> {
                     format!("is required for type {:?}", d.kind).to_lowercase(),
                 ));
             }
-            let secret = self.secret(&key("secret"), d.secret, d.secret_file)?;
+            let secret = self.secret(&key("secret"), d.secret, d.secret_file, d.secret_env)?;
             let target = match d.kind {
                 DestinationType::Webhook => {
                     let mut headers: Vec<(String, String)> = d.headers.into_iter().collect();
@@ -894,7 +909,7 @@ impl Validator<'_> {
             let (default_title, default_description) = crate::template::default_templates(r.kind);
             let title = r.title.unwrap_or_else(|| default_title.into());
             let description = r.description.unwrap_or_else(|| default_description.into());
-            let token = self.secret(&key("token"), r.token, r.token_file)?;
+            let token = self.secret(&key("token"), r.token, r.token_file, r.token_env)?;
             if r.kind != IntegrationType::Email && !r.rules.is_empty() {
                 return Err(self.err(key("rules"), "only email integrations have rules"));
             }
@@ -1063,21 +1078,21 @@ impl Validator<'_> {
     }
 
     /// A secret given inline or as a file (trailing newline trimmed), never both.
+    /// A secret given inline, in a file (`<key>_file`, relative to the configuration file,
+    /// trailing newline trimmed) or in an environment variable (`<key>_env` names it); at most
+    /// one of the three.
     fn secret(
         &self,
         key: &str,
         inline: Option<String>,
         file: Option<PathBuf>,
+        env: Option<String>,
     ) -> Result<Option<String>, ConfigError> {
-        let value = match (inline, file) {
-            (Some(_), Some(_)) => {
-                return Err(self.err(
-                    key,
-                    format!("set either {0} or {0}_file, not both", last_segment(key)),
-                ));
-            }
-            (Some(v), None) => v,
-            (None, Some(f)) => {
+        let name = last_segment(key);
+        let value = match (inline, file, env) {
+            (None, None, None) => return Ok(None),
+            (Some(v), None, None) => v,
+            (None, Some(f), None) => {
                 let f = if f.is_relative() {
                     self.path.parent().unwrap_or(Path::new(".")).join(f)
                 } else {
@@ -1093,7 +1108,18 @@ impl Validator<'_> {
                     .trim_end_matches(['\r', '\n'])
                     .to_string()
             }
-            (None, None) => return Ok(None),
+            (None, None, Some(var)) => std::env::var(&var).map_err(|e| {
+                self.err(
+                    format!("{key}_env"),
+                    format!("environment variable {var} cannot be used: {e}"),
+                )
+            })?,
+            _ => {
+                return Err(self.err(
+                    key,
+                    format!("set only one of {name}, {name}_file and {name}_env"),
+                ));
+            }
         };
         if value.is_empty() {
             return Err(self.err(key, "must not be empty"));
@@ -1112,6 +1138,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn secrets_come_from_environment_variables() {
+        // cargo sets CARGO_PKG_NAME for the test process.
+        let config = parse(
+            "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\ntoken_env = \"CARGO_PKG_NAME\"\n\
+             [[destinations]]\nid = \"d\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+             secret_env = \"CARGO_PKG_NAME\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.integrations[0].token.as_deref(), Some("siren"));
+        assert!(matches!(
+            &config.destinations[0].target,
+            Target::Webhook { secret: Some(s), .. } if s == "siren"
+        ));
     }
 
     #[test]

@@ -261,7 +261,7 @@ rejected! {
         type = "webhook"
         token = "secret"
         token_file = "token"
-    "# => ["integrations[hook].token", "either token or token_file, not both"];
+    "# => ["integrations[hook].token", "only one of token, token_file and token_env"];
     token_file_missing: r#"
         [[integrations]]
         id = "hook"
@@ -269,7 +269,13 @@ rejected! {
         token_file = "no-such-token"
     "# => ["integrations[hook].token_file", "cannot read", "no-such-token"];
     api_token_and_api_token_file: "[http]\napi_token = \"a\"\napi_token_file = \"t\"\n"
-        => ["http.api_token", "either api_token or api_token_file, not both"];
+        => ["http.api_token", "only one of api_token, api_token_file and api_token_env"];
+    token_env_unset: r#"
+        [[integrations]]
+        id = "hook"
+        type = "webhook"
+        token_env = "SIREN_TEST_SURELY_UNSET_VARIABLE"
+    "# => ["integrations[hook].token_env", "SIREN_TEST_SURELY_UNSET_VARIABLE cannot be used"];
     http_off_loopback_without_api_token: "[http]\nlisten = \"0.0.0.0:8025\"\n"
         => ["http.api_token", "not a loopback address", "api_token_file"];
     rule_regex_invalid: r#"
