@@ -114,3 +114,103 @@ pub fn event_log(
         email: None,
     }
 }
+
+/// `siren inject`: runs one input through stages 2 to 5 (parse, route, adapt, template) as the
+/// daemon would, and returns what each resulting event would ask of the store, without
+/// touching it. An e-mail goes to `integration`, or else to every integration its `To` and
+/// `Cc` addresses reach; JSON needs `integration` (a webhook or alertmanager one).
+pub fn inject(
+    config: &Config,
+    input: &[u8],
+    integration: Option<&str>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let named = integration
+        .map(|id| {
+            config
+                .integrations
+                .iter()
+                .find(|i| i.id == id)
+                .ok_or_else(|| format!("no integration \"{id}\" in the configuration"))
+        })
+        .transpose()?;
+    let is_json = serde_json::from_slice::<serde_json::Value>(input).is_ok();
+    let mut out = Vec::new();
+    let mut report = |integration: &Integration, event: Event, error: Option<String>| {
+        let rendered = match event.action {
+            Action::Create | Action::Drop => config.templates.render(integration, &event.data),
+            Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
+        };
+        let errors: Vec<String> = error.into_iter().chain(rendered.errors).collect();
+        out.push(serde_json::json!({
+            "integration": integration.id,
+            "action": event.action,
+            "thirdparty_id": event.thirdparty_id,
+            "title": rendered.title,
+            "description": rendered.description,
+            "urgency": event.urgency.unwrap_or(integration.urgency),
+            "errors": errors,
+            "data": event.data,
+        }));
+    };
+    if is_json && named.is_none_or(|i| i.kind != crate::config::IntegrationType::Email) {
+        let integration = named
+            .ok_or("a JSON input needs --integration (a webhook or alertmanager integration)")?;
+        let body: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
+        let events = match integration.kind {
+            crate::config::IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
+            _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
+        }
+        .map_err(|e| format!("the payload cannot be read: {e}"))?;
+        for event in events {
+            report(integration, event, None);
+        }
+        return Ok(out);
+    }
+    let headers_only = email::parse(input, Envelope::default());
+    let mut routes: Vec<(usize, Option<String>, String)> = Vec::new();
+    match named {
+        Some(i) => {
+            let index = config
+                .integrations
+                .iter()
+                .position(|x| x.id == i.id)
+                .unwrap_or(0);
+            let to = i.addresses.first().cloned().unwrap_or_default();
+            routes.push((index, None, to));
+        }
+        None => {
+            for address in headers_only.to.split(';').chain(headers_only.cc.split(';')) {
+                if let Some(route) = config.router.route(address)
+                    && !routes.iter().any(|(i, _, _)| *i == route.integration)
+                {
+                    routes.push((route.integration, route.tag, address.trim().to_string()));
+                }
+            }
+        }
+    }
+    if routes.is_empty() {
+        return Err(
+            "no integration claims the message's To or Cc addresses (name one with --integration)"
+                .into(),
+        );
+    }
+    for (index, tag, rcpt) in routes {
+        let integration = &config.integrations[index];
+        let envelope = Envelope {
+            mail_from: headers_only
+                .from
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            rcpt_to: vec![rcpt],
+            client_addr: "inject".into(),
+            helo: "inject".into(),
+        };
+        let mut data = email::parse(input, envelope);
+        data.tag = tag;
+        let event = adapt::email::adapt(&data, &integration.rules);
+        report(integration, event, data.parse_error.clone());
+    }
+    Ok(out)
+}

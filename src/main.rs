@@ -53,6 +53,14 @@ enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Run a sample (FILE.eml or FILE.json) through parsing, routing, rules and templates, and
+    /// print what it would do; nothing is stored and no daemon is needed.
+    Inject {
+        file: PathBuf,
+        /// The integration to run it as (default for e-mail: whoever its To/Cc reach).
+        #[arg(long)]
+        integration: Option<String>,
+    },
     /// Show the newest log entries of an integration on the running daemon.
     Logs {
         integration: String,
@@ -106,6 +114,33 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Alerts { command, url } => client(alerts(&config, command, url)),
+        Command::Inject { file, integration } => {
+            let input = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("siren: cannot read {}: {e}", file.display());
+                    return ExitCode::from(1);
+                }
+            };
+            match siren::ingest::inject(&config, &input, integration.as_deref()) {
+                Ok(events) => {
+                    use std::io::Write as _;
+                    // A closed pipe (`| head`) ends the output, not the process with a panic.
+                    let mut out = std::io::stdout().lock();
+                    for event in events {
+                        let text = serde_json::to_string_pretty(&event).unwrap_or_default();
+                        if writeln!(out, "{text}").is_err() {
+                            break;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("siren: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Logs {
             integration,
             limit,

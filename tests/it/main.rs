@@ -8,6 +8,7 @@ mod destinations;
 mod fuzz_corpus;
 mod helpers;
 mod hostile;
+mod inject;
 mod intake;
 mod metrics;
 mod notify;
