@@ -87,12 +87,7 @@ pub fn event_log(
     event: Event,
     error: Option<String>,
 ) -> NewLog {
-    // Only a new alert takes a title and description; a resolve or acknowledge renders nothing.
-    let rendered = match event.action {
-        Action::Create | Action::Drop => config.templates.render(integration, &event.data),
-        Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
-    };
-    let errors: Vec<String> = error.into_iter().chain(rendered.errors).collect();
+    let (rendered, errors) = render(config, integration, &event, error);
     NewLog {
         integration: integration.id.clone(),
         received_at: input.received_at,
@@ -113,6 +108,23 @@ pub fn event_log(
         raw: input.raw.clone(),
         email: None,
     }
+}
+
+/// The title and description of an event, and every error on the way (`error` first, then
+/// the templates'). Only a new alert takes a title and description; a resolve or
+/// acknowledge renders nothing.
+fn render(
+    config: &Config,
+    integration: &Integration,
+    event: &Event,
+    error: Option<String>,
+) -> (Rendered, Vec<String>) {
+    let mut rendered = match event.action {
+        Action::Create | Action::Drop => config.templates.render(integration, &event.data),
+        Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
+    };
+    let errors = error.into_iter().chain(rendered.errors.drain(..)).collect();
+    (rendered, errors)
 }
 
 /// `siren inject`: runs one input through stages 2 to 5 (parse, route, adapt, template) as the
@@ -136,11 +148,7 @@ pub fn inject(
     let is_json = serde_json::from_slice::<serde_json::Value>(input).is_ok();
     let mut out = Vec::new();
     let mut report = |integration: &Integration, event: Event, error: Option<String>| {
-        let rendered = match event.action {
-            Action::Create | Action::Drop => config.templates.render(integration, &event.data),
-            Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
-        };
-        let errors: Vec<String> = error.into_iter().chain(rendered.errors).collect();
+        let (rendered, errors) = render(config, integration, &event, error);
         out.push(serde_json::json!({
             "integration": integration.id,
             "action": event.action,

@@ -22,15 +22,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{Smtp, dot_stuff, http_get, message};
 use crate::notify::{Notified, command};
 use crate::process::write_config;
+use crate::tls::{cmd, starttls};
 
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/siren.service")
@@ -386,53 +386,9 @@ fn under_filters(cmd: &mut Command, filters: Vec<Vec<libc::sock_filter>>) {
     }
 }
 
-/// Reads one whole reply from any stream.
-async fn reply<S: AsyncRead + Unpin>(rd: &mut BufReader<S>) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return all;
-        }
-        all.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return all;
-        }
-    }
-}
-
-async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str, want: &str) {
-    s.get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let r = reply(s).await;
-    assert!(r.starts_with(want), "{line}: expected {want}, got {r:?}");
-}
-
 /// A message over STARTTLS, trusting only `cert`.
-async fn deliver_over_tls(smtp: std::net::SocketAddr, cert: CertificateDer<'static>) {
-    let mut plain = BufReader::new(tokio::net::TcpStream::connect(smtp).await.unwrap());
-    assert!(reply(&mut plain).await.starts_with("220"));
-    cmd(&mut plain, "EHLO client.test", "250").await;
-    cmd(&mut plain, "STARTTLS", "220").await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect(
-            ServerName::try_from("localhost").unwrap(),
-            plain.into_inner(),
-        )
-        .await
-        .expect("TLS handshake");
-    let mut s = BufReader::new(tls);
+async fn deliver_over_tls(smtp: std::net::SocketAddr, cert: &CertificateDer<'static>) {
+    let mut s = starttls(smtp, cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     cmd(&mut s, "MAIL FROM:<a@example.com>", "250").await;
     cmd(&mut s, "RCPT TO:<ops@alerts.localhost>", "250").await;
@@ -482,13 +438,7 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
     let filters = unit_filters(&unit);
 
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("tls.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    let cert = crate::tls::write_certificate(dir.path());
     let config = write_config(dir.path());
     let mut text = std::fs::read_to_string(&config).unwrap().replacen(
         "[smtp]\n",
@@ -509,7 +459,7 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
 
     let mut d = start(1);
     let (smtp, http) = d.ready().await;
-    deliver_over_tls(smtp, certified.cert.der().clone()).await;
+    deliver_over_tls(smtp, &cert).await;
     // Over 64 KiB: parsed on the blocking pool and stored in chunks.
     let mut big = message("big", "big@seccomp");
     big.extend(b"0123456789abcdef\r\n".repeat(16 * 1024));

@@ -37,13 +37,7 @@ async fn auth_daemon(require_auth: bool) -> (Daemon, CertificateDer<'static>) {
 async fn tls_daemon_with(smtp_keys: &str, tail: &str) -> (Daemon, CertificateDer<'static>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("smtp-password"), format!("{}\n", AM.1)).unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("tls.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    let cert = write_certificate(dir.path());
     let text = format!(
         "[smtp]\nlisten = [\"127.0.0.1:0\"]\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n{smtp_keys}\n\
          [http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
@@ -53,11 +47,20 @@ async fn tls_daemon_with(smtp_keys: &str, tail: &str) -> (Daemon, CertificateDer
     let config = siren::Config::parse(&text, &dir.path().join("siren.toml")).unwrap();
     let mut d = Daemon::start_config(config).await;
     d.dir = Some(dir);
-    (d, certified.cert.der().clone())
+    (d, cert)
+}
+
+/// Writes a new self-signed certificate for `localhost` and its key as `tls.crt` and
+/// `tls.key` in `dir` (where `tls_cert`/`tls_key` find them); returns the certificate.
+pub fn write_certificate(dir: &std::path::Path) -> CertificateDer<'static> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
+    certified.cert.der().clone()
 }
 
 /// Reads one whole reply from any stream.
-async fn reply<S: AsyncRead + Unpin>(rd: &mut BufReader<S>) -> String {
+pub async fn reply<S: AsyncRead + Unpin>(rd: &mut BufReader<S>) -> String {
     let mut all = String::new();
     loop {
         let mut line = String::new();
@@ -71,7 +74,7 @@ async fn reply<S: AsyncRead + Unpin>(rd: &mut BufReader<S>) -> String {
     }
 }
 
-async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut BufReader<S>,
     line: &str,
     want: &str,
@@ -87,8 +90,11 @@ async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Connects, says EHLO, asks for STARTTLS and completes the handshake trusting `cert`: the
 /// session is ready for the EHLO that TLS requires anew.
-async fn starttls(d: &Daemon, cert: &CertificateDer<'static>) -> BufReader<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(d.smtp).await.unwrap();
+pub async fn starttls(
+    smtp: std::net::SocketAddr,
+    cert: &CertificateDer<'static>,
+) -> BufReader<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(smtp).await.unwrap();
     let mut plain = BufReader::new(tcp);
     assert!(reply(&mut plain).await.starts_with("220"));
     let ehlo = cmd(&mut plain, "EHLO client.test", "250").await;
@@ -116,7 +122,7 @@ async fn starttls(d: &Daemon, cert: &CertificateDer<'static>) -> BufReader<TlsSt
 #[tokio::test]
 async fn a_client_that_requires_tls_delivers_over_starttls() {
     let (d, cert) = tls_daemon().await;
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     let ehlo = cmd(&mut s, "EHLO client.test", "250").await;
     assert!(
         !ehlo.contains("STARTTLS"),
@@ -236,7 +242,7 @@ async fn auth_plain_and_login_succeed_after_starttls() {
     let (d, cert) = auth_daemon(false).await;
 
     // PLAIN with an initial response (the password from password_file).
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     let ehlo = cmd(&mut s, "EHLO client.test", "250").await;
     assert!(ehlo.contains("250-AUTH PLAIN LOGIN\r\n"), "{ehlo}");
     cmd(&mut s, "AUTH PLAIN", "334").await;
@@ -258,7 +264,7 @@ async fn auth_plain_and_login_succeed_after_starttls() {
     cmd(&mut s, "QUIT", "221").await;
 
     // LOGIN, user name and password each after its own challenge.
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     cmd(&mut s, "AUTH LOGIN", "334 VXNlcm5hbWU6").await;
     cmd(&mut s, &B64.encode(NAGIOS.0), "334 UGFzc3dvcmQ6").await;
@@ -267,7 +273,7 @@ async fn auth_plain_and_login_succeed_after_starttls() {
     cmd(&mut s, "QUIT", "221").await;
 
     // PLAIN with the credentials after an empty challenge.
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     cmd(&mut s, "AUTH PLAIN", "334").await;
     cmd(&mut s, &plain(NAGIOS.0, NAGIOS.1), "235 2.7.0").await;
@@ -285,7 +291,7 @@ async fn auth_plain_and_login_succeed_after_starttls() {
 #[tokio::test]
 async fn wrong_credentials_get_535_and_repeated_failures_end_the_session() {
     let (d, cert) = auth_daemon(true).await;
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     // A wrong password, a password of another user, another identity in authzid.
     let wrong = [
@@ -328,7 +334,7 @@ async fn require_auth_keeps_mail_for_authenticated_clients() {
     c.cmd("MAIL FROM:<a@example.com>", "530 5.7.0").await;
     c.cmd("QUIT", "221").await;
     // In TLS: refused until AUTH, then taken.
-    let mut s = starttls(&d, &cert).await;
+    let mut s = starttls(d.smtp, &cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     cmd(
         &mut s,
@@ -388,13 +394,7 @@ async fn lettre_with_required_tls_and_credentials_delivers() {
 #[test]
 fn require_auth_needs_a_user() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("tls.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    write_certificate(dir.path());
     let text = "[smtp]\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nrequire_auth = true\n";
     let err = siren::Config::parse(text, &dir.path().join("siren.toml"))
         .unwrap_err()
@@ -410,13 +410,7 @@ fn require_auth_needs_a_user() {
 #[test]
 fn changed_smtp_users_are_kept_until_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("tls.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    write_certificate(dir.path());
     let config = |password: &str, require: bool| {
         let text = format!(
             "[smtp]\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nrequire_auth = {require}\n\
