@@ -1506,7 +1506,7 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
-    /// The examples of the README's helper table, over the README's sample data.
+    /// The examples of the helper table (docs/helpers.md), over its sample data (docs/templates.md).
     #[test]
     fn readme_examples() {
         let mut list = integrations(
