@@ -20,7 +20,7 @@ use handlebars::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Integration, IntegrationType, Urgency};
+use crate::domain::{Integration, IntegrationType, Urgency};
 
 /// Longest title, in characters, after whitespace is collapsed.
 pub const TITLE_MAX: usize = 1024;
