@@ -56,8 +56,8 @@ impl App {
                     config.http.listen
                 )
             })?;
-        let path = config.store.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        let store_config = config.store.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open_configured(&store_config))
             .await
             .context("store open task failed")??;
         let metrics = Arc::new(Metrics::new());

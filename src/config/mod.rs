@@ -178,6 +178,26 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// With `backend = "postgres"`: the shared database (`path` is then unused).
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// `[store] backend = "postgres"`: several nodes share one PostgreSQL database.
+#[derive(Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// A libpq-style URL or key=value string; may hold a password, so never printed.
+    pub url: String,
+    /// Connections this node keeps at most (`store.pool_size`).
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// Retention of integration logs, applied per integration.

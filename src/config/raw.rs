@@ -104,12 +104,22 @@ impl Default for RawHttp {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
     pub path: PathBuf,
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub url_env: Option<String>,
+    pub pool_size: Option<i64>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data"),
+            backend: None,
+            url: None,
+            url_file: None,
+            url_env: None,
+            pool_size: None,
         }
     }
 }

@@ -9,16 +9,14 @@ use crate::route::Router;
 use crate::template::Templates;
 
 use super::key::Key;
-use super::raw::{RawConfig, RawHttp, RawLogs};
-use super::{Config, ConfigError, HttpConfig, LogsConfig, StoreConfig};
+use super::raw::{RawConfig, RawHttp, RawLogs, RawStore};
+use super::{Config, ConfigError, HttpConfig, LogsConfig, PostgresConfig, StoreConfig};
 use super::{destinations, integrations, smtp};
 
 pub(super) fn config(at: &Key, raw: RawConfig) -> Result<Config, ConfigError> {
     let smtp = smtp::smtp(&at.at("smtp"), raw.smtp)?;
     let http = http(&at.at("http"), raw.http)?;
-    if raw.store.path.as_os_str().is_empty() {
-        return Err(at.at("store").at("path").err("must not be empty"));
-    }
+    let store = store(&at.at("store"), raw.store)?;
     let logs = logs(&at.at("logs"), raw.logs)?;
     let destinations = destinations::destinations(&at.at("destinations"), raw.destinations, &http)?;
     let integrations =
@@ -33,14 +31,54 @@ pub(super) fn config(at: &Key, raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         smtp,
         http,
-        store: StoreConfig {
-            path: raw.store.path,
-        },
+        store,
         logs,
         router: Arc::new(Router::new(&integrations)),
         integrations,
         destinations,
         templates: Arc::new(templates),
+    })
+}
+
+/// `[store]`: sled under `path` (the default), or `backend = "postgres"` with a `url`.
+fn store(at: &Key, raw: RawStore) -> Result<StoreConfig, ConfigError> {
+    if raw.path.as_os_str().is_empty() {
+        return Err(at.at("path").err("must not be empty"));
+    }
+    let url = at.at("url").secret(raw.url, raw.url_file, raw.url_env)?;
+    let postgres = match raw.backend.as_deref().unwrap_or("sled") {
+        "sled" => {
+            if url.is_some() || raw.pool_size.is_some() {
+                return Err(at
+                    .at("backend")
+                    .err("store.url and store.pool_size apply only with backend = \"postgres\""));
+            }
+            None
+        }
+        "postgres" => {
+            let url = url.ok_or_else(|| {
+                at.at("url")
+                    .err("is required with backend = \"postgres\" (set url, url_file or url_env)")
+            })?;
+            if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                return Err(at
+                    .at("url")
+                    .err(format!("is not a PostgreSQL connection string: {e}")));
+            }
+            let pool_size = at
+                .at("pool_size")
+                .positive(raw.pool_size.unwrap_or(8), 64)?;
+            Some(PostgresConfig { url, pool_size })
+        }
+        other => {
+            return Err(at.at("backend").err(format!(
+                "\"{other}\" is not a store backend; allowed: \"sled\", \"postgres\""
+            )));
+        }
+    };
+    Ok(StoreConfig {
+        path: raw.path,
+        postgres,
     })
 }
 

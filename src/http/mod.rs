@@ -74,6 +74,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let body = json!({ "ready": false, "reason": "store writer stopped" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    if let Some(reason) = state.writer.unavailable() {
+        let body = json!({ "ready": false, "reason": reason });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     Json(json!({ "ready": true })).into_response()
 }
 

@@ -291,7 +291,7 @@ impl State {
 }
 
 /// The destinations of `integration` that take `event`.
-fn wanted_destinations<'c>(
+pub(super) fn wanted_destinations<'c>(
     config: &'c Config,
     integration: &str,
     event: AlertEvent,

@@ -16,7 +16,9 @@
 mod alerts;
 mod apply;
 mod outbox;
+mod postgres;
 mod retention;
+mod seam;
 mod txn;
 mod writer;
 
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use seam::Store;
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
@@ -65,6 +68,9 @@ pub enum Error {
     Injected,
     #[error("the store writer has stopped")]
     Stopped,
+    /// PostgreSQL refused, failed or could not be reached (`[store] backend = "postgres"`).
+    #[error("database: {0}")]
+    Postgres(String),
 }
 
 /// Where an input came from.
@@ -178,15 +184,16 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// The opened store: cheap to clone, reads from any thread.
+/// The sled store (one node): cheap to clone, reads from any thread. The pipeline sees it
+/// through [`Store`].
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the store under `path` and makes its files' existence durable.
     pub fn open(path: &Path) -> Result<Self, Error> {
         Self::open_with_cache(path, None)
@@ -366,7 +373,7 @@ pub struct AlertFilter {
     pub since_ms: Option<u64>,
 }
 
-impl Store {
+impl SledStore {
     /// One alert.
     pub fn alert(&self, id: u64) -> Result<Option<Alert>, Error> {
         match alerts::read_record(&self.tree, id)? {

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::Alert;
-use super::{Error, Page, Store, chunk_prefix, rfc3339_ms, u64_at};
+use super::{Error, Page, SledStore, chunk_prefix, rfc3339_ms, u64_at};
 use crate::domain::AlertEvent;
 
 pub(super) const PENDING: u8 = b'O';
@@ -104,7 +104,7 @@ fn decode(bytes: &[u8], id: u64) -> Result<DeliveryState, Error> {
     })
 }
 
-impl Store {
+impl SledStore {
     /// Every pending delivery, oldest first, by destination (read once at start).
     pub fn pending_deliveries(&self) -> Result<Vec<(String, Queued)>, Error> {
         let mut out = Vec::new();

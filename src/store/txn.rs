@@ -23,7 +23,7 @@ const MAX_TITLE_BYTES: usize = 4096;
 
 /// `text` if it fits in `max` bytes; else a prefix and a hash of the whole, so that distinct
 /// long values stay distinct (and the same long value always maps to the same key).
-fn bounded(text: &str, max: usize) -> String {
+pub(super) fn bounded(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

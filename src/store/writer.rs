@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
 use super::outbox::{self, DeliveryState, Queued};
-use super::{Alert, Error, NewLog, Store};
+use super::seam::Backend;
+use super::{Alert, Error, NewLog, SledStore, Store};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
 
@@ -122,10 +123,12 @@ fn ms_time(ms: u64) -> SystemTime {
 /// Submits writes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Job>,
-    fault: Arc<AtomicBool>,
+    pub(super) tx: mpsc::Sender<Job>,
+    pub(super) fault: Arc<AtomicBool>,
     /// Woken when a commit adds an auto-resolve deadline earlier than the last one reported.
-    deadline_moved: Arc<Notify>,
+    pub(super) deadline_moved: Arc<Notify>,
+    /// Why the store cannot take writes now (PostgreSQL unreachable), for `/readyz`.
+    pub(super) down: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl WriterHandle {
@@ -182,6 +185,11 @@ impl WriterHandle {
         !self.tx.is_closed()
     }
 
+    /// Why the store cannot be used right now (its database is unreachable), if it cannot.
+    pub fn unavailable(&self) -> Option<String> {
+        self.down.lock().ok().and_then(|d| d.clone())
+    }
+
     /// Makes every following commit fail (until turned off), as a full disk would. For tests
     /// and failure drills: the daemon must answer 451/503 and stay up.
     pub fn inject_failure(&self, on: bool) {
@@ -191,8 +199,8 @@ impl WriterHandle {
 
 /// The writer task. [`Writer::join`] ends it after everything queued so far is committed.
 pub struct Writer {
-    task: JoinHandle<()>,
-    tx: mpsc::Sender<Job>,
+    pub(super) task: JoinHandle<()>,
+    pub(super) tx: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -204,6 +212,13 @@ impl Writer {
         outbox: Option<OutboxFeed>,
         metrics: Arc<Metrics>,
     ) -> Result<(Writer, WriterHandle), Error> {
+        // The engine behind the store decides which writer runs; the handle is the same.
+        let store = match store.0 {
+            Backend::Sled(s) => s,
+            Backend::Postgres(pg) => {
+                return super::postgres::spawn_writer(pg, retention, outbox, metrics);
+            }
+        };
         let data_file = File::options()
             .read(true)
             .write(true)
@@ -247,6 +262,7 @@ impl Writer {
                 tx,
                 fault,
                 deadline_moved,
+                down: Arc::default(),
             },
         ))
     }
@@ -299,7 +315,7 @@ fn flatten(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<
 }
 
 pub(super) struct State {
-    pub store: Store,
+    pub store: SledStore,
     pub data_file: Arc<File>,
     pub retention: LogsConfig,
     pub counts: HashMap<String, usize>,

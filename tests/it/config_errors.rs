@@ -361,6 +361,18 @@ rejected! {
         subject = "x"
         action = "drop"
     "# => ["integrations[hook].rules", "only email integrations"];
+    store_backend_unknown: "[store]\nbackend = \"mysql\"\n"
+        => ["store.backend", "\"mysql\" is not a store backend", "\"sled\", \"postgres\""];
+    store_postgres_without_url: "[store]\nbackend = \"postgres\"\n"
+        => ["store.url", "is required with backend = \"postgres\""];
+    store_postgres_bad_url: "[store]\nbackend = \"postgres\"\nurl = \"postgresql://h:notaport/db\"\n"
+        => ["store.url", "is not a PostgreSQL connection string"];
+    store_postgres_pool_size_zero: "[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1\"\npool_size = 0\n"
+        => ["store.pool_size", "allowed: 1 to 64"];
+    store_url_with_sled: "[store]\nurl = \"host=127.0.0.1\"\n"
+        => ["store.backend", "only with backend = \"postgres\""];
+    store_url_twice: "[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1\"\nurl_env = \"PGURL\"\n"
+        => ["store.url", "set only one of url, url_file and url_env"];
 }
 
 #[test]

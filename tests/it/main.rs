@@ -13,6 +13,7 @@ mod inject;
 mod intake;
 mod metrics;
 mod notify;
+mod pg_store;
 mod process;
 mod reload;
 mod retention;
