@@ -117,6 +117,18 @@ def same(args):
         sys.exit("the same alert was not accepted by every node")
 
 
+def probe(args):
+    """One message to one node; prints the final reply code (250, or 451 while the database is
+    away) and exits 0 either way, 1 when the node did not answer at all."""
+    try:
+        send_mail(args.port, args.n)
+        print(250)
+    except smtplib.SMTPResponseException as e:
+        print(e.smtp_code)
+    except (OSError, smtplib.SMTPException) as e:
+        sys.exit(f"no answer: {e}")
+
+
 def psql(url, sql):
     out = subprocess.run(["psql", url, "-At", "-c", sql], check=True, capture_output=True, text=True)
     return [line for line in out.stdout.splitlines() if line]
@@ -225,6 +237,10 @@ def main():
         c.add_argument(a, required=True)
     c.add_argument("--max-twice", type=int, default=1000)
     c.set_defaults(f=check)
+    pr = sub.add_parser("probe")
+    pr.add_argument("port", type=int)
+    pr.add_argument("n", type=int)
+    pr.set_defaults(f=probe)
     rs = sub.add_parser("resolved")
     for a in ("--url", "--http", "--deliveries"):
         rs.add_argument(a, required=True)
