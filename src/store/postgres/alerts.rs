@@ -242,6 +242,17 @@ impl Txn<'_, '_> {
                 return self.aggregate(r, d, now).await;
             }
         }
+        self.insert(integration, req, log_id, now).await
+    }
+
+    /// A new alert, unless one with this third-party id is still there (then it folds in).
+    async fn insert(
+        &mut self,
+        integration: &str,
+        req: &AlertRequest,
+        log_id: u64,
+        now: u64,
+    ) -> R<(Outcome, Option<u64>)> {
         let status = if req.action == Action::Drop {
             Status::Dropped
         } else {
