@@ -24,6 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod deliver;
+pub mod domain;
 pub mod email;
 pub mod http;
 pub mod ingest;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, bearer, constant_time_eq};
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
-use crate::config::{Integration, IntegrationType};
+use crate::domain::{Integration, IntegrationType};
 use crate::ingest::{self, Input};
 use crate::metrics::HttpRejection;
 use crate::store::{Action, NewLog, Outcome, Source};
@@ -185,11 +185,7 @@ async fn read(
             );
         }
     };
-    let events = match integration.kind {
-        IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
-        _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
-    };
-    match events {
+    match adapt::payload(integration.kind, &body) {
         Ok(events) => Ok((raw, events)),
         Err(AdaptError(reason)) => reject(
             StatusCode::BAD_REQUEST,

@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{Action, Alert, AlertEvent, AlertRequest, Outcome, ResolvedBy, Status};
+pub use crate::domain::{Action, AlertEvent, ResolvedBy};
+pub use alerts::{Alert, AlertRequest, Outcome, Status};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, UserChange, Writer, WriterHandle};
 
@@ -108,11 +109,8 @@ impl EmailSource {
         let mut data = crate::email::parse(raw, self.envelope.clone());
         data.tag = self.tag.clone();
         data.envelope.rcpt_to = self.rcpt_to.clone();
-        let mut value = serde_json::to_value(&data).unwrap_or_default();
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("rule".into(), self.rule.into());
-        }
-        value
+        data.rule = self.rule;
+        serde_json::to_value(&data).unwrap_or_default()
     }
 }
 

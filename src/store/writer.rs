@@ -13,13 +13,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
+use super::alerts::{self, Record, Status, Txn};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::{
     Alert, Error, LOG, NewLog, RAW, Store, StoredLog, chunk_prefix, index_key, rfc3339, u64_at,
     unix_ms,
 };
 use crate::config::{Config, Live, LogsConfig};
+use crate::domain::{AlertEvent, ResolvedBy};
 use crate::metrics::{AlertChange, Metrics};
 
 /// Requests handled in one group commit at most; bounds the latency of the first one.
