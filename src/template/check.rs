@@ -66,9 +66,12 @@ fn js_values(t: &mut Template) {
         match element {
             TemplateElement::Expression(ht) | TemplateElement::HtmlExpression(ht) => {
                 let plain = ht.params.is_empty() && ht.hash.is_empty() && !ht.block;
+                // `{{js}}` parses as a path but calls the helper when there is one.
                 let value = match &ht.name {
-                    Parameter::Path(_) => true,
-                    Parameter::Name(n) => find(n).is_none() && arity_of(n).is_none(),
+                    Parameter::Path(_) | Parameter::Name(_) => ht
+                        .name
+                        .as_name()
+                        .is_some_and(|n| find(n).is_none() && arity_of(n).is_none()),
                     _ => false,
                 };
                 let param = match &ht.name {
@@ -323,6 +326,17 @@ impl Checker {
                 } else {
                     literal(1)
                 };
+                if let Some(format) = format
+                    && format
+                        .as_bytes()
+                        .windows(2)
+                        .any(|w| w[0] == b'%' && w[1].is_ascii_alphabetic())
+                {
+                    return Err(format!(
+                        "{helper}: the format \"{format}\" is strftime-style, but {helper} takes \
+                         moment tokens (YYYY-MM-DD HH:mm); formatDate takes strftime formats"
+                    ));
+                }
                 if let Some(format) = format
                     && moment_format_is_literal(format)
                 {

@@ -110,9 +110,13 @@ pub struct Spec {
     pub expected: &'static str,
     /// Its value, inline and in subexpressions; `None` for a block-only helper.
     pub(super) value: Option<ValueFn>,
-    /// What its block form does; `None`: handlebars-helpers' `util.value`, the block when the
-    /// value is truthy (JavaScript's truthiness) and the `else` part otherwise.
+    /// What its block form does; `None`: see `branches`.
     pub(super) block: Option<BlockFn>,
+    /// Without a `block`: as a block it renders the block when the value is truthy
+    /// (JavaScript's truthiness) and the `else` part otherwise, as handlebars-helpers'
+    /// `util.value` does; when false, the block form writes the value as the inline one does
+    /// (a JavaScript helper that ignores its block). Siren's own helpers branch.
+    pub(super) branches: bool,
     /// Its block (`{{#name}}…{{/name}}`) renders over a new context, not the caller's.
     pub(super) new_scope: bool,
     /// One of Siren's own helpers rather than handlebars-helpers' (its summary starts with
@@ -141,6 +145,7 @@ pub(super) const fn spec(
         expected: "",
         value: Some(f),
         block: None,
+        branches: false,
         new_scope: false,
         siren: false,
     }
@@ -179,6 +184,18 @@ impl Spec {
     /// Its block form runs `f` (which sees the same arguments).
     pub(super) const fn on_block(mut self, f: BlockFn) -> Spec {
         self.block = Some(f);
+        self
+    }
+
+    /// As a block, the block when the value is truthy, else the `else` part.
+    pub(super) const fn branches(mut self) -> Spec {
+        self.branches = true;
+        self
+    }
+
+    /// Its block renders over a new context.
+    pub(super) const fn scoped(mut self) -> Spec {
+        self.new_scope = true;
         self
     }
 
@@ -372,7 +389,7 @@ impl HelperDef for SirenHelper {
             return f(&call, &mut block);
         }
         let value = self.call_inner(h, r, ctx, rc)?;
-        if h.is_block() {
+        if h.is_block() && self.spec.branches {
             let branch = if library::js::truthy(value.as_json()) {
                 h.template()
             } else {
@@ -472,4 +489,35 @@ impl Block<'_, '_, '_, '_> {
             self.inverse()
         }
     }
+}
+
+/// The helper reference (`docs/helpers.md` between its markers), generated from this
+/// registry: one table per category, every helper with its tested example.
+pub fn reference() -> String {
+    let mut out = String::new();
+    let mut current = None;
+    for (category, spec) in helpers() {
+        if current != Some(category) {
+            current = Some(category);
+            out.push_str(&format!(
+                "\n### {}\n\n| helper | arguments | what it does | example | output |\n| --- | --- | --- | --- | --- |\n",
+                category.name()
+            ));
+        }
+        let args = match (spec.min, spec.max) {
+            (min, Some(max)) if min == max => min.to_string(),
+            (min, Some(max)) => format!("{min}–{max}"),
+            (min, None) => format!("{min} or more"),
+        };
+        let kind = if spec.value.is_none() { " (block)" } else { "" };
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', "\\n");
+        out.push_str(&format!(
+            "| `{}`{kind} | {args} | {} | `{}` | `{}` |\n",
+            spec.name,
+            cell(spec.summary),
+            cell(spec.example),
+            cell(spec.expected),
+        ));
+    }
+    out
 }

@@ -19,6 +19,7 @@ mod routing;
 mod rules;
 mod samples;
 mod service;
+mod template_errors;
 mod tls;
 mod webhooks;
 mod xss;

@@ -159,7 +159,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         };
         Ok(found.into())
     })
-    .missing_ok()
+    .missing_ok().branches()
     .doc(
         "`true` when the array holds the value",
         "{{#inArray data.tags \"disk\"}}disk alert{{/inArray}}",
@@ -194,7 +194,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         "{{join data.tags \" + \"}}",
         "disk + prod",
     ),
-    spec("equalsLength", 1, 2, equals_length).missing_ok().doc(
+    spec("equalsLength", 1, 2, equals_length).missing_ok().branches().doc(
         "`true` when the array or text has `length` items",
         "{{equalsLength data.tags 2}}",
         "true",
@@ -223,7 +223,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         "{{length data.tags}}",
         "2",
     ),
-    spec("lengthEqual", 1, 2, equals_length).missing_ok().doc(
+    spec("lengthEqual", 1, 2, equals_length).missing_ok().branches().doc(
         "`equalsLength` by another name",
         "{{lengthEqual data.host 4}}",
         "true",

@@ -20,21 +20,33 @@ fn binary(c: &Call<'_>, f: fn(&Value, &Value) -> bool) -> Result<Value, String> 
     Ok(f(c.arg(0), other(c)).into())
 }
 
+/// `===` and `!==` tell undefined (a missing field) from null.
+fn strict(c: &Call<'_>, equal: bool) -> Result<Value, String> {
+    let b_missing = if c.args.len() >= 2 {
+        c.is_missing(1)
+    } else {
+        c.hash("compare").is_null()
+    };
+    let same =
+        js::strict_eq(c.arg(0), other(c)) && (!c.arg(0).is_null() || c.is_missing(0) == b_missing);
+    Ok((same == equal).into())
+}
+
 pub(in crate::template) const HELPERS: &[Spec] = &[
     spec("and", 0, 0, |c| Ok(c.args.iter().all(|v| js::truthy(v)).into()))
         .variadic()
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`true` when every argument is truthy",
             "{{#and data.host data.tags}}both{{else}}not both{{/and}}",
             "both",
         ),
-    spec("compare", 3, 3, compare).missing_ok().doc(
+    spec("compare", 3, 3, compare).missing_ok().branches().doc(
         "`a operator b` with `==`, `===`, `!=`, `!==`, `<`, `>`, `<=`, `>=` or `typeof`",
         "{{compare data.count \"==\" 12}}",
         "true",
     ),
-    spec("contains", 2, 3, contains).missing_ok().doc(
+    spec("contains", 2, 3, contains).missing_ok().branches().doc(
         "`true` when text or an array contains the value (from `startIndex`)",
         "{{#contains data.tags \"prod\"}}production{{/contains}}",
         "production",
@@ -50,36 +62,36 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         "{{default data.runbook \"none\"}}",
         "none",
     ),
-    spec("eq", 1, 2, |c| binary(c, js::strict_eq))
-        .missing_ok()
+    spec("eq", 1, 2, |c| strict(c, true))
+        .missing_ok().branches()
         .doc(
             "`a === b` (`\"12\"` is not `12`)",
             "{{#eq data.severity \"critical\"}}page{{/eq}}",
             "page",
         ),
     spec("gt", 1, 2, |c| binary(c, js::gt))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a > b`", "{{gt data.count 10}}", "true"),
     spec("gte", 1, 2, |c| binary(c, js::gte))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a >= b`", "{{gte data.load 7.25}}", "true"),
-    spec("has", 0, 2, has).missing_ok().doc(
+    spec("has", 0, 2, has).missing_ok().branches().doc(
         "`true` when text or an array contains `pattern`, or an object has the key",
         "{{has data.labels \"alertname\"}}",
         "true",
     ),
     spec("isFalsey", 1, 1, |c| Ok(falsey(c.arg(0)).into()))
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`true` for falsy values, empty arrays and objects, and \"no\", \"none\", \"0\", \"false\"…",
             "{{isFalsey data.empty}}",
             "true",
         ),
     spec("isTruthy", 1, 1, |c| Ok((!falsey(c.arg(0))).into()))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("the opposite of `isFalsey`", "{{isTruthy data.host}}", "true"),
     spec("ifEven", 1, 1, |c| Ok((!odd(c.arg(0))?).into()))
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`true` when the integer is even",
             "{{#ifEven data.count}}even{{else}}odd{{/ifEven}}",
@@ -90,73 +102,73 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         let nth = js::is_number(a) && js::is_number(b) && js::number(b) % js::number(a) == 0.0;
         Ok(nth.into())
     })
-    .missing_ok()
+    .missing_ok().branches()
     .doc(
         "`true` when `b` is a multiple of `a`",
         "{{#ifNth 4 data.count}}every fourth{{/ifNth}}",
         "every fourth",
     ),
     spec("ifOdd", 1, 1, |c| Ok(odd(c.arg(0))?.into()))
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`true` when the integer is odd",
             "{{#ifOdd 3}}odd{{/ifOdd}}",
             "odd",
         ),
     spec("is", 1, 2, |c| binary(c, js::loose_eq))
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`a == b` (`\"12\"` is `12`)",
             "{{#is data.count 12}}twelve{{/is}}",
             "twelve",
         ),
     spec("isnt", 1, 2, |c| binary(c, |a, b| !js::loose_eq(a, b)))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a != b`", "{{isnt data.host \"db-2\"}}", "true"),
     spec("lt", 1, 2, |c| binary(c, js::lt))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a < b`", "{{lt data.load 5}}", "false"),
     spec("lte", 1, 2, |c| binary(c, js::lte))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a <= b`", "{{lte 3 3}}", "true"),
     spec("neither", 2, 2, |c| {
         Ok((!js::truthy(c.arg(0)) && !js::truthy(c.arg(1))).into())
     })
-    .missing_ok()
+    .missing_ok().branches()
     .doc(
         "`true` when both are falsy",
         "{{neither data.empty data.runbook}}",
         "true",
     ),
     spec("not", 1, 1, |c| Ok((!js::truthy(c.arg(0))).into()))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`!value`", "{{not data.empty}}", "true"),
     spec("or", 0, 0, |c| Ok(c.args.iter().any(|v| js::truthy(v)).into()))
         .variadic()
-        .missing_ok()
+        .missing_ok().branches()
         .doc(
             "`true` when any argument is truthy",
             "{{or data.empty data.host}}",
             "true",
         ),
-    spec("unlessEq", 1, 2, |c| binary(c, |a, b| !js::strict_eq(a, b)))
-        .missing_ok()
+    spec("unlessEq", 1, 2, |c| strict(c, false))
+        .missing_ok().branches()
         .doc(
             "`a !== b`",
             "{{#unlessEq data.severity \"info\"}}act{{/unlessEq}}",
             "act",
         ),
     spec("unlessGt", 1, 2, |c| binary(c, js::lte))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a <= b`", "{{unlessGt data.count 20}}", "true"),
     spec("unlessLt", 1, 2, |c| binary(c, js::gte))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a >= b`", "{{unlessLt data.count 20}}", "false"),
     spec("unlessGteq", 1, 2, |c| binary(c, js::lt))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a < b`", "{{unlessGteq data.load 8}}", "true"),
     spec("unlessLteq", 1, 2, |c| binary(c, js::gt))
-        .missing_ok()
+        .missing_ok().branches()
         .doc("`a > b`", "{{unlessLteq data.load 8}}", "false"),
 ];
 

@@ -22,6 +22,14 @@ pub(super) fn render(source: &str) -> String {
     html
 }
 
+fn inline(c: &Call<'_>) -> Result<Value, String> {
+    match c.arg(0) {
+        Value::String(s) => Ok(render(s).into()),
+        // helper-markdown renders `true` then, and remarkable fails on it.
+        _ => Err("str.replace is not a function: markdown takes text".into()),
+    }
+}
+
 fn block_form(c: &Call<'_>, b: &mut Block<'_, '_, '_, '_>) -> Result<(), RenderError> {
     let source = match c.args.first() {
         Some(Value::String(s)) => s.clone(),
@@ -31,16 +39,14 @@ fn block_form(c: &Call<'_>, b: &mut Block<'_, '_, '_, '_>) -> Result<(), RenderE
 }
 
 pub(in crate::template) const HELPERS: &[Spec] = &[
-    spec("markdown", 0, 1, |c| {
-        Ok(render(c.arg(0).as_str().unwrap_or("")).into())
-    })
-    .on_block(block_form)
-    .missing_ok()
-    .doc(
-        "Markdown as HTML (text, or the block's output)",
-        "{{#markdown}}**{{data.host}}** is *down*{{/markdown}}",
-        "<p><strong>db-1</strong> is <em>down</em></p>\n",
-    ),
+    spec("markdown", 0, 1, inline)
+        .on_block(block_form)
+        .missing_ok()
+        .doc(
+            "Markdown as HTML (text, or the block's output)",
+            "{{#markdown}}**{{data.host}}** is *down*{{/markdown}}",
+            "<p><strong>db-1</strong> is <em>down</em></p>\n",
+        ),
     spec("md", 0, 1, |c| {
         Ok(render(c.arg(0).as_str().unwrap_or("")).into())
     })

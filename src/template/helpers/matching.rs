@@ -43,7 +43,7 @@ fn glob_regex(glob: &str) -> String {
                     None => re.push_str("\\["),
                 }
             }
-            '{' => {
+            '{' if chars[i..].contains(&'}') => {
                 braces += 1;
                 re.push_str("(?:");
             }

@@ -126,6 +126,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         }
     })
     .missing_ok()
+    .scoped()
     .doc(
         "the value at a property path",
         "{{get \"labels.alertname\" data}}",
@@ -210,6 +211,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
             }
         })
         .missing_ok()
+        .scoped()
         .doc(
             "an object with only the given keys (a key or an array of keys)",
             "{{JSONstringify (pick \"host\" data)}}",

@@ -260,7 +260,8 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         "host db-1",
     ),
     block("raw", 0, 0, |_, b| {
-        let body = b.render_string(None)?;
+        // `options.fn()`: the block over no context at all.
+        let body = b.render_string(Some(Value::Null))?;
         b.write(&escape_mustaches(&body))
     })
     .same_scope()

@@ -300,3 +300,24 @@ fn registry_examples() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `docs/helpers.md` holds the reference generated from the registry, unchanged. With
+/// `SIREN_BLESS=1` the test writes it instead.
+#[test]
+fn helper_reference_is_up_to_date() {
+    const START: &str = "<!-- generated from src/template/registry.rs: edit there -->\n";
+    const END: &str = "<!-- end of the generated reference -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/helpers.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/helpers.md");
+    let (head, rest) = doc.split_once(START).expect("the start marker");
+    let (_, tail) = rest.split_once(END).expect("the end marker");
+    let want = registry::reference();
+    let fresh = format!("{head}{START}{want}{END}{tail}");
+    if std::env::var_os("SIREN_BLESS").is_some() {
+        std::fs::write(&path, &fresh).expect("write docs/helpers.md");
+    }
+    assert!(
+        doc == fresh,
+        "docs/helpers.md is not the registry's reference; run SIREN_BLESS=1 cargo test --lib helper_reference"
+    );
+}
