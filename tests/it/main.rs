@@ -22,6 +22,7 @@ mod samples;
 mod script;
 mod service;
 mod session;
+mod template_errors;
 mod tls;
 mod webhooks;
 mod xss;
