@@ -88,6 +88,27 @@ pub struct Integration {
     pub rules: Vec<Rule>,
 }
 
+impl Integration {
+    /// An integration of `kind` with only its id set: no claims, tokens, windows, rules, and
+    /// empty templates. What `config` fills in, and what unit tests build on without a file.
+    pub fn new(id: &str, kind: IntegrationType) -> Self {
+        Integration {
+            id: id.into(),
+            name: id.into(),
+            kind,
+            addresses: Vec::new(),
+            urgency: Urgency::Medium,
+            destinations: Vec::new(),
+            aggregate: None,
+            auto_resolve: None,
+            title: String::new(),
+            description: String::new(),
+            token: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
 /// What a matching e-mail rule does with the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

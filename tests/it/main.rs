@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod inject;
 mod intake;
+mod layout;
 mod metrics;
 mod notify;
 mod process;
