@@ -4,6 +4,7 @@ mod alerts;
 mod api;
 mod config_errors;
 mod destinations;
+mod docs;
 
 mod fuzz_corpus;
 mod helpers;
