@@ -96,7 +96,7 @@ fn open_intake(
         .find(|i| i.kind != IntegrationType::Email && i.token.is_none())
     {
         Some(open) => Err(at.at("integrations").item(&open.id).at("token").err(
-            "is required for webhook and alertmanager integrations when http.listen is not a loopback address (set token or token_file)",
+            "is required for webhook, alertmanager and grafana integrations when http.listen is not a loopback address (set token or token_file)",
         )),
         None => Ok(()),
     }

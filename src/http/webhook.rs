@@ -185,7 +185,7 @@ async fn read(
             );
         }
     };
-    match adapt::payload(integration.kind, &body) {
+    match adapt::payload(integration, &body, None) {
         Ok(events) => Ok((raw, events)),
         Err(AdaptError(reason)) => reject(
             StatusCode::BAD_REQUEST,
