@@ -487,7 +487,13 @@ mod tests {
         let listed: Vec<(&str, &str, Option<&str>)> = d
             .attachments
             .iter()
-            .map(|a| (a.name.as_str(), a.content_type.as_str(), a.content_id.as_deref()))
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.content_type.as_str(),
+                    a.content_id.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             listed,
@@ -498,18 +504,31 @@ mod tests {
             ]
         );
         assert_eq!(d.attachments[0].size, 8, "the decoded size");
-        assert!(d.message.contains(r#"src="cid:graph@nas""#), "{}", d.message);
+        assert!(
+            d.message.contains(r#"src="cid:graph@nas""#),
+            "{}",
+            d.message
+        );
 
         let shown = embed_inline_images(&d.message, RELATED.as_bytes(), 1 << 20);
-        assert!(shown.contains(r#"src="data:image/png;base64,iVBORw0KGgo=""#), "{shown}");
+        assert!(
+            shown.contains(r#"src="data:image/png;base64,iVBORw0KGgo=""#),
+            "{shown}"
+        );
         // An SVG could carry script: it keeps its cid: URL; so does a part that is not there.
         assert!(shown.contains(r#"src="cid:logo@nas""#) && shown.contains(r#"src="cid:gone@nas""#));
         // Over the budget, nothing is embedded.
-        assert_eq!(embed_inline_images(&d.message, RELATED.as_bytes(), d.message.len()), d.message);
+        assert_eq!(
+            embed_inline_images(&d.message, RELATED.as_bytes(), d.message.len()),
+            d.message
+        );
         // Percent-encoded cid: URLs (RFC 2392) name the same part.
         let encoded = d.message.replace("cid:graph@nas", "cid:graph%40nas");
         assert!(embed_inline_images(&encoded, RELATED.as_bytes(), 1 << 20).contains("base64,"));
         // Only sanitized src attributes are touched.
-        assert_eq!(embed_inline_images("cid:graph@nas", RELATED.as_bytes(), 1 << 20), "cid:graph@nas");
+        assert_eq!(
+            embed_inline_images("cid:graph@nas", RELATED.as_bytes(), 1 << 20),
+            "cid:graph@nas"
+        );
     }
 }

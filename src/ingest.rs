@@ -104,6 +104,7 @@ pub fn event_log(
         alert: Some(AlertRequest {
             action: event.action,
             thirdparty_id: event.thirdparty_id,
+            dedup_keys: event.dedup_keys,
             title: rendered.title,
             description: rendered.description,
             urgency: event.urgency.unwrap_or(integration.urgency),
@@ -155,7 +156,7 @@ fn render(
 /// `siren inject`: runs one input through stages 2 to 5 (parse, route, adapt, template) as the
 /// daemon would, and returns what each resulting event would ask of the store, without
 /// touching it. An e-mail goes to `integration`, or else to every integration its `To` and
-/// `Cc` addresses reach; JSON needs `integration` (a webhook or alertmanager one).
+/// `Cc` addresses reach; JSON needs `integration` (a webhook, alertmanager or grafana one).
 pub fn inject(
     config: &Config,
     input: &[u8],
@@ -174,7 +175,7 @@ pub fn inject(
     let named_kind = named.map(|i| config.integrations[i].kind);
     let events = if is_json && named_kind != Some(IntegrationType::Email) {
         let index = named
-            .ok_or("a JSON input needs --integration (a webhook or alertmanager integration)")?;
+            .ok_or("a JSON input needs --integration (a webhook, alertmanager or grafana integration)")?;
         let body: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
         adapt::payload(&config.integrations[index], &body, None)
             .map_err(|e| format!("the payload cannot be read: {e}"))?

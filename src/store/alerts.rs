@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
-pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
 use crate::domain::Urgency;
+pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
 
 pub(super) const ALERT: u8 = b'A';
 pub(super) const DESCRIPTION: u8 = b'D';
@@ -124,6 +124,8 @@ pub enum Outcome {
 pub struct AlertRequest {
     pub action: Action,
     pub thirdparty_id: String,
+    /// Further ids a `create` aggregates on, and a new alert is known by (and resolved by).
+    pub dedup_keys: Vec<String>,
     pub title: String,
     pub description: String,
     pub urgency: Urgency,
