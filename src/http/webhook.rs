@@ -1,5 +1,5 @@
-//! `POST /webhooks/{integration_id}`: webhook intake for `webhook` and `alertmanager`
-//! integrations. Every request that names an integration is in its log, rejected ones too
+//! `POST /webhooks/{integration_id}`: webhook intake for `webhook`, `alertmanager` and
+//! `grafana` integrations. Every request that names an integration is in its log, rejected ones too
 //! (outcome `rejected`, no alert); `202` comes only after the durable commit.
 
 use std::net::SocketAddr;
@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, bearer, constant_time_eq};
+use crate::adapt::form::DecodeError;
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
 use crate::domain::{Integration, IntegrationType};
@@ -58,6 +59,7 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(raw_query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
@@ -89,7 +91,8 @@ pub async fn receive(
         received_at: clock::now(),
         raw: Arc::from(&raw[..]),
     };
-    let (raw, events) = match read(&state, integration, &query, &headers, body).await {
+    let request = (&query, raw_query.as_deref(), &headers);
+    let (raw, events) = match read(&state, integration, request, body).await {
         Ok(ok) => ok,
         Err((rejection, raw, data)) => {
             metrics.webhook_rejected(rejection.kind);
@@ -132,13 +135,17 @@ pub async fn receive(
 async fn read(
     state: &AppState,
     integration: &Integration,
-    query: &TokenQuery,
-    headers: &HeaderMap,
+    (query, raw_query, headers): (&TokenQuery, Option<&str>, &HeaderMap),
     body: Body,
 ) -> Result<(Bytes, Vec<Event>), (Rejection, Bytes, Value)> {
     // The token first: an unauthenticated sender gets 401 without its body being read or kept.
     if let Some(expected) = &integration.token {
-        let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
+        // PagerTree's senders put it in a header of its own.
+        let pagertree = headers.get("pagertree-token").and_then(|v| v.to_str().ok());
+        let given = bearer(headers)
+            .or(pagertree)
+            .or(query.token.as_deref())
+            .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             let rejection = Rejection::new(HttpRejection::Unauthorized, "missing or wrong token");
             return Err((rejection, Bytes::new(), Value::Null));
@@ -159,26 +166,21 @@ async fn read(
     };
     let reject =
         |kind, reason: String, data: Value| Err((Rejection::new(kind, reason), raw.clone(), data));
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            let reason =
-                format!("content type \"{essence}\" is not supported; send application/json");
-            return reject(HttpRejection::UnsupportedMediaType, reason, Value::Null);
-        }
-    }
-    let body: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
+    // JSON or a form (`adapt::form`); the query string's parameters fill in for `webhook`.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|ct| ct.to_str().unwrap_or(""));
+    let body = match adapt::form::decode(content_type, &raw) {
+        Ok(body) => body,
         Err(e) => {
-            return reject(
-                HttpRejection::BadJson,
-                format!("the body is not valid JSON: {e}"),
-                Value::Null,
-            );
+            let kind = match e {
+                DecodeError::UnsupportedMediaType(_) => HttpRejection::UnsupportedMediaType,
+                DecodeError::BadJson(_) => HttpRejection::BadJson,
+            };
+            return reject(kind, e.to_string(), Value::Null);
         }
     };
-    match adapt::payload(integration.kind, &body) {
+    match adapt::payload(integration, &body, raw_query) {
         Ok(events) => Ok((raw, events)),
         Err(AdaptError(reason)) => reject(HttpRejection::BadPayload, reason, body),
     }

@@ -124,6 +124,8 @@ pub enum Outcome {
 pub struct AlertRequest {
     pub action: Action,
     pub thirdparty_id: String,
+    /// Further ids a `create` aggregates on, and a new alert is known by (and resolved by).
+    pub dedup_keys: Vec<String>,
     pub title: String,
     pub description: String,
     pub urgency: Urgency,

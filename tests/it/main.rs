@@ -6,11 +6,14 @@ mod config_errors;
 mod destinations;
 mod docs;
 
+mod email_parity;
 mod fuzz_corpus;
 mod helpers;
 mod hostile;
 mod inject;
 mod intake;
+mod integrations;
+mod layout;
 mod metrics;
 mod notify;
 mod process;
