@@ -160,11 +160,26 @@ pub struct HttpConfig {
     pub max_body_size: usize,
     /// How others reach this port (for links in notifications); `http://<listen>` by default.
     pub public_url: String,
+    /// Most alerts one webhook request may carry (an Alertmanager group); more get 413.
+    pub max_alerts_per_request: usize,
+    /// Longest a client may take to send a request's headers (and to start the next one on a
+    /// kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time allowed for a body before `body_min_rate` is applied.
+    pub body_timeout: Duration,
+    /// Each `body_min_rate` bytes of body received earn one more second.
+    pub body_min_rate: u64,
+    /// A connection with no traffic this long is closed once its request is answered.
+    pub keepalive_timeout: Duration,
+    /// Concurrent HTTP connections at most (also bounded by the open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_size: u64,
 }
 
 /// Retention of integration logs, applied per integration.
@@ -349,6 +364,12 @@ struct RawHttp {
     api_token_env: Option<String>,
     max_body_size: i64,
     public_url: Option<String>,
+    max_alerts_per_request: i64,
+    header_timeout: String,
+    body_timeout: String,
+    body_min_rate: i64,
+    keepalive_timeout: String,
+    max_connections: i64,
 }
 
 impl Default for RawHttp {
@@ -360,6 +381,12 @@ impl Default for RawHttp {
             api_token_env: None,
             max_body_size: 1024 * 1024,
             public_url: None,
+            max_alerts_per_request: 10_000,
+            header_timeout: "30s".into(),
+            body_timeout: "30s".into(),
+            body_min_rate: 1024,
+            keepalive_timeout: "60s".into(),
+            max_connections: 1024,
         }
     }
 }
@@ -368,12 +395,14 @@ impl Default for RawHttp {
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
     path: PathBuf,
+    cache_size: i64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data"),
+            cache_size: 64 << 20,
         }
     }
 }
@@ -524,6 +553,12 @@ impl Validator<'_> {
             http,
             store: StoreConfig {
                 path: raw.store.path,
+                cache_size: self.size_in(
+                    "store.cache_size",
+                    raw.store.cache_size,
+                    1 << 20,
+                    1 << 40,
+                )?,
             },
             logs,
             router: Arc::new(Router::new(&integrations)),
@@ -718,6 +753,16 @@ impl Validator<'_> {
             api_token,
             max_body_size,
             public_url,
+            max_alerts_per_request: self.positive(
+                "http.max_alerts_per_request",
+                raw.max_alerts_per_request,
+                1_000_000,
+            )?,
+            header_timeout: self.duration("http.header_timeout", &raw.header_timeout)?,
+            body_timeout: self.duration("http.body_timeout", &raw.body_timeout)?,
+            body_min_rate: self.positive("http.body_min_rate", raw.body_min_rate, 1 << 30)? as u64,
+            keepalive_timeout: self.duration("http.keepalive_timeout", &raw.keepalive_timeout)?,
+            max_connections: self.positive("http.max_connections", raw.max_connections, 1 << 20)?,
         })
     }
 
@@ -1051,6 +1096,14 @@ impl Validator<'_> {
             Ok(v as usize)
         } else {
             Err(self.err(key, format!("{v} is out of range; allowed: 1 to {max}")))
+        }
+    }
+
+    /// A size in bytes between `min` and `max`.
+    fn size_in(&self, key: &str, v: i64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match u64::try_from(v) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(key, format!("{v} is out of range; allowed: {min} to {max}"))),
         }
     }
 

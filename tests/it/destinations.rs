@@ -411,11 +411,20 @@ async fn a_destination_that_always_answers_4xx_ends_dead_lettered() {
     deliveries_until(d.http, "pending", |l| l.is_empty()).await;
     // No fourth attempt.
     assert!(hook.got.try_recv().is_err());
-    let metrics = scrape(d.http).await;
+    // The list reads the tree, which has the dead letter before its commit is answered (and
+    // the gauge set): wait for the gauge.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = scrape(d.http).await;
+        if metrics.lines().any(|l| l == "siren_outbox_depth 0") {
+            break metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     for series in [
         "siren_deliveries_total{destination=\"hook\",outcome=\"failed\"} 2",
         "siren_deliveries_total{destination=\"hook\",outcome=\"dead\"} 1",
-        "siren_outbox_depth 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == series),
