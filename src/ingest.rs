@@ -42,7 +42,7 @@ pub async fn email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
+            let (event, reason) = adapt_email(config, integration, &data, route, rcpts);
             let email = EmailSource {
                 envelope: envelope.clone(),
                 rcpt_to: rcpts.clone(),
@@ -55,7 +55,8 @@ pub async fn email(
                 received_at,
                 raw: raw.clone(),
             };
-            let mut log = event_log(config, integration, &input, event, data.parse_error.clone());
+            let error = errors(reason, data.parse_error.clone());
+            let mut log = event_log(config, integration, &input, event, error);
             log.email = Some(email);
             log
         })
@@ -64,17 +65,35 @@ pub async fn email(
 }
 
 /// Stage 4 for one route of a message: the data as the integration sees it (the route's tag,
-/// only its recipients), adapted by the integration's rules.
+/// only its recipients), adapted by the integration's rules; or, for mail the loop and
+/// auto-reply guard stops, an `other` event (logged as `ignored`) and the guard's reason.
 fn adapt_email(
+    config: &Config,
     integration: &Integration,
     data: &EmailData,
     route: &Route,
     rcpts: &[String],
-) -> Event {
+) -> (Event, Option<String>) {
     let mut data = data.clone();
     data.tag = route.tag.clone();
     data.envelope.rcpt_to = rcpts.to_vec();
-    adapt::email::adapt(data, &integration.rules)
+    let hostname = &config.smtp.hostname;
+    match adapt::guard::check(&data, hostname, integration.accept_auto_replies) {
+        Some(reason) => {
+            let mut event = adapt::email::adapt(data, &[]);
+            event.action = Action::Other;
+            (event, Some(format!("not an alert: {reason}")))
+        }
+        None => (adapt::email::adapt(data, &integration.rules), None),
+    }
+}
+
+/// The errors of one entry joined, the first first.
+fn errors(first: Option<String>, second: Option<String>) -> Option<String> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Where an input came from, shared by the log entries it makes.
@@ -231,8 +250,9 @@ fn inject_email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
-            (route.integration, event, data.parse_error.clone())
+            let (event, reason) = adapt_email(config, integration, &data, route, rcpts);
+            let error = errors(reason, data.parse_error.clone());
+            (route.integration, event, error)
         })
         .collect())
 }

@@ -125,6 +125,9 @@ mod tests {
             description: String::new(),
             token: None,
             rules: Vec::new(),
+            preset: None,
+            own_rules: 0,
+            accept_auto_replies: false,
         }
     }
 

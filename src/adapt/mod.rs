@@ -3,6 +3,7 @@
 
 pub mod alertmanager;
 pub mod email;
+pub mod guard;
 pub mod webhook;
 
 /// Why an adapter could not read a payload; the message names the problem for the sender.

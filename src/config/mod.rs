@@ -7,7 +7,9 @@ mod destinations;
 mod integrations;
 mod key;
 mod live;
+pub mod presets;
 mod raw;
+mod rule_id;
 mod smtp;
 mod validate;
 

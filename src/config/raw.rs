@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{AlertEvent, IntegrationType, RuleAction, Urgency};
+use crate::domain::{AlertEvent, IntegrationType, Preset, RuleAction, Urgency};
 
 use super::DestinationType;
 
@@ -151,6 +151,8 @@ pub(super) struct RawIntegration {
     pub token_env: Option<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    pub preset: Option<Preset>,
+    pub accept_auto_replies: Option<bool>,
 }
 
 /// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.
@@ -164,6 +166,8 @@ pub(super) struct RawRule {
     pub text: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The third-party id built from the matchers' named groups (`"$host/$service"`).
+    pub id: Option<String>,
     pub action: RuleAction,
 }
 
