@@ -44,7 +44,12 @@ enum Command {
     /// Run the daemon (the default).
     Run,
     /// Validate the configuration file and exit: 0 when valid, 2 with the reason otherwise.
-    CheckConfig,
+    CheckConfig {
+        /// Also print what integration ID does: its templates and every rule in force,
+        /// its preset's included.
+        #[arg(long, value_name = "ID")]
+        explain: Option<String>,
+    },
     /// List, show, acknowledge or resolve alerts on the running daemon.
     Alerts {
         #[command(subcommand)]
@@ -104,14 +109,24 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
+        Command::CheckConfig { explain } => {
             println!(
                 "{}: ok ({} integrations, {} destinations)",
                 cli.config.display(),
                 config.integrations.len(),
                 config.destinations.len()
             );
-            ExitCode::SUCCESS
+            match explain.map(|id| (siren::config::explain(&config, &id), id)) {
+                None => ExitCode::SUCCESS,
+                Some((Some(text), _)) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Some((None, id)) => {
+                    eprintln!("siren: no integration \"{id}\" in the configuration");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Alerts { command, url } => client(alerts(&config, command, url)),
         Command::Inject { file, integration } => {

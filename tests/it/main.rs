@@ -7,12 +7,14 @@ mod destinations;
 mod docs;
 
 mod fuzz_corpus;
+mod guard;
 mod helpers;
 mod hostile;
 mod inject;
 mod intake;
 mod metrics;
 mod notify;
+mod presets;
 mod process;
 mod reload;
 mod retention;

@@ -20,7 +20,7 @@ fn config() -> Config {
     Config::parse(&text, Path::new("presets.toml")).expect("every preset compiles")
 }
 
-fn integration<'a>(config: &'a Config, preset: Preset) -> &'a Integration {
+fn integration(config: &Config, preset: Preset) -> &Integration {
     config
         .integrations
         .iter()
