@@ -44,7 +44,7 @@ pub async fn email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
+            let event = adapt_email(config, integration, &data, route, rcpts);
             let email = EmailSource {
                 envelope: envelope.clone(),
                 rcpt_to: rcpts.clone(),
@@ -57,7 +57,8 @@ pub async fn email(
                 received_at,
                 raw: raw.clone(),
             };
-            let mut log = event_log(config, integration, &input, event, data.parse_error.clone());
+            let error = data.parse_error.clone();
+            let mut log = event_log(config, integration, &input, event, error);
             log.email = Some(email);
             log
         })
@@ -66,8 +67,10 @@ pub async fn email(
 }
 
 /// Stage 4 for one route of a message: the data as the integration sees it (the route's tag,
-/// only its recipients), adapted by the integration's rules.
+/// only its recipients), adapted by the integration's rules; or, for mail the loop and
+/// auto-reply guard stops, an `other` event (logged as `ignored`) and the guard's reason.
 fn adapt_email(
+    config: &Config,
     integration: &Integration,
     data: &EmailData,
     route: &Route,
@@ -76,7 +79,16 @@ fn adapt_email(
     let mut data = data.clone();
     data.tag = route.tag.clone();
     data.envelope.rcpt_to = rcpts.to_vec();
-    adapt::email::adapt(data, integration)
+    let hostname = &config.smtp.hostname;
+    match adapt::guard::check(&data, hostname, integration.accept_auto_replies) {
+        // Adapted without rules or spam check: only its id and data are wanted.
+        Some(reason) => Event {
+            action: Action::Other,
+            reason: Some(format!("not an alert: {reason}")),
+            ..adapt::email::adapt(data, &Integration::new(&integration.id, integration.kind))
+        },
+        None => adapt::email::adapt(data, integration),
+    }
 }
 
 /// Where an input came from, shared by the log entries it makes.
@@ -252,8 +264,9 @@ fn inject_email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
-            (route.integration, event, data.parse_error.clone())
+            let event = adapt_email(config, integration, &data, route, rcpts);
+            let error = data.parse_error.clone();
+            (route.integration, event, error)
         })
         .collect())
 }

@@ -5,6 +5,7 @@ pub mod alertmanager;
 pub mod email;
 pub mod form;
 pub mod grafana;
+pub mod guard;
 pub mod webhook;
 
 use crate::domain::{Action, Integration, IntegrationType, Urgency};

@@ -4,10 +4,13 @@
 //! default when a value is present but wrong. [`Live`] is the configuration in force.
 
 mod destinations;
+mod explain;
 mod integrations;
 mod key;
 mod live;
+pub mod presets;
 mod raw;
+mod rule_id;
 mod smtp;
 mod validate;
 
@@ -23,6 +26,7 @@ use crate::domain::{AlertEvent, Integration};
 use crate::route::Router;
 use crate::template::Templates;
 
+pub use explain::explain;
 pub use live::Live;
 
 /// A configuration file that could not be used. Its message names the key and the rule.

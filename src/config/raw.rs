@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{AlertEvent, GroupBy, IntegrationType, RuleAction, Urgency};
+use crate::domain::{AlertEvent, GroupBy, IntegrationType, Preset, RuleAction, Urgency};
 
 use super::DestinationType;
 
@@ -168,6 +168,8 @@ pub(super) struct RawIntegration {
     pub spam_header: Option<String>,
     pub spam_pass: Option<String>,
     pub group_by: Option<GroupBy>,
+    pub preset: Option<Preset>,
+    pub accept_auto_replies: Option<bool>,
 }
 
 /// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.
@@ -181,6 +183,8 @@ pub(super) struct RawRule {
     pub text: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The third-party id built from the matchers' named groups (`"$host/$service"`).
+    pub id: Option<String>,
     pub action: RuleAction,
 }
 

@@ -8,6 +8,7 @@ mod docs;
 
 mod email_parity;
 mod fuzz_corpus;
+mod guard;
 mod helpers;
 mod hostile;
 mod inject;
@@ -16,6 +17,7 @@ mod integrations;
 mod layout;
 mod metrics;
 mod notify;
+mod presets;
 mod process;
 mod reload;
 mod retention;
