@@ -129,8 +129,11 @@ fn non_empty(value: Option<&Value>) -> Option<&str> {
 
 /// `key=value` for every label, sorted by key (a JSON map is), joined by `separator`.
 fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
-    labels
-        .iter()
+    // Sorted by name: JSON objects keep the sender's key order, and the id must not depend on it.
+    let mut sorted: Vec<_> = labels.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    sorted
+        .into_iter()
         .map(|(key, value)| match value {
             Value::String(s) => format!("{key}={s}"),
             other => format!("{key}={other}"),
