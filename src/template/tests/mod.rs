@@ -7,6 +7,7 @@ use serde_json::json;
 use std::path::Path;
 
 mod helpers;
+mod js;
 
 pub(super) fn integrations(toml: &str) -> Vec<Integration> {
     crate::config::Config::parse(toml, Path::new("t.toml"))
