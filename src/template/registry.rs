@@ -128,6 +128,22 @@ pub(super) type ValueFn = fn(&Call<'_>) -> Result<Value, String>;
 
 pub(super) type BlockFn = fn(&Call<'_>, &mut Block<'_, '_, '_, '_>) -> Result<(), RenderError>;
 
+/// Siren's own helpers are documented as such: their summary starts with "Siren".
+const fn is_siren_summary(summary: &str) -> bool {
+    let (b, prefix) = (summary.as_bytes(), b"Siren");
+    if b.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if b[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// A helper taking from `min` to `max` arguments; documented with [`Spec::doc`].
 pub(super) const fn spec(
     name: &'static str,
@@ -168,8 +184,7 @@ impl Spec {
         expected: &'static str,
     ) -> Spec {
         self.summary = summary;
-        self.siren =
-            summary.len() >= 5 && summary.as_bytes()[0] == b'S' && summary.as_bytes()[4] == b'n';
+        self.siren = is_siren_summary(summary);
         self.example = example;
         self.expected = expected;
         self
