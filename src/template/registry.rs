@@ -122,6 +122,8 @@ pub struct Spec {
     /// One of Siren's own helpers rather than handlebars-helpers' (its summary starts with
     /// "Siren").
     pub siren: bool,
+    /// Takes name=value arguments (every library helper may; Siren's own only when they say).
+    pub(super) named: bool,
 }
 
 pub(super) type ValueFn = fn(&Call<'_>) -> Result<Value, String>;
@@ -164,6 +166,7 @@ pub(super) const fn spec(
         branches: false,
         new_scope: false,
         siren: false,
+        named: true,
     }
 }
 
@@ -185,6 +188,7 @@ impl Spec {
     ) -> Spec {
         self.summary = summary;
         self.siren = is_siren_summary(summary);
+        self.named = !self.siren;
         self.example = example;
         self.expected = expected;
         self
@@ -199,6 +203,12 @@ impl Spec {
     /// Its block form runs `f` (which sees the same arguments).
     pub(super) const fn on_block(mut self, f: BlockFn) -> Spec {
         self.block = Some(f);
+        self
+    }
+
+    /// Takes name=value arguments (`tz=`).
+    pub(super) const fn named(mut self) -> Spec {
+        self.named = true;
         self
     }
 
