@@ -26,7 +26,7 @@ mod tests;
 
 pub use check::{check, compile_error_message};
 pub(crate) use regex_cache::build_regex;
-pub use registry::{Category, EXAMPLE_DATA, Spec, find, helpers};
+pub use registry::{Category, EXAMPLE_DATA, Spec, find, helpers, reference};
 
 use check::compile;
 use regex_cache::RegexCache;

@@ -267,20 +267,20 @@ fn compile_time_errors_name_the_integration_field_and_place() {
         ("description", "a\n{{#if data.x}}\n{{else}}{{bad 1}}{{/if}}", "line 3, column 9: unknown helper \"bad\""),
         ("title", "{{upper (lower (uper data.x))}}", "unknown helper \"uper\""),
         ("title", "{{truncate data.x}}", "helper \"truncate\" takes 2 or 3 arguments, got 1"),
-        ("title", "{{first}}", "takes 1 argument, got 0 (to show a field called \"first\", write {{this.first}})"),
+        ("title", "{{first}}", "takes 1 or 2 arguments, got 0 (to show a field called \"first\", write {{this.first}})"),
         ("title", "{{upper x=1 data.y}}", "takes no name=value arguments"),
         ("title", "{{subject}}", "\"subject\" is not in the template context"),
         ("title", "{{upper subject}}", "\"subject\" is not in the template context"),
         ("title", "{{this.subject}}", "(write data.subject)"),
         ("title", "{{#if data.a}}{{subject}}{{/if}}", "line 1, column 15: \"subject\""),
-        ("title", "{{match data.x \"(\"}}", "match: invalid regular expression \"(\": unclosed group"),
+        ("title", "{{matchRegex data.x \"(\"}}", "matchRegex: invalid regular expression \"(\": unclosed group"),
         ("title", "{{formatDate data.x \"%J\"}}", "formatDate: cannot format a date with \"%J\""),
         ("title", "{{now \"%\"}}", "now: cannot format a date"),
         ("title", "{{> header}}", "partials and decorators"),
         ("title", "{{#if data.x}}", "line 1, column"),
         ("title", "{{#if data.x}}{{/each}}", "helper \"if\" was opened, but \"each\" is closing"),
         ("description", "ok\n{{data.x", "line 2, column"),
-        ("title", "{{match data.x \"\\d+\"}}", "a regex \\d is written \\\\d"),
+        ("title", "{{matchRegex data.x \"\\d+\"}}", "a regex \\d is written \\\\d"),
     ];
     let mut failures = Vec::new();
     for (field, source, want) in table {
