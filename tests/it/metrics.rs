@@ -209,7 +209,9 @@ async fn webhook_counters_move_as_requests_are_accepted_and_refused() {
         post(&d, "/webhooks/hook", Some("secret"), json, body).await,
         400
     );
-    let body = br#"{"event_type": 5}"#.to_vec();
+    // A payload the adapter cannot read (an array as Id; a non-string event_type is `other`
+    // since issue 14, as PagerTree reads it).
+    let body = br#"{"event_type": "create", "Id": [5]}"#.to_vec();
     assert_eq!(
         post(&d, "/webhooks/hook", Some("secret"), json, body).await,
         400
