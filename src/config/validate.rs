@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Integration, IntegrationType};
+use crate::domain::Integration;
 use crate::route::Router;
 use crate::template::Templates;
 
@@ -78,6 +78,9 @@ fn store(at: &Key, raw: RawStore) -> Result<StoreConfig, ConfigError> {
     };
     Ok(StoreConfig {
         path: raw.path,
+        cache_size: at
+            .at("cache_size")
+            .size_in(raw.cache_size, 1 << 20, 1 << 40)?,
         postgres,
     })
 }
@@ -109,6 +112,20 @@ fn http(at: &Key, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
         api_token,
         max_body_size,
         public_url,
+        max_alerts_per_request: at
+            .at("max_alerts_per_request")
+            .positive(raw.max_alerts_per_request, 1_000_000)?,
+        header_timeout: at.at("header_timeout").duration(&raw.header_timeout)?,
+        body_timeout: at.at("body_timeout").duration(&raw.body_timeout)?,
+        body_min_rate: at
+            .at("body_min_rate")
+            .positive(raw.body_min_rate, 1 << 30)? as u64,
+        keepalive_timeout: at
+            .at("keepalive_timeout")
+            .duration(&raw.keepalive_timeout)?,
+        max_connections: at
+            .at("max_connections")
+            .positive(raw.max_connections, 1 << 20)?,
     })
 }
 
@@ -131,10 +148,10 @@ fn open_intake(
     }
     match integrations
         .iter()
-        .find(|i| i.kind != IntegrationType::Email && i.token.is_none())
+        .find(|i| i.kind.is_http() && i.token.is_none())
     {
         Some(open) => Err(at.at("integrations").item(&open.id).at("token").err(
-            "is required for webhook and alertmanager integrations when http.listen is not a loopback address (set token or token_file)",
+            "is required for webhook, alertmanager and grafana integrations when http.listen is not a loopback address (set token or token_file)",
         )),
         None => Ok(()),
     }

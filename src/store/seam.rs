@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::outbox::{DeliveryState, DeliveryView, Payload, Queued};
 use super::postgres::PgStore;
-use super::{Alert, AlertFilter, Error, LogEntry, Page, SledStore};
+use super::{Alert, AlertFilter, Error, LogEntry, LogSummary, Page, SledStore};
 use crate::config::StoreConfig;
 
 /// The opened store: cheap to clone, reads from any thread (blocking: call them from the
@@ -42,26 +42,26 @@ impl Store {
         SledStore::open_with_cache(path, cache_bytes).map(|s| Store(Backend::Sled(s)))
     }
 
-    /// Opens the store `[store]` configures: sled under `path`, or the PostgreSQL database
-    /// (connected, its schema created or migrated). Blocking.
+    /// Opens the store `[store]` configures: sled under `path` with its `cache_size`, or the
+    /// PostgreSQL database (connected, its schema created or migrated). Blocking.
     pub fn open_configured(config: &StoreConfig) -> Result<Self, Error> {
         match &config.postgres {
-            None => Self::open(&config.path),
+            None => Self::open_with_cache(&config.path, Some(config.cache_size)),
             Some(pg) => PgStore::open(pg).map(|s| Store(Backend::Postgres(s))),
         }
     }
 
-    /// Log entries of one integration, newest first, starting after `cursor`.
+    /// Log entries of one integration, newest first, starting after `cursor`: summaries only.
     pub fn logs(
         &self,
         integration: &str,
         limit: usize,
         cursor: Option<u64>,
-    ) -> Result<Page<LogEntry>, Error> {
+    ) -> Result<Page<LogSummary>, Error> {
         either!(self, s => s.logs(integration, limit, cursor))
     }
 
-    /// One log entry.
+    /// One log entry, with its data (an e-mail's rebuilt from its raw message).
     pub fn log(&self, id: u64) -> Result<Option<LogEntry>, Error> {
         either!(self, s => s.log(id))
     }

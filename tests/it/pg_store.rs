@@ -43,6 +43,7 @@ async fn schema(test: &str) -> Option<String> {
 fn store_config(url: &str) -> StoreConfig {
     StoreConfig {
         path: "unused".into(),
+        cache_size: 64 << 20,
         postgres: Some(PostgresConfig {
             url: url.to_string(),
             pool_size: 4,
@@ -104,6 +105,18 @@ impl Node {
         title: &str,
         window: Option<Duration>,
     ) -> Receipt {
+        self.send_keyed(action, tp, &[], title, window).await
+    }
+
+    /// [`Node::send`] with further ids (`dedup_keys`).
+    async fn send_keyed(
+        &self,
+        action: Action,
+        tp: &str,
+        keys: &[&str],
+        title: &str,
+        window: Option<Duration>,
+    ) -> Receipt {
         let log = NewLog {
             integration: "ops".to_string(),
             received_at: clock::now(),
@@ -113,6 +126,7 @@ impl Node {
             alert: Some(AlertRequest {
                 action,
                 thirdparty_id: tp.to_string(),
+                dedup_keys: keys.iter().map(|k| k.to_string()).collect(),
                 title: title.to_string(),
                 description: "d".into(),
                 urgency: Urgency::High,
@@ -206,9 +220,40 @@ async fn pg_aggregates_resolves_and_reads_like_sled() {
     assert_eq!(rest.next, None);
     let logs = n.blocking(|s| s.logs("ops", 100, None)).await.unwrap();
     assert_eq!(logs.items.len(), 8);
-    assert_eq!(logs.items[0].data, serde_json::json!({"tp": "nope"}));
+    // Lists give summaries; one entry gives its data.
+    let newest: u64 = logs.items[0].id.parse().unwrap();
+    let entry = n.blocking(move |s| s.log(newest)).await.unwrap().unwrap();
+    assert_eq!(entry.summary, logs.items[0]);
+    assert_eq!(entry.data, serde_json::json!({"tp": "nope"}));
     let raw = n.blocking(move |s| s.raw(a.log_id)).await.unwrap().unwrap();
     assert_eq!(raw, b"{}");
+    n.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dedup_keys_aggregate_and_resolve_like_sled() {
+    let Some(url) = schema("dedup_keys").await else {
+        return;
+    };
+    let n = Node::open(&url, None).await;
+    let a = n.send_keyed(Action::Create, "m1", &["t1"], "t", None).await;
+    assert_eq!(a.outcome, Some(Outcome::Created));
+    let id = a.alert_id.unwrap();
+    // Another id that names the first's further id folds in, and is then known by its own.
+    let reply = n
+        .send_keyed(Action::Create, "m2", &["t1", "m1"], "t", None)
+        .await;
+    assert_eq!(outcome(&reply), (Some(Outcome::Aggregated), Some(id)));
+    assert_eq!(
+        outcome(&n.create("m2").await),
+        (Some(Outcome::Aggregated), Some(id))
+    );
+    // A further id resolves the alert it was created with.
+    let res = n.send(Action::Resolve, "t1", "t", None).await;
+    assert_eq!(outcome(&res), (Some(Outcome::Resolved), Some(id)));
+    let unrelated = n.send_keyed(Action::Create, "m3", &["t9"], "t", None).await;
+    assert_eq!(unrelated.outcome, Some(Outcome::Created));
+    assert_ne!(unrelated.alert_id, Some(id));
     n.close().await;
 }
 

@@ -113,10 +113,15 @@ pub(super) fn lock_key(kind: &str, integration: &str, text: &str) -> i64 {
     h as i64
 }
 
-/// A request with its third-party id and title bounded as they are stored.
+/// A request with its third-party id, further ids and title bounded as they are stored.
 pub(super) fn bounded_request(req: &AlertRequest) -> AlertRequest {
     AlertRequest {
         thirdparty_id: bounded(&req.thirdparty_id, MAX_ID_BYTES),
+        dedup_keys: req
+            .dedup_keys
+            .iter()
+            .map(|k| bounded(k, MAX_ID_BYTES))
+            .collect(),
         title: bounded(&req.title, MAX_TITLE_BYTES),
         ..req.clone()
     }
@@ -129,8 +134,14 @@ pub(super) fn locks_of(integration: &str, req: &AlertRequest, out: &mut Vec<i64>
     }
     let req = bounded_request(req);
     out.push(lock_key("tp", integration, &req.thirdparty_id));
-    if matches!(req.action, Action::Create | Action::Drop) && req.aggregate.is_some() {
-        out.push(lock_key("title", integration, &req.title));
+    if matches!(req.action, Action::Create | Action::Drop) {
+        // A create looks up and adds each further id as it does its own.
+        for key in &req.dedup_keys {
+            out.push(lock_key("tp", integration, key));
+        }
+        if req.aggregate.is_some() {
+            out.push(lock_key("title", integration, &req.title));
+        }
     }
 }
 
@@ -224,6 +235,15 @@ impl Txn<'_, '_> {
         {
             return self.aggregate(r, d, now).await;
         }
+        // Then by the input's further ids (a thread's Message-IDs, a webhook's `dedup_keys`).
+        for key in &req.dedup_keys {
+            if let Some((r, d)) = self.by_key(integration, key, 1).await?.pop()
+                && r.status.still_there()
+            {
+                self.add_key(integration, &req.thirdparty_id, r.id).await?;
+                return self.aggregate(r, d, now).await;
+            }
+        }
         // Auto aggregate: a still-there alert with exactly this title, created within the window.
         if let Some(window) = req.aggregate {
             let from = now.saturating_sub(window.as_millis() as u64) as i64;
@@ -296,6 +316,9 @@ impl Txn<'_, '_> {
         };
         let id = row.get::<_, i64>(0) as u64;
         self.add_key(integration, &req.thirdparty_id, id).await?;
+        for key in &req.dedup_keys {
+            self.add_key(integration, key, id).await?;
+        }
         if let Some(ms) = auto_resolve_ms
             && status.still_there()
         {

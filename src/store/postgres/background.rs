@@ -60,6 +60,7 @@ pub(super) async fn run(b: Background) {
                 false
             }
         };
+        b.metrics.set_store_writable(healthy);
         if healthy
             && tick.is_multiple_of(SHARE_EVERY)
             && let Err(e) = share(&b).await

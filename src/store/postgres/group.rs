@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
@@ -12,7 +12,7 @@ use super::super::alerts::{AlertEvent, Outcome, Record, ResolvedBy, Transition, 
 use super::super::apply::wanted_destinations;
 use super::super::outbox::{self, DeliveryState, Payload, Queued};
 use super::super::writer::{DeliveryOutcome, Receipt};
-use super::super::{Alert, Error, NewLog, StoredLog, rfc3339, unix_ms};
+use super::super::{Alert, Error, NewLog, unix_ms};
 use super::PgStore;
 use super::alerts::{COLUMNS, Fail, R, Txn, locks_of, record};
 use crate::config::Config;
@@ -23,22 +23,8 @@ const AUTO_RESOLVE_BATCH: i64 = 1000;
 /// Whole-group retries after a deadlock or serialization failure.
 const RETRIES: u32 = 5;
 
-/// A job's data, apart from where its answer goes.
-pub(super) enum Work {
-    Ingest(Vec<NewLog>),
-    Change {
-        id: u64,
-        change: UserChange,
-        now: SystemTime,
-    },
-    AutoResolve {
-        now: SystemTime,
-    },
-    Delivery {
-        id: u64,
-        outcome: DeliveryOutcome,
-    },
-}
+/// A job's data, apart from where its answer goes: the sled writer's requests.
+pub(super) use super::super::writer::Request as Work;
 
 /// What a job came to, once its group committed.
 pub(super) enum Answer {
@@ -220,23 +206,7 @@ async fn ingest(
             }
             None => (log.outcome, None),
         };
-        let entry = StoredLog {
-            id: log_id.to_string(),
-            integration: &log.integration,
-            received_at: rfc3339(log.received_at),
-            source: log.source,
-            remote_addr: &log.remote_addr,
-            size: log.raw.len() as u64,
-            data: log.email.is_none().then_some(&log.data),
-            outcome,
-            alert_id: alert_id.map(|a| a.to_string()),
-            error: log.error.as_deref(),
-            email: log.email.as_ref(),
-        };
-        let json = serde_json::to_string(&entry).map_err(|source| Error::Corrupt {
-            key: format!("log {log_id}"),
-            source,
-        })?;
+        let json = super::logs::stored(log, log_id, outcome, alert_id)?;
         rows.id.push(log_id as i64);
         rows.integration.push(log.integration.clone());
         rows.received.push(unix_ms(log.received_at) as i64);

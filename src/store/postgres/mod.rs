@@ -9,6 +9,7 @@
 mod alerts;
 mod background;
 mod group;
+mod logs;
 mod reads;
 mod schema;
 mod writer;

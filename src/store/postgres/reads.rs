@@ -6,8 +6,9 @@
 
 use super::super::alerts::{Alert, Status};
 use super::super::outbox::{DeliveryState, DeliveryView, Payload, Queued};
-use super::super::{AlertFilter, Error, LogEntry, Page, ReadLog, rfc3339_ms};
+use super::super::{AlertFilter, Error, LogEntry, LogSummary, Page, rfc3339_ms};
 use super::alerts::{COLUMNS, record, text};
+use super::logs::{entry, summary};
 use super::{PgStore, block, db_error};
 
 /// How long a claim on a delivery lasts: a node that died mid-attempt leaves it to another
@@ -16,26 +17,6 @@ const CLAIM: &str = "60 seconds";
 
 fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> Error {
     move |source| Error::Corrupt { key: what, source }
-}
-
-fn entry(id: i64, json: &str, raw: &[u8]) -> Result<LogEntry, Error> {
-    let stored: ReadLog = serde_json::from_str(json).map_err(corrupt(format!("log {id}")))?;
-    let data = match &stored.email {
-        Some(email) => email.rebuild(raw),
-        None => stored.data,
-    };
-    Ok(LogEntry {
-        id: stored.id,
-        integration: stored.integration,
-        received_at: stored.received_at,
-        source: stored.source,
-        remote_addr: stored.remote_addr,
-        size: stored.size,
-        data,
-        outcome: stored.outcome,
-        alert_id: stored.alert_id,
-        error: stored.error,
-    })
 }
 
 /// A cursor as the API gives it (an id); everything is below it (newest first lists).
@@ -83,13 +64,13 @@ impl PgStore {
         integration: &str,
         limit: usize,
         cursor: Option<u64>,
-    ) -> Result<Page<LogEntry>, Error> {
+    ) -> Result<Page<LogSummary>, Error> {
         let (s, integration) = (self.clone(), integration.to_string());
         block(async move {
             let client = s.client().await?;
             let rows = client
                 .query(
-                    "SELECT id, entry, raw FROM siren_logs WHERE integration = $1 AND id < $2 \
+                    "SELECT id, entry FROM siren_logs WHERE integration = $1 AND id < $2 \
                      ORDER BY id DESC LIMIT $3",
                     &[&integration, &below(cursor), &(limit as i64 + 1)],
                 )
@@ -98,10 +79,10 @@ impl PgStore {
             let more = rows.len() > limit;
             let mut items = Vec::with_capacity(limit);
             for row in rows.iter().take(limit) {
-                items.push(entry(row.get(0), row.get(1), row.get(2))?);
+                items.push(summary(row.get(0), row.get(1))?);
             }
             let next = more
-                .then(|| items.last().map(|e: &LogEntry| e.id.clone()))
+                .then(|| items.last().map(|e: &LogSummary| e.id.clone()))
                 .flatten();
             Ok(Page { items, next })
         })

@@ -8,12 +8,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::super::writer::{Job, OutboxFeed, Receipt, Writer, WriterHandle};
-use super::super::{Alert, Error};
+use super::super::Error;
+use super::super::writer::{Job, OutboxFeed, Reply, Writer, WriterHandle};
 use super::group::{self, Answer, Out, Work};
 use super::{PgStore, background, on_runtime};
 use crate::config::{Live, LogsConfig};
@@ -23,14 +23,6 @@ use crate::metrics::Metrics;
 const MAX_GROUP: usize = 256;
 /// Queue depth before submitters wait.
 const QUEUE: usize = 1024;
-
-/// Where a job's answer goes.
-enum Reply {
-    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>),
-    Change(oneshot::Sender<Result<Alert, Error>>),
-    AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
-    Delivery(oneshot::Sender<Result<(), Error>>),
-}
 
 /// What every group task shares.
 struct Ctx {
@@ -88,6 +80,7 @@ pub(in crate::store) fn spawn(
             tx,
             fault,
             deadline_moved,
+            unwritable: Arc::default(),
             down,
         },
     ))
@@ -126,16 +119,11 @@ async fn run(
                             on_runtime(
                                 async move { background::prune(&store, now, max_age).await },
                             )
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::error!(error = %e, "pruning old log entries failed");
-                                None
-                            });
+                            .await;
                         let _ = reply.send(next);
                     });
                 }
-                job => {
-                    let (work, reply) = split(job);
+                Job::Write(work, reply) => {
                     works.push(work);
                     replies.push(reply);
                 }
@@ -156,23 +144,6 @@ async fn run(
     groups.close();
     groups.wait().await;
     stop.cancel();
-}
-
-fn split(job: Job) -> (Work, Reply) {
-    match job {
-        Job::Ingest { logs, reply } => (Work::Ingest(logs), Reply::Ingest(reply)),
-        Job::Change {
-            id,
-            change,
-            now,
-            reply,
-        } => (Work::Change { id, change, now }, Reply::Change(reply)),
-        Job::AutoResolve { now, reply } => (Work::AutoResolve { now }, Reply::AutoResolve(reply)),
-        Job::Delivery { id, outcome, reply } => {
-            (Work::Delivery { id, outcome }, Reply::Delivery(reply))
-        }
-        Job::Prune { .. } | Job::Shutdown => unreachable!("handled before grouping"),
-    }
 }
 
 /// Commits one group and answers each of its callers.
