@@ -16,6 +16,8 @@ mod heal;
 mod logs;
 mod outbox;
 mod retention;
+#[cfg(test)]
+mod tests;
 mod txn;
 mod writer;
 
