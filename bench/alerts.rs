@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{Action, AlertRequest, NewLog, Outcome, Source, Store, Writer, WriterHandle};
 
 const FILL_BATCH: usize = 2_000;
@@ -20,6 +21,7 @@ fn request(n: u64, tp: &str) -> NewLog {
         remote_addr: "127.0.0.1:1".into(),
         data: serde_json::json!({ "n": n }),
         alert: Some(AlertRequest {
+            dedup_keys: Vec::new(),
             action: Action::Create,
             thirdparty_id: tp.to_string(),
             title: format!("Disk usage high on host{n:07}"),

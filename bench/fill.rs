@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{Action, AlertRequest, NewLog, Outcome, Receipt, Source, Store, Writer};
 
 /// New alerts per commit; their follow-ups (repeats, resolves, acknowledges) ride along later.
@@ -253,6 +254,7 @@ fn new_log(n: u64, action: Action) -> NewLog {
         remote_addr: format!("192.0.2.{}:{}", 10 + n % 200, 30_000 + n % 30_000),
         data: i.data,
         alert: Some(AlertRequest {
+            dedup_keys: Vec::new(),
             action,
             thirdparty_id: i.thirdparty_id,
             title: i.title,

@@ -6,89 +6,34 @@
 //! matchers all match sets the action, and the named group `(?P<id>…)` of one of its matchers,
 //! when it matched something, becomes the third-party id. So a RECOVERY mail can resolve its
 //! PROBLEM alert. Rules are compiled once, when the configuration loads.
+//!
+//! As PagerTree's `email/v3`: a reply aggregates on the Message-ID of any message of its
+//! thread (every `References` entry, `In-Reply-To`, its own Message-ID are extra ids that
+//! aggregate, when the id is the thread's default), and with `spam_header`/`spam_pass` a
+//! message the verdict calls spam changes nothing (outcome `ignored`, the reason logged).
 
-use regex::Regex;
-use serde::Deserialize;
-
-use super::{Event, random_id};
+use super::{Event, dedup_keys, random_id};
+use crate::domain::{Action, Field, ID_GROUP, Integration, Rule, SpamCheck};
 use crate::email::EmailData;
-use crate::store::Action;
 
-/// What a matching rule does with the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleAction {
-    Create,
-    Resolve,
-    Acknowledge,
-    /// Create the alert with status `dropped`.
-    Drop,
-    /// Log the message (outcome `ignored`) and change no alert.
-    Ignore,
-}
-
-impl From<RuleAction> for Action {
-    fn from(a: RuleAction) -> Action {
-        match a {
-            RuleAction::Create => Action::Create,
-            RuleAction::Resolve => Action::Resolve,
-            RuleAction::Acknowledge => Action::Acknowledge,
-            RuleAction::Drop => Action::Drop,
-            RuleAction::Ignore => Action::Other,
+/// `None` when some matcher of `rule` does not match; else the captured id, when there is a
+/// non-empty one.
+fn apply(rule: &Rule, data: &EmailData) -> Option<Option<String>> {
+    let mut id = None;
+    for m in &rule.matchers {
+        let value = field(data, &m.field)?;
+        if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+            let caps = m.regex.captures(&value)?;
+            id = caps
+                .name(ID_GROUP)
+                .map(|g| g.as_str().trim())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+        } else if !m.regex.is_match(&value) {
+            return None;
         }
     }
-}
-
-/// The part of the e-mail data a matcher reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
-    To,
-    From,
-    Subject,
-    Message,
-    Text,
-    /// A header by name, ignoring case. A message without the header does not match.
-    Header(String),
-}
-
-/// The name of the group whose match becomes the third-party id.
-pub const ID_GROUP: &str = "id";
-
-/// One regular expression on one field.
-#[derive(Debug, Clone)]
-pub struct Matcher {
-    pub field: Field,
-    pub regex: Regex,
-}
-
-/// A compiled rule: every matcher must match; then `action` applies. At most one matcher has
-/// the `id` group (checked at load).
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub matchers: Vec<Matcher>,
-    pub action: RuleAction,
-}
-
-impl Rule {
-    /// `None` when some matcher does not match; else the captured id, when there is a non-empty
-    /// one.
-    fn apply(&self, data: &EmailData) -> Option<Option<String>> {
-        let mut id = None;
-        for m in &self.matchers {
-            let value = field(data, &m.field)?;
-            if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
-                let caps = m.regex.captures(&value)?;
-                id = caps
-                    .name(ID_GROUP)
-                    .map(|g| g.as_str().trim())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string);
-            } else if !m.regex.is_match(&value) {
-                return None;
-            }
-        }
-        Some(id)
-    }
+    Some(id)
 }
 
 fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>> {
@@ -119,28 +64,69 @@ fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>
     })
 }
 
-/// The message's event: the first matching rule's action and id, else `create` with the
-/// default id. `data.rule` is the index of the rule that matched, or null.
-pub fn adapt(data: &EmailData, rules: &[Rule]) -> Event {
-    let matched = rules
+/// The message's event for `integration`: spam changes nothing; else the first matching
+/// rule's action and id, else `create` with the default id. The index of the rule that
+/// matched is [`Event::rule`] and `data.rule`.
+pub fn adapt(mut data: EmailData, integration: &Integration) -> Event {
+    if let Some(reason) = integration.spam.as_ref().and_then(|s| spam(s, &data)) {
+        let id = default_id(&data);
+        let data = serde_json::to_value(&data).unwrap_or_default();
+        return Event {
+            reason: Some(reason),
+            ..Event::new(Action::Other, id, data)
+        };
+    }
+    let matched = integration
+        .rules
         .iter()
         .enumerate()
-        .find_map(|(i, r)| r.apply(data).map(|id| (i, r.action, id)));
+        .find_map(|(i, r)| apply(r, &data).map(|id| (i, r.action, id)));
     let (action, rule_id) = match &matched {
         Some((_, action, id)) => (Action::from(*action), id.clone()),
         None => (Action::Create, None),
     };
-    let thirdparty_id = rule_id.unwrap_or_else(|| default_id(data));
-    let mut value = serde_json::to_value(data).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("rule".into(), matched.map(|(i, _, _)| i).into());
-    }
+    // A rule's id names the problem, not the thread: only the thread's id takes its keys.
+    let keys = rule_id.is_none();
+    let thirdparty_id = rule_id.unwrap_or_else(|| default_id(&data));
+    data.rule = matched.map(|(i, _, _)| i);
     Event {
-        action,
-        thirdparty_id,
-        data: value,
-        urgency: None,
+        rule: data.rule,
+        dedup_keys: if keys {
+            thread_ids(&data, &thirdparty_id)
+        } else {
+            Vec::new()
+        },
+        ..Event::new(
+            action,
+            thirdparty_id,
+            serde_json::to_value(&data).unwrap_or_default(),
+        )
     }
+}
+
+/// Why the message is spam by `check`, or `None`: its header is present (any spelling of the
+/// name; every value when repeated) and some value does not match `spam_pass`.
+fn spam(check: &SpamCheck, data: &EmailData) -> Option<String> {
+    let value = field(data, &Field::Header(check.header.clone()))?;
+    let failed = value.split('\n').find(|v| !check.pass.is_match(v.trim()))?;
+    Some(format!(
+        "spam: {} is \"{}\", which does not match spam_pass \"{}\"",
+        check.header,
+        failed.trim(),
+        check.pass.as_str()
+    ))
+}
+
+/// Every Message-ID of the thread the message belongs to, its own included, newest first:
+/// a reply aggregates into the alert of any of them (bounded, see [`dedup_keys`]).
+fn thread_ids(data: &EmailData, thirdparty_id: &str) -> Vec<String> {
+    let ids = data
+        .message_id
+        .iter()
+        .chain(data.in_reply_to.iter())
+        .chain(data.references.iter().rev())
+        .map(String::as_str);
+    dedup_keys(ids, thirdparty_id)
 }
 
 /// References[0], else In-Reply-To, else Message-ID, else a random id.
@@ -158,8 +144,19 @@ fn default_id(data: &EmailData) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::domain::{Matcher, RuleAction};
     use crate::email::{Envelope, parse};
+    use regex::Regex;
     use std::path::Path;
+
+    /// The event of an e-mail integration with these rules and nothing else.
+    fn adapt(data: EmailData, rules: &[Rule]) -> Event {
+        let integration = Integration {
+            rules: rules.to_vec(),
+            ..Integration::new("ops", crate::domain::IntegrationType::Email)
+        };
+        super::adapt(data, &integration)
+    }
 
     fn data(headers: &str) -> EmailData {
         let raw = format!("From: a@b\r\nTo: ops@x\r\nSubject: s\r\n{headers}\r\nbody\r\n");
@@ -198,7 +195,7 @@ mod tests {
             ("", None),
         ];
         for (headers, want) in cases {
-            let e = adapt(&data(headers), &[]);
+            let e = adapt(data(headers), &[]);
             assert_eq!(e.action, Action::Create);
             assert_eq!(e.data["rule"], serde_json::Value::Null);
             match want {
@@ -211,8 +208,8 @@ mod tests {
             }
         }
         assert_ne!(
-            adapt(&data(""), &[]).thirdparty_id,
-            adapt(&data(""), &[]).thirdparty_id
+            adapt(data(""), &[]).thirdparty_id,
+            adapt(data(""), &[]).thirdparty_id
         );
     }
 
@@ -269,7 +266,7 @@ mod tests {
         ];
         for &(integration, file, action, id, rule) in cases {
             let data = sample(file);
-            let e = adapt(&data, &example_rules(integration));
+            let e = adapt(data.clone(), &example_rules(integration));
             assert_eq!(e.action, action, "{file}");
             let default = default_id(&data);
             assert_eq!(e.thirdparty_id, id.unwrap_or(&default), "{file}");
@@ -287,7 +284,7 @@ mod tests {
         // The default subject of a resolved group resolves what its firing subject created.
         let resolved = "From: am@x\r\nTo: prometheus@x\r\nSubject: [RESOLVED] InstanceDown (node critical)\r\n\r\nb\r\n";
         let e = adapt(
-            &parse(resolved.as_bytes(), Envelope::default()),
+            parse(resolved.as_bytes(), Envelope::default()),
             &example_rules("prometheus"),
         );
         assert_eq!(
@@ -314,7 +311,7 @@ mod tests {
         );
         let mail = |from: &str, subject: &str| {
             let raw = format!("From: {from}\r\nTo: ops@x\r\nSubject: {subject}\r\n\r\nbody\r\n");
-            adapt(&parse(raw.as_bytes(), Envelope::default()), &rules)
+            adapt(parse(raw.as_bytes(), Envelope::default()), &rules)
         };
         let cases = [
             ("n@staging.example.com", "PROBLEM disk", Action::Drop, 0),
@@ -363,7 +360,7 @@ mod tests {
                 }],
                 action: RuleAction::Resolve,
             };
-            assert_eq!(rule.apply(&d).is_some(), *want, "{f:?} {pattern}");
+            assert_eq!(apply(&rule, &d).is_some(), *want, "{f:?} {pattern}");
         }
     }
 
@@ -381,23 +378,91 @@ mod tests {
         "#,
         );
         let e = adapt(
-            &data(
-                "Message-ID: <m@x>\r\nX-Group: {}:{alertname=\"Down\"}\r\nX-Status: resolved\r\n",
-            ),
+            data("Message-ID: <m@x>\r\nX-Group: {}:{alertname=\"Down\"}\r\nX-Status: resolved\r\n"),
             &rules,
         );
         assert_eq!(e.action, Action::Resolve);
         assert_eq!(e.thirdparty_id, "{}:{alertname=\"Down\"}");
         let e = adapt(
-            &data("Message-ID: <m@x>\r\nX-Group: g1\r\nX-Status: firing\r\n"),
+            data("Message-ID: <m@x>\r\nX-Group: g1\r\nX-Status: firing\r\n"),
             &rules,
         );
         assert_eq!((e.action, e.thirdparty_id.as_str()), (Action::Create, "g1"));
         // The group matched nothing: the default id, not an empty one.
-        let e = adapt(&data("Message-ID: <m@x>\r\nX-Group: \r\n"), &rules);
+        let e = adapt(data("Message-ID: <m@x>\r\nX-Group: \r\n"), &rules);
         assert_eq!(
             (e.action, e.thirdparty_id.as_str()),
             (Action::Create, "m@x")
         );
+    }
+
+    #[test]
+    fn a_reply_carries_every_message_id_of_its_thread() {
+        let e = adapt(
+            data(
+                "Message-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\nReferences: <m0@x> <m1@x> <m2@x>\r\n",
+            ),
+            &[],
+        );
+        assert_eq!(
+            e.thirdparty_id, "m0@x",
+            "the thread's first message, as before"
+        );
+        assert_eq!(
+            e.dedup_keys,
+            ["m3@x", "m2@x", "m1@x"],
+            "newest first, without the id"
+        );
+        let e = adapt(data("Message-ID: <m1@x>\r\n"), &[]);
+        assert_eq!((e.thirdparty_id.as_str(), e.dedup_keys.len()), ("m1@x", 0));
+        // A rule's own id names the problem: the thread's ids do not aggregate into it.
+        let rules = rules("[[integrations.rules]]\nsubject = '^(?P<id>s)$'\naction = \"create\"\n");
+        let e = adapt(data("Message-ID: <m3@x>\r\nReferences: <m0@x>\r\n"), &rules);
+        assert_eq!((e.thirdparty_id.as_str(), e.dedup_keys.len()), ("s", 0));
+    }
+
+    #[test]
+    fn spam_is_ignored_with_the_reason() {
+        let integration = |header: &str, pass: &str| Integration {
+            spam: Some(SpamCheck {
+                header: header.into(),
+                pass: Regex::new(pass).unwrap(),
+            }),
+            // A rule that would otherwise resolve: spam goes before rules.
+            rules: rules("[[integrations.rules]]\nsubject = \"\"\naction = \"resolve\"\n"),
+            ..Integration::new("ops", crate::domain::IntegrationType::Email)
+        };
+        let ses = integration("X-SES-Spam-Verdict", "^PASS$");
+        let e = super::adapt(data("X-SES-Spam-Verdict: FAIL\r\n"), &ses);
+        assert_eq!(e.action, Action::Other);
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("spam: X-SES-Spam-Verdict is \"FAIL\", which does not match spam_pass \"^PASS$\"")
+        );
+        assert_eq!(e.data["rule"], serde_json::Value::Null);
+        for headers in [
+            "X-SES-Spam-Verdict: PASS\r\n",
+            "x-ses-spam-verdict:  PASS \r\n",
+            "",
+        ] {
+            let e = super::adapt(data(headers), &ses);
+            assert_eq!(
+                (e.action, e.reason.as_deref()),
+                (Action::Resolve, None),
+                "{headers:?}"
+            );
+        }
+        let flag = integration("X-Spam-Flag", "(?i)^no$");
+        assert_eq!(
+            super::adapt(data("X-Spam-Flag: YES\r\n"), &flag).action,
+            Action::Other
+        );
+        assert_eq!(
+            super::adapt(data("X-Spam-Flag: No\r\n"), &flag).action,
+            Action::Resolve
+        );
+        // A repeated header is spam when any of its values fails.
+        let e = super::adapt(data("X-Spam-Flag: NO\r\nX-Spam-Flag: YES\r\n"), &flag);
+        assert_eq!(e.action, Action::Other);
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP port: health, readiness, metrics, the alert API and the integration-log API. One
 //! error type maps every failure to a status and a JSON body; handlers never build error
-//! responses themselves. `/healthz`, `/readyz` and `/metrics` need no token (see README).
+//! responses themselves. `/healthz`, `/readyz` and `/metrics` need no token (see docs/api.md).
 
 mod alerts;
 mod error;

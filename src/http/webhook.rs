@@ -1,5 +1,5 @@
-//! `POST /webhooks/{integration_id}`: webhook intake for `webhook` and `alertmanager`
-//! integrations; `202` comes only after the durable commit. A refused request is logged with
+//! `POST /webhooks/{integration_id}`: webhook intake for `webhook`, `alertmanager` and
+//! `grafana` integrations; `202` comes only after the durable commit. A refused request is logged with
 //! outcome `rejected` and no alert, except one that fails authentication: a stranger costs
 //! nothing durable (it is counted in `/metrics` and logged by `tracing`, at most once a
 //! minute). Costs are bounded before they are paid: a declared `Content-Length` over
@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
@@ -23,9 +23,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, bearer, constant_time_eq};
+use crate::adapt::form::DecodeError;
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
-use crate::config::{HttpConfig, Integration, IntegrationType};
+use crate::config::HttpConfig;
+use crate::domain::{Integration, IntegrationType};
 use crate::ingest::{self, Input};
 use crate::metrics::HttpRejection;
 use crate::store::{Action, NewLog, Outcome, Source, unix_ms};
@@ -89,6 +91,7 @@ pub async fn receive(
     Path(id): Path<String>,
     query: Result<Query<TokenQuery>, QueryRejection>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -126,7 +129,14 @@ pub async fn receive(
         received_at: clock::now(),
         raw: Arc::from(&raw[..]),
     };
-    let (raw, events) = match read(&config.http, integration, &headers, body).await {
+    let (raw, events) = match read(
+        &config.http,
+        integration,
+        (raw_query.as_deref(), &headers),
+        body,
+    )
+    .await
+    {
         Ok(ok) => ok,
         Err(rejection) => {
             metrics.webhook_rejected(rejection.kind);
@@ -172,11 +182,15 @@ pub async fn receive(
     Ok(response)
 }
 
-/// The integration's token, in `Authorization: Bearer` or `?token=`, compared in constant
-/// time; true when the integration has none.
+/// The integration's token, in `Authorization: Bearer`, PagerTree's `pagertree-token` header
+/// or `?token=`, compared in constant time; true when the integration has none.
 fn authenticated(integration: &Integration, query: &TokenQuery, headers: &HeaderMap) -> bool {
     integration.token.as_ref().is_none_or(|expected| {
-        let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
+        let pagertree = headers.get("pagertree-token").and_then(|v| v.to_str().ok());
+        let given = bearer(headers)
+            .or(pagertree)
+            .or(query.token.as_deref())
+            .unwrap_or("");
         constant_time_eq(given.as_bytes(), expected.as_bytes())
     })
 }
@@ -211,7 +225,7 @@ fn log_auth_failure(integration: &Integration, peer: SocketAddr) {
 async fn read(
     http: &HttpConfig,
     integration: &Integration,
-    headers: &HeaderMap,
+    (raw_query, headers): (Option<&str>, &HeaderMap),
     body: Body,
 ) -> Result<(Bytes, Vec<Event>), Rejection> {
     let limit = http.max_body_size;
@@ -240,18 +254,14 @@ async fn read(
             return Err(Rejection::new(HttpRejection::BadPayload, reason));
         }
     };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            let reason =
-                format!("content type \"{essence}\" is not supported; send application/json");
-            return Err(Rejection::new(HttpRejection::UnsupportedMediaType, reason)
-                .keeping(&raw, Value::Null));
-        }
-    }
-    if integration.kind == IntegrationType::Alertmanager
-        && let Some(n) = alert_count(&raw)
+    // JSON or a form (`adapt::form`); the query string's parameters fill in for `webhook`.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|ct| ct.to_str().unwrap_or(""));
+    if matches!(
+        integration.kind,
+        IntegrationType::Alertmanager | IntegrationType::Grafana
+    ) && let Some(n) = alert_count(&raw)
         && n > http.max_alerts_per_request
     {
         let reason = format!(
@@ -260,18 +270,14 @@ async fn read(
         );
         return Err(Rejection::new(HttpRejection::TooManyAlerts, reason));
     }
-    let body: Value = serde_json::from_slice(&raw).map_err(|e| {
-        Rejection::new(
-            HttpRejection::BadJson,
-            format!("the body is not valid JSON: {e}"),
-        )
-        .keeping(&raw, Value::Null)
+    let body = adapt::form::decode(content_type, &raw).map_err(|e| {
+        let kind = match e {
+            DecodeError::UnsupportedMediaType(_) => HttpRejection::UnsupportedMediaType,
+            DecodeError::BadJson(_) => HttpRejection::BadJson,
+        };
+        Rejection::new(kind, e.to_string()).keeping(&raw, Value::Null)
     })?;
-    let events = match integration.kind {
-        IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
-        _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
-    };
-    match events {
+    match adapt::payload(integration, &body, raw_query) {
         Ok(events) => Ok((raw, events)),
         Err(AdaptError(reason)) => {
             Err(Rejection::new(HttpRejection::BadPayload, reason).keeping(&raw, body))

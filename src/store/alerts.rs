@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::txn::Writes;
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
-use crate::config::Urgency;
+use crate::domain::Urgency;
+pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
 
 pub(super) const ALERT: u8 = b'A';
 pub(super) const DESCRIPTION: u8 = b'D';
@@ -61,37 +62,6 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResolvedBy {
-    Integration,
-    Auto,
-    User,
-}
-
-/// What an input asks of the alerts of its integration (spec step 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Resolve,
-    Acknowledge,
-    /// Create the alert with status `dropped` (a rule dropped it).
-    Drop,
-    /// Log it and change nothing.
-    Other,
-}
-
-/// A change to an alert that destinations can be told about (`destinations[].events`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertEvent {
-    Create,
-    Acknowledge,
-    Resolve,
-    Aggregate,
 }
 
 /// A status change asked of one alert: by a user (the API), by an integration's event, or by
@@ -155,6 +125,8 @@ pub enum Outcome {
 pub struct AlertRequest {
     pub action: Action,
     pub thirdparty_id: String,
+    /// Further ids a `create` aggregates on, and a new alert is known by (and resolved by).
+    pub dedup_keys: Vec<String>,
     pub title: String,
     pub description: String,
     pub urgency: Urgency,

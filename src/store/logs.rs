@@ -89,11 +89,8 @@ impl EmailSource {
         let mut data = crate::email::parse(raw, self.envelope.clone());
         data.tag = self.tag.clone();
         data.envelope.rcpt_to = self.rcpt_to.clone();
-        let mut value = serde_json::to_value(&data).unwrap_or_default();
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("rule".into(), self.rule.into());
-        }
-        value
+        data.rule = self.rule;
+        serde_json::to_value(&data).unwrap_or_default()
     }
 }
 

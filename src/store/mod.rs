@@ -27,9 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-pub use alerts::{
-    Action, Alert, AlertEvent, AlertRequest, Outcome, ResolvedBy, Status, Transition, UserChange,
-};
+pub use crate::domain::{Action, AlertEvent, ResolvedBy};
+pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};

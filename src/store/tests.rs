@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::logs::RAW;
 use super::{Action, AlertRequest, Error, NewLog, Outcome, Source, Store, Writer, WriterHandle};
-use crate::config::{LogsConfig, Urgency};
+use crate::config::LogsConfig;
+use crate::domain::Urgency;
 
 fn start(max_entries: usize) -> (tempfile::TempDir, Store, Writer, WriterHandle) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,6 +33,7 @@ fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
         alert: alert.map(|tp| AlertRequest {
             action: Action::Create,
             thirdparty_id: tp.into(),
+            dedup_keys: Vec::new(),
             title: tp.into(),
             description: String::new(),
             urgency: Urgency::High,

@@ -253,6 +253,11 @@ impl<'a> Txn<'a> {
     ) -> Result<(Outcome, Option<u64>), Error> {
         let req = &AlertRequest {
             thirdparty_id: bounded(&req.thirdparty_id, MAX_ID_BYTES),
+            dedup_keys: req
+                .dedup_keys
+                .iter()
+                .map(|k| bounded(k, MAX_ID_BYTES))
+                .collect(),
             title: bounded(&req.title, MAX_TITLE_BYTES),
             ..req.clone()
         };
@@ -285,6 +290,18 @@ impl<'a> Txn<'a> {
             && r.status.still_there()
         {
             return self.aggregate(r, now);
+        }
+        // Then by the input's further ids (a thread's Message-IDs, a webhook's `dedup_keys`).
+        for key in &req.dedup_keys {
+            if let Some(&id) = self
+                .newest(&text_prefix(BY_THIRDPARTY, integration, key), 1)?
+                .first()
+                && let Some(r) = self.record(id)?
+                && r.status.still_there()
+            {
+                self.index(tp_prefix, r.id);
+                return self.aggregate(r, now);
+            }
         }
         // Auto aggregate: a still-there alert with exactly this title, created within the window.
         if let Some(window) = req.aggregate {
@@ -327,6 +344,9 @@ impl<'a> Txn<'a> {
             auto_resolve_ms,
         };
         self.index(tp_prefix, id);
+        for key in &req.dedup_keys {
+            self.index(text_prefix(BY_THIRDPARTY, integration, key), id);
+        }
         // Only auto aggregate looks alerts up by title: without a window, no title index.
         if req.aggregate.is_some() {
             self.index(text_prefix(BY_TITLE, integration, &req.title), id);

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren::clock;
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{
     Action, Alert, AlertRequest, NewLog, Outcome, Receipt, ResolvedBy, Source, Status, Store,
     UserChange, Writer, WriterHandle,
@@ -53,6 +54,7 @@ impl Engine {
             remote_addr: "127.0.0.1:1".into(),
             data: serde_json::json!({}),
             alert: Some(AlertRequest {
+                dedup_keys: Vec::new(),
                 action: req.action,
                 thirdparty_id: req.thirdparty_id.to_string(),
                 title: req.title.to_string(),
