@@ -13,6 +13,7 @@
 mod alerts;
 mod apply;
 mod heal;
+mod jobs;
 mod logs;
 mod outbox;
 mod retention;
