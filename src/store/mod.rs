@@ -13,9 +13,12 @@
 mod alerts;
 mod apply;
 mod heal;
+mod jobs;
 mod logs;
 mod outbox;
 mod retention;
+#[cfg(test)]
+mod tests;
 mod txn;
 mod writer;
 
