@@ -224,11 +224,7 @@ pub fn log_table(logs: &[Value]) -> String {
     ]];
     for l in logs {
         let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-        let data = &l["data"];
-        let subject = ["subject", "Title", "title"]
-            .iter()
-            .find_map(|k| data[*k].as_str())
-            .unwrap_or("");
+        let subject = l["summary"].as_str().unwrap_or("");
         rows.push([
             s(&l["id"]),
             s(&l["received_at"]),

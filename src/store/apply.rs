@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
+use super::jobs::{Answer, Request};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::txn::Txn;
-use super::writer::{Answer, Applied, DeliveryOutcome, Receipt, Request, State};
+use super::writer::{Applied, DeliveryOutcome, Receipt, State};
 use super::{Error, NewLog, logs, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};

@@ -13,11 +13,14 @@
 mod alerts;
 mod apply;
 mod heal;
+mod jobs;
 mod logs;
 mod outbox;
 mod postgres;
 mod retention;
 mod seam;
+#[cfg(test)]
+mod tests;
 mod txn;
 mod writer;
 

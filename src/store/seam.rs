@@ -109,3 +109,14 @@ impl Store {
         either!(self, s => s.deliveries(dead, destination, limit, cursor))
     }
 }
+
+#[cfg(test)]
+impl Store {
+    /// The sled tree, for the store's own unit tests (which open sled stores).
+    pub(super) fn tree(&self) -> Result<sled::Tree, Error> {
+        match &self.0 {
+            Backend::Sled(s) => s.tree(),
+            Backend::Postgres(_) => unreachable!("the unit tests open sled stores"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ const AUTO_RESOLVE_BATCH: i64 = 1000;
 const RETRIES: u32 = 5;
 
 /// A job's data, apart from where its answer goes: the sled writer's requests.
-pub(super) use super::super::writer::Request as Work;
+pub(super) use super::super::jobs::Request as Work;
 
 /// What a job came to, once its group committed.
 pub(super) enum Answer {

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::super::Error;
-use super::super::writer::{Job, OutboxFeed, Reply, Writer, WriterHandle};
+use super::super::jobs::{Job, Reply};
+use super::super::writer::{OutboxFeed, Writer, WriterHandle};
 use super::group::{self, Answer, Out, Work};
 use super::{PgStore, background, on_runtime};
 use crate::config::{Live, LogsConfig};
