@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{AlertEvent, IntegrationType, Preset, RuleAction, Urgency};
+use crate::domain::{AlertEvent, GroupBy, IntegrationType, Preset, RuleAction, Urgency};
 
 use super::DestinationType;
 
@@ -151,6 +151,9 @@ pub(super) struct RawIntegration {
     pub token_env: Option<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    pub spam_header: Option<String>,
+    pub spam_pass: Option<String>,
+    pub group_by: Option<GroupBy>,
     pub preset: Option<Preset>,
     pub accept_auto_replies: Option<bool>,
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Integration, IntegrationType};
+use crate::domain::Integration;
 use crate::route::Router;
 use crate::template::Templates;
 
@@ -93,10 +93,10 @@ fn open_intake(
     }
     match integrations
         .iter()
-        .find(|i| i.kind != IntegrationType::Email && i.token.is_none())
+        .find(|i| i.kind.is_http() && i.token.is_none())
     {
         Some(open) => Err(at.at("integrations").item(&open.id).at("token").err(
-            "is required for webhook and alertmanager integrations when http.listen is not a loopback address (set token or token_file)",
+            "is required for webhook, alertmanager and grafana integrations when http.listen is not a loopback address (set token or token_file)",
         )),
         None => Ok(()),
     }

@@ -1,5 +1,5 @@
-//! `POST /webhooks/{integration_id}`: webhook intake for `webhook` and `alertmanager`
-//! integrations. Every request that names an integration is in its log, rejected ones too
+//! `POST /webhooks/{integration_id}`: webhook intake for `webhook`, `alertmanager` and
+//! `grafana` integrations. Every request that names an integration is in its log, rejected ones too
 //! (outcome `rejected`, no alert); `202` comes only after the durable commit.
 
 use std::net::SocketAddr;
@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, bearer, constant_time_eq};
+use crate::adapt::form::DecodeError;
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
 use crate::domain::{Integration, IntegrationType};
@@ -27,20 +28,29 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// A refused request: its status and the reason, which the sender sees and the log keeps,
-/// and the reason's name in the metrics.
+/// A refused request: the reason, which the sender sees and the log keeps, and its name in
+/// the metrics (which also decides the status).
 struct Rejection {
-    status: StatusCode,
     kind: HttpRejection,
     reason: String,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, kind: HttpRejection, reason: impl Into<String>) -> Self {
+    fn new(kind: HttpRejection, reason: impl Into<String>) -> Self {
         Self {
-            status,
             kind,
             reason: reason.into(),
+        }
+    }
+
+    fn into_error(self) -> ApiError {
+        match self.kind {
+            HttpRejection::BadJson | HttpRejection::BadPayload => ApiError::BadRequest(self.reason),
+            HttpRejection::Unauthorized => ApiError::Unauthorized("missing or wrong token"),
+            HttpRejection::NotFound => ApiError::NotFound(self.reason),
+            HttpRejection::TooLarge => ApiError::PayloadTooLarge(self.reason),
+            HttpRejection::UnsupportedMediaType => ApiError::UnsupportedMediaType(self.reason),
+            HttpRejection::StoreFailure => ApiError::Unavailable(self.reason),
         }
     }
 }
@@ -49,6 +59,7 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(raw_query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
@@ -80,14 +91,14 @@ pub async fn receive(
         received_at: clock::now(),
         raw: Arc::from(&raw[..]),
     };
-    let (raw, events) = match read(&state, integration, &query, &headers, body).await {
+    let request = (&query, raw_query.as_deref(), &headers);
+    let (raw, events) = match read(&state, integration, request, body).await {
         Ok(ok) => ok,
         Err((rejection, raw, data)) => {
             metrics.webhook_rejected(rejection.kind);
-            reject_log(&state, integration, &input(raw), data, &rejection).await;
-            return Ok(
-                (rejection.status, Json(json!({ "error": rejection.reason }))).into_response(),
-            );
+            let error = rejection.into_error();
+            reject_log(&state, integration, &input(raw), data, &error).await;
+            return Err(error);
         }
     };
     let input = input(raw);
@@ -124,19 +135,19 @@ pub async fn receive(
 async fn read(
     state: &AppState,
     integration: &Integration,
-    query: &TokenQuery,
-    headers: &HeaderMap,
+    (query, raw_query, headers): (&TokenQuery, Option<&str>, &HeaderMap),
     body: Body,
 ) -> Result<(Bytes, Vec<Event>), (Rejection, Bytes, Value)> {
     // The token first: an unauthenticated sender gets 401 without its body being read or kept.
     if let Some(expected) = &integration.token {
-        let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
+        // PagerTree's senders put it in a header of its own.
+        let pagertree = headers.get("pagertree-token").and_then(|v| v.to_str().ok());
+        let given = bearer(headers)
+            .or(pagertree)
+            .or(query.token.as_deref())
+            .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            let rejection = Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                HttpRejection::Unauthorized,
-                "missing or wrong token",
-            );
+            let rejection = Rejection::new(HttpRejection::Unauthorized, "missing or wrong token");
             return Err((rejection, Bytes::new(), Value::Null));
         }
     }
@@ -147,52 +158,31 @@ async fn read(
         Err(_) => {
             let reason = format!("the body is larger than {limit} bytes (http.max_body_size)");
             return Err((
-                Rejection::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    HttpRejection::TooLarge,
-                    reason,
-                ),
+                Rejection::new(HttpRejection::TooLarge, reason),
                 Bytes::new(),
                 Value::Null,
             ));
         }
     };
-    let reject = |status, kind, reason: String, data: Value| {
-        Err((Rejection::new(status, kind, reason), raw.clone(), data))
-    };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            let reason =
-                format!("content type \"{essence}\" is not supported; send application/json");
-            return reject(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                HttpRejection::UnsupportedMediaType,
-                reason,
-                Value::Null,
-            );
-        }
-    }
-    let body: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
+    let reject =
+        |kind, reason: String, data: Value| Err((Rejection::new(kind, reason), raw.clone(), data));
+    // JSON or a form (`adapt::form`); the query string's parameters fill in for `webhook`.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|ct| ct.to_str().unwrap_or(""));
+    let body = match adapt::form::decode(content_type, &raw) {
+        Ok(body) => body,
         Err(e) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                HttpRejection::BadJson,
-                format!("the body is not valid JSON: {e}"),
-                Value::Null,
-            );
+            let kind = match e {
+                DecodeError::UnsupportedMediaType(_) => HttpRejection::UnsupportedMediaType,
+                DecodeError::BadJson(_) => HttpRejection::BadJson,
+            };
+            return reject(kind, e.to_string(), Value::Null);
         }
     };
-    match adapt::payload(integration.kind, &body) {
+    match adapt::payload(integration, &body, raw_query) {
         Ok(events) => Ok((raw, events)),
-        Err(AdaptError(reason)) => reject(
-            StatusCode::BAD_REQUEST,
-            HttpRejection::BadPayload,
-            reason,
-            body,
-        ),
+        Err(AdaptError(reason)) => reject(HttpRejection::BadPayload, reason, body),
     }
 }
 
@@ -202,7 +192,7 @@ async fn reject_log(
     integration: &Integration,
     input: &Input,
     data: Value,
-    rejection: &Rejection,
+    error: &ApiError,
 ) {
     let log = NewLog {
         integration: integration.id.clone(),
@@ -212,11 +202,7 @@ async fn reject_log(
         data,
         alert: None,
         outcome: Some(Outcome::Rejected),
-        error: Some(format!(
-            "{}: {}",
-            rejection.status.as_u16(),
-            rejection.reason
-        )),
+        error: Some(format!("{}: {error}", error.status().as_u16())),
         raw: input.raw.clone(),
         email: None,
     };

@@ -14,7 +14,10 @@
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
 
 mod alerts;
+mod apply;
 mod outbox;
+mod retention;
+mod txn;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -24,9 +27,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
-pub use alerts::{Alert, AlertRequest, Outcome, Status};
+pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
-pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, UserChange, Writer, WriterHandle};
+pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
 /// segment off-log; a leaf holds at most 17 items, so 17 x 4 KiB stays well below 128 KiB.
@@ -224,10 +227,6 @@ impl Store {
             tree,
             path: path.to_owned(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Log entries of one integration, newest first, starting after `cursor`.

@@ -210,6 +210,6 @@ action = "drop"
     }
     assert!(!out.contains("[5]"), "zabbix has four rules:\n{out}");
     let (code, _, err) = explain(&path, "nope");
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert_eq!(err, "siren: no integration \"nope\" in the configuration\n");
 }

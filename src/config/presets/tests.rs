@@ -49,7 +49,7 @@ fn run(
     data: EmailData,
 ) -> (Action, String, Option<usize>, String) {
     let i = integration(config, preset);
-    let event = adapt(data, &i.rules);
+    let event = adapt(data, i);
     let title = config.templates.render(i, &event.data).title;
     (event.action, event.thirdparty_id, event.rule, title)
 }
@@ -181,11 +181,11 @@ action = "drop"
     );
     let e = adapt(
         mail("** PROBLEM Service Alert: staging/HTTP is CRITICAL **", ""),
-        &i.rules,
+        i,
     );
     assert_eq!((e.action, e.rule), (Drop, Some(0)));
     // The preset's rules follow, numbered after the own ones.
-    let e = adapt(mail("** RECOVERY Host Alert: db01 is UP **", ""), &i.rules);
+    let e = adapt(mail("** RECOVERY Host Alert: db01 is UP **", ""), i);
     assert_eq!(
         (e.action, e.thirdparty_id.as_str(), e.rule),
         (Resolve, "db01", Some(2))
