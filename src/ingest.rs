@@ -180,8 +180,9 @@ pub fn inject(
     let is_json = serde_json::from_slice::<serde_json::Value>(input).is_ok();
     let named_kind = named.map(|i| config.integrations[i].kind);
     let events = if is_json && named_kind != Some(IntegrationType::Email) {
-        let index = named
-            .ok_or("a JSON input needs --integration (a webhook, alertmanager or grafana integration)")?;
+        let index = named.ok_or(
+            "a JSON input needs --integration (a webhook, alertmanager or grafana integration)",
+        )?;
         let body: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
         adapt::payload(&config.integrations[index], &body, None)
             .map_err(|e| format!("the payload cannot be read: {e}"))?

@@ -141,6 +141,14 @@ impl<'a> Key<'a> {
         }
     }
 
+    /// A size in bytes between `min` and `max`.
+    pub fn size_in(&self, v: i64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match u64::try_from(v) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(format!("{v} is out of range; allowed: {min} to {max}"))),
+        }
+    }
+
     pub fn duration(&self, raw: &str) -> Result<Duration, ConfigError> {
         match humantime::parse_duration(raw) {
             Ok(d) if !d.is_zero() => Ok(d),

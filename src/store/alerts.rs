@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::txn::Writes;
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
 use crate::domain::Urgency;
 pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
@@ -256,7 +257,7 @@ pub(super) fn next_deadline(tree: &sled::Tree, skip: usize) -> Result<Option<u64
     }
 }
 
-pub(super) fn put_chunks(batch: &mut sled::Batch, kind: u8, id: u64, bytes: &[u8]) {
+pub(super) fn put_chunks(batch: &mut Writes, kind: u8, id: u64, bytes: &[u8]) {
     if bytes.is_empty() {
         batch.insert(&chunk_key(kind, id, 0)[..], &[][..]);
     }

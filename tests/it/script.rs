@@ -73,7 +73,14 @@ impl Harness {
 
     /// The log entries of one integration, newest first.
     pub fn logs(&self, integration: &str) -> Vec<LogEntry> {
-        self.store.logs(integration, 1000, None).unwrap().items
+        let page = self.store.logs(integration, 1000, None).unwrap();
+        page.items
+            .iter()
+            .map(|s| {
+                let id = s.id.parse().unwrap();
+                self.store.log(id).unwrap().expect("listed entry")
+            })
+            .collect()
     }
 
     /// One scrape of the daemon's metrics: the value of the series written exactly as exposed.

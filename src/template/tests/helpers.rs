@@ -1,6 +1,8 @@
 //! The helper library over full `Templates`: what each helper renders, the README's examples,
 //! the registry's own examples, and the errors that make a template fall back.
 
+use std::path::Path;
+
 use super::*;
 
 /// `(template, output)` over the data of [`helpers_render`].
