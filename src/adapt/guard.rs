@@ -68,7 +68,11 @@ pub fn ignored(data: EmailData, reason: String) -> Event {
     let id = super::email::default_id(&data);
     Event {
         reason: Some(format!("not an alert: {reason}")),
-        ..Event::new(Action::Other, id, serde_json::to_value(&data).unwrap_or_default())
+        ..Event::new(
+            Action::Other,
+            id,
+            serde_json::to_value(&data).unwrap_or_default(),
+        )
     }
 }
 

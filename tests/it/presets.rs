@@ -187,7 +187,7 @@ action = "drop"
     let want = [
         "integration zabbix (email), \"zabbix\"",
         "  addresses            zabbix@alerts.localhost",
-        "  title                {{default (extract data.subject \"^Problem: (.+)$\") data.subject}}    (preset zabbix)",
+        "  title                {{#if (matchRegex data.subject \"^Problem: .\")}}{{extract data.subject \"^Problem: (.+)$\"}}{{else}}{{data.subject}}{{/if}}    (preset zabbix)",
         "  description          {{data.text}}    (own)",
         "  preset               zabbix",
         "  guard                auto-replies, delivery reports and Siren's own mail are ignored",
