@@ -122,7 +122,7 @@ pub fn explain(config: &Config, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -134,7 +134,7 @@ fn list(v: &Value) -> &[Value] {
 }
 
 /// Percent-encodes a query or path value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -164,10 +164,24 @@ impl Api {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+        self.request(method, path, None).await
+    }
+
+    /// Calls the API with `body` as JSON, if any; answers the JSON body of a success, else
+    /// fails with the status and the API's `error`.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.client.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
         }
         let resp = req
             .send()
@@ -251,7 +265,7 @@ pub fn log_table(logs: &[Value]) -> String {
     table(&rows)
 }
 
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

@@ -138,6 +138,21 @@ pub struct Integration {
     pub spam: Option<SpamCheck>,
     /// `alertmanager` only.
     pub group_by: GroupBy,
+    /// With `aggregate`: the template whose rendering the title window compares instead of
+    /// the title.
+    pub aggregate_key: Option<String>,
+    /// With `aggregate`: mask numbers, ids, addresses and times in the key first (`normalize`).
+    pub normalize: bool,
+    /// Past this rate, new alerts fold into one storm alert.
+    pub storm: Option<Storm>,
+}
+
+/// `storm = { alerts = 50, within = "1m" }`: more than `alerts` new alerts within `within`
+/// is a storm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storm {
+    pub alerts: usize,
+    pub within: Duration,
 }
 
 impl Integration {
@@ -162,6 +177,9 @@ impl Integration {
             preset: None,
             own_rules: 0,
             accept_auto_replies: false,
+            aggregate_key: None,
+            normalize: false,
+            storm: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::domain::{Action, Integration, IntegrationType};
 use crate::email::{self, EmailData, Envelope};
 use crate::route::{Route, Routes};
-use crate::store::{self, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle};
+use crate::store::{self, AlertRequest, EmailSource, Fold, NewLog, Receipt, Source, WriterHandle};
 use crate::template::{DESCRIPTION_MAX, Rendered};
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
@@ -101,7 +101,12 @@ pub fn event_log(
     event: Event,
     error: Option<String>,
 ) -> NewLog {
-    let (rendered, errors) = render(config, integration, &event, error, &input.raw);
+    let (rendered, mut errors) = render(config, integration, &event, error, &input.raw);
+    let fold = Fold {
+        key: aggregate_key(config, integration, &event, &rendered.title, &mut errors),
+        storm: integration.storm,
+        silence: None,
+    };
     NewLog {
         integration: integration.id.clone(),
         received_at: input.received_at,
@@ -116,6 +121,7 @@ pub fn event_log(
             urgency: event.urgency.unwrap_or(integration.urgency),
             aggregate: integration.aggregate,
             auto_resolve: integration.auto_resolve,
+            fold,
         }),
         data: event.data,
         outcome: None,
@@ -123,6 +129,40 @@ pub fn event_log(
         raw: input.raw.clone(),
         email: None,
     }
+}
+
+/// What the title window compares for a new alert, when not the title itself: the
+/// integration's `aggregate_key` rendered (the title when that fails; the reason joins
+/// `errors`), normalized with `normalize`.
+fn aggregate_key(
+    config: &Config,
+    integration: &Integration,
+    event: &Event,
+    title: &str,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let new_alert = matches!(event.action, Action::Create | Action::Drop);
+    if integration.aggregate.is_none() || !new_alert {
+        return None;
+    }
+    let key = match &integration.aggregate_key {
+        None if !integration.normalize => return None,
+        None => title.to_string(),
+        Some(_) => config
+            .templates
+            .render_key(integration, &event.data)
+            .unwrap_or_else(|e| {
+                errors.push(format!(
+                    "aggregate_key: {e}; the title was compared instead"
+                ));
+                title.to_string()
+            }),
+    };
+    Some(if integration.normalize {
+        crate::normalize::normalize(&key)
+    } else {
+        key
+    })
 }
 
 /// The title and description of an event, and every error on the way (`error` first, then

@@ -65,6 +65,8 @@ enum Command {
         #[arg(long)]
         integration: Option<String>,
     },
+    /// Silence what matches for a while (maintenance), list or end silences, on the daemon.
+    Silence(siren::silence::SilenceArgs),
     /// Show the newest log entries of an integration on the running daemon.
     Logs {
         integration: String,
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
             limit,
             url,
         } => cli::logs(&config, &integration, limit, url),
+        Command::Silence(args) => siren::silence::run(&config, args),
         Command::Run => {
             app::daemon::init_tracing(matches!(cli.log_format, LogFormat::Json));
             // SAFETY: still one thread; the runtime starts in `run`.

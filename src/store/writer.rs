@@ -17,7 +17,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::fold::Folding;
 use super::outbox::{self, DeliveryState, Queued};
+use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, Store, logs};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
@@ -69,6 +71,7 @@ pub(super) enum Request {
         id: u64,
         outcome: DeliveryOutcome,
     },
+    Silence(SilenceOp),
 }
 
 /// What a request came to once applied; its caller hears it after the group's sync.
@@ -79,6 +82,7 @@ pub(super) enum Answer {
     AutoResolve(Option<u64>),
     /// Whether the delivery left the outbox (delivered or dead).
     Delivery(bool),
+    Silence(Option<Box<silences::Record>>),
 }
 
 /// Where a request's caller waits.
@@ -87,6 +91,7 @@ pub(super) enum Reply {
     Change(oneshot::Sender<Result<Alert, Error>>),
     AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
     Delivery(oneshot::Sender<Result<(), Error>>),
+    Silence(oneshot::Sender<Result<Option<Box<silences::Record>>, Error>>),
 }
 
 impl Reply {
@@ -102,6 +107,7 @@ impl Reply {
                 drop(tx.send(Ok(next.map(ms_time))))
             }
             (Reply::Delivery(tx), Ok(Answer::Delivery(_))) => drop(tx.send(Ok(()))),
+            (Reply::Silence(tx), Ok(Answer::Silence(s))) => drop(tx.send(Ok(s))),
             (reply, Err(e)) => reply.fail(e),
             (reply, Ok(_)) => reply.fail(mismatch()),
         }
@@ -113,6 +119,7 @@ impl Reply {
             Reply::Change(tx) => drop(tx.send(Err(e))),
             Reply::AutoResolve(tx) => drop(tx.send(Err(e))),
             Reply::Delivery(tx) => drop(tx.send(Err(e))),
+            Reply::Silence(tx) => drop(tx.send(Err(e))),
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct WriterHandle {
     deadline_moved: Arc<Notify>,
     /// Why writes are failing, while they are.
     unwritable: Arc<Mutex<Option<Arc<str>>>>,
+    /// The silences in force, which `commit` marks inputs with (`fold.rs`).
+    pub(super) folding: Folding,
 }
 
 impl WriterHandle {
@@ -156,7 +165,8 @@ impl WriterHandle {
     }
 
     /// Writes the entries and their alert changes durably; returns what each came to, in order.
-    pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+    pub async fn commit(&self, mut logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+        self.folding.mark(&mut logs);
         self.submit(|reply| Job::Write(Request::Ingest(logs), Reply::Ingest(reply)))
             .await?
     }
@@ -190,6 +200,15 @@ impl WriterHandle {
     pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
         let request = Request::Delivery { id, outcome };
         self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
+            .await?
+    }
+
+    pub(super) async fn silence_request(
+        &self,
+        op: SilenceOp,
+    ) -> Result<Option<Box<silences::Record>>, Error> {
+        let request = Request::Silence(op);
+        self.submit(|reply| Job::Write(request, Reply::Silence(reply)))
             .await?
     }
 
@@ -241,11 +260,13 @@ impl Writer {
         metrics.set_outbox_depth(outbox_depth);
         metrics.set_store_writable(true);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let folding = Folding::load(&tree)?;
         let handle = WriterHandle {
             tx: tx.clone(),
             fault: Arc::new(AtomicBool::new(false)),
             deadline_moved: Arc::new(Notify::new()),
             unwritable: Arc::new(Mutex::new(None)),
+            folding: folding.clone(),
         };
         let state = State {
             data_file: Arc::new(open_data_file(&store)?),
@@ -260,6 +281,7 @@ impl Writer {
             metrics,
             failing: None,
             unwritable: handle.unwritable.clone(),
+            folding,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((Writer { task, tx }, handle))
@@ -369,6 +391,7 @@ pub(super) struct State {
     pub failing: Option<Failing>,
     /// What [`WriterHandle::unwritable`] reads.
     pub unwritable: Arc<Mutex<Option<Arc<str>>>>,
+    pub folding: Folding,
 }
 
 /// One group's jobs as collected from the queue.

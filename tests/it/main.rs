@@ -7,9 +7,11 @@ mod destinations;
 mod docs;
 
 mod email_parity;
+mod folding;
 mod fuzz_corpus;
 mod guard;
 mod helpers;
+mod hook;
 mod hostile;
 mod inject;
 mod intake;
