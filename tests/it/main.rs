@@ -28,6 +28,7 @@ mod rules;
 mod samples;
 mod script;
 mod service;
+mod silences;
 mod session;
 mod template_errors;
 mod tls;
