@@ -17,6 +17,7 @@ mod heal;
 mod logs;
 mod outbox;
 mod retention;
+mod sandbox;
 mod silences;
 mod txn;
 mod writer;
@@ -32,6 +33,7 @@ pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use fold::{Fold, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use sandbox::Sandbox;
 pub use silences::{NewSilence, SILENCES_MAX, Silence, SilenceSpec};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 

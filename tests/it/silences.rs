@@ -20,11 +20,14 @@ async fn api(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Value
 }
 
 fn in_hours(h: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now() + std::time::Duration::from_secs(h * 3600))
-        .to_string()
+    humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(h * 3600),
+    )
+    .to_string()
 }
 
-const OPS: &str = "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@alerts.localhost\"]\n";
+const OPS: &str =
+    "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@alerts.localhost\"]\n";
 
 #[tokio::test]
 async fn silences_are_created_listed_refused_and_ended_over_http() {
@@ -38,7 +41,10 @@ async fn silences_are_created_listed_refused_and_ended_over_http() {
     assert_eq!(status, 201, "{s}");
     assert_eq!(s["state"], "active");
     assert_eq!(s["matchers"]["title"], "db01");
-    assert_eq!((&s["comment"], &s["created_by"]), (&json!("kernel upgrade"), &json!("alice")));
+    assert_eq!(
+        (&s["comment"], &s["created_by"]),
+        (&json!("kernel upgrade"), &json!("alice"))
+    );
     let id = s["id"].as_str().unwrap().to_string();
     // Refused, each with the reason.
     #[rustfmt::skip]
@@ -54,20 +60,49 @@ async fn silences_are_created_listed_refused_and_ended_over_http() {
     ];
     for (body, reason) in bad {
         let (status, err) = post(body.clone()).await;
-        assert_eq!((status, err["error"].as_str().unwrap()), (400, *reason), "{body}");
+        assert_eq!(
+            (status, err["error"].as_str().unwrap()),
+            (400, *reason),
+            "{body}"
+        );
     }
     let (status, err) = post(json!({"matchers": {}})).await;
     assert_eq!(status, 400);
-    assert!(err["error"].as_str().unwrap().contains("missing field `ends_at`"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `ends_at`"),
+        "{err}"
+    );
     // A pending one, starting in an hour.
     let (_, pending) = post(json!({"starts_at": in_hours(1), "ends_at": in_hours(3)})).await;
     assert_eq!(pending["state"], "pending");
     let (status, list) = d.get("/api/v1/silences").await;
     assert_eq!(status, 200);
-    let states: Vec<&Value> = list["silences"].as_array().unwrap().iter().map(|s| &s["state"]).collect();
-    assert_eq!(states, [&json!("pending"), &json!("active")], "newest first: {list}");
-    let (status, ended) = api(&d, reqwest::Method::DELETE, &format!("/api/v1/silences/{id}"), None).await;
-    assert_eq!((status, &ended["state"]), (200, &json!("expired")), "{ended}");
+    let states: Vec<&Value> = list["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["state"])
+        .collect();
+    assert_eq!(
+        states,
+        [&json!("pending"), &json!("active")],
+        "newest first: {list}"
+    );
+    let (status, ended) = api(
+        &d,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/silences/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &ended["state"]),
+        (200, &json!("expired")),
+        "{ended}"
+    );
     let (status, _) = api(&d, reqwest::Method::DELETE, "/api/v1/silences/999999", None).await;
     assert_eq!(status, 404);
     d.stop().await;
@@ -80,7 +115,10 @@ fn problem(subject: &str, id: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_silenced_mail_is_logged_and_dropped_and_pages_no_one() {
     let mut hook = Receiver::start().await;
-    let rest = format!("{OPS}destinations = [\"pager\"]\n{}", hook.destination("pager"));
+    let rest = format!(
+        "{OPS}destinations = [\"pager\"]\n{}",
+        hook.destination("pager")
+    );
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let d = Daemon::start_config(config(&store, &rest)).await;
@@ -100,13 +138,19 @@ async fn a_silenced_mail_is_logged_and_dropped_and_pages_no_one() {
     // Its repeat still aggregates into it, silently.
     deliver(d.smtp, to, &problem("Disk full on db01", "s1")).await;
     let again = d.logs("ops").await.remove(0);
-    assert_eq!((&again["outcome"], &again["alert_id"]), (&json!("aggregated"), &silenced["alert_id"]));
+    assert_eq!(
+        (&again["outcome"], &again["alert_id"]),
+        (&json!("aggregated"), &silenced["alert_id"])
+    );
     // What the silence does not match pages as usual; it is the first page the receiver gets.
     deliver(d.smtp, to, &problem("Disk full on db02", "s2")).await;
     let paged = d.logs("ops").await.remove(0);
     assert_eq!(paged["outcome"], "created");
     let got = hook.next().await;
-    assert_eq!((&got["event"], &got["alert"]["title"]), (&json!("create"), &json!("Disk full on db02")));
+    assert_eq!(
+        (&got["event"], &got["alert"]["title"]),
+        (&json!("create"), &json!("Disk full on db02"))
+    );
     // A restart keeps the silence in force.
     d.stop().await;
     let d = Daemon::start_config(config(&store, &rest)).await;
@@ -127,7 +171,10 @@ async fn a_silenced_mail_is_logged_and_dropped_and_pages_no_one() {
 
 fn siren(http: std::net::SocketAddr, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_siren"))
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/siren.toml")])
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/siren.toml"),
+        ])
         .args(["silence"])
         .args(args)
         .args(["--url", &format!("http://{http}")])
@@ -178,8 +225,14 @@ async fn siren_silence_adds_lists_and_ends() {
     );
     let (code, out, err) = silence(&d, &["end", &id]).await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["state"], "expired");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "expired"
+    );
     let (code, _, err) = silence(&d, &["add", "--comment", "x"]).await;
-    assert_eq!((code, err.as_str()), (1, "siren: give --duration or --until\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "siren: give --duration or --until\n")
+    );
     d.stop().await;
 }
