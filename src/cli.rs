@@ -253,10 +253,15 @@ pub fn log_table(logs: &[Value]) -> String {
     ]];
     for l in logs {
         let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+        // Lists carry the entry's `summary` (its subject or title), not its data.
         let data = &l["data"];
-        let subject = ["subject", "Title", "title"]
-            .iter()
-            .find_map(|k| data[*k].as_str())
+        let subject = l["summary"]
+            .as_str()
+            .or_else(|| {
+                ["subject", "Title", "title"]
+                    .iter()
+                    .find_map(|k| data[*k].as_str())
+            })
             .unwrap_or("");
         rows.push([
             s(&l["id"]),

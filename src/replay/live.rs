@@ -27,6 +27,7 @@ pub struct Entry {
     pub remote_addr: String,
     pub outcome: Option<String>,
     pub alert_id: Option<u64>,
+    pub error: Option<String>,
     pub data: Value,
     pub raw: Vec<u8>,
 }
@@ -137,6 +138,7 @@ impl Live {
                 remote_addr: text(&s["remote_addr"]),
                 outcome: s["outcome"].as_str().map(str::to_string),
                 alert_id: s["alert_id"].as_str().and_then(|a| a.parse().ok()),
+                error: s["error"].as_str().map(str::to_string),
                 data,
                 raw,
             });

@@ -6,7 +6,8 @@
 //!
 //! Each entry is replayed at the time it arrived, so windows behave as they did. Alerts that
 //! entries of the replayed span touched but that were created before it are taken as open at
-//! their creation (the sandbox starts with them). Silences do not apply. Query parameters of
+//! their creation (the sandbox starts with them). An entry a silence dropped is silenced
+//! under the draft too; silences created since are not applied. Query parameters of
 //! webhooks are not stored, so a webhook that relied on them replays without them.
 
 mod live;
@@ -111,7 +112,8 @@ fn replay(
         let n = same_input(entries, i);
         let group = &entries[i..i + n];
         match draft_logs(config, group) {
-            Ok(logs) => {
+            Ok(mut logs) => {
+                resilence(group, &mut logs);
                 let receipts = sandbox.ingest(&logs, group[0].received_at)?;
                 for (k, entry) in group.iter().enumerate() {
                     let r = receipts.get(k).copied();
@@ -159,6 +161,25 @@ fn replay(
         })
         .collect::<Result<_, crate::store::Error>>()?;
     Ok(Report { today, draft })
+}
+
+/// The silences that applied keep applying: an entry that a silence dropped is silenced by
+/// it under the draft too (silences are not configuration).
+fn resilence(group: &[Entry], logs: &mut [NewLog]) {
+    let silence = group.iter().find_map(|e| {
+        let error = e.error.as_deref()?;
+        let at = error.find(crate::store::SILENCED_BY)? + crate::store::SILENCED_BY.len();
+        let digits: String = error[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    });
+    if let Some(id) = silence {
+        for req in logs.iter_mut().filter_map(|l| l.alert.as_mut()) {
+            req.fold.silence = Some(id);
+        }
+    }
 }
 
 /// How many entries from `i` on are one input: one webhook request's events share their

@@ -30,7 +30,7 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
-pub use fold::{Fold, STORM_ID};
+pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
 pub use sandbox::Sandbox;

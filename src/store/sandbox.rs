@@ -1,7 +1,8 @@
 //! A store that nothing else sees, for `siren replay`: a temporary sled database, written by
 //! the same transaction and aggregation code as the writer's (`apply::ingest`, `Txn`), at the
 //! time each input arrived instead of now, and with no durability (nothing is synced; sled
-//! deletes it when it is dropped). Silences do not apply in it.
+//! deletes it when it is dropped). An input marked with a silence is silenced in it as in the
+//! store; no silence list is consulted.
 
 use std::collections::HashMap;
 use std::time::SystemTime;

@@ -204,3 +204,34 @@ async fn an_alert_created_before_the_span_is_found_by_the_entries_in_it() {
     assert_eq!(lines[3], "1 entries, 0 would change");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn what_a_silence_dropped_stays_dropped_under_the_draft() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let d = Daemon::start_config(config(&store, DRAFT)).await;
+    let ends = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/silences", d.http))
+        .json(&json!({"matchers": {"integration": "nagios"}, "ends_at": ends.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    send(&d, "nagios-host-down.eml").await;
+    assert_eq!(d.logs("nagios").await[0]["outcome"], "dropped");
+    let path = draft(dir.path(), &store, d.http, DRAFT);
+    let (code, out, err) = replay(
+        &path,
+        &["--since", "1h", "--integration", "nagios", "--all"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[1].starts_with("    today: dropped #"), "{out}");
+    assert_eq!(lines[2], lines[1].replace("today", "draft"), "{out}");
+    assert_eq!(lines[3], "1 entries, 0 would change");
+    d.stop().await;
+}
