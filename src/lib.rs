@@ -31,8 +31,10 @@ pub mod email; // stage 2: raw message -> sanitized e-mail data
 pub mod http; // webhook intake, alert API, health and metrics
 pub mod ingest; // accepted input -> adapt, render, one durable commit
 pub mod metrics; // the Prometheus registry
+pub mod normalize; // aggregation keys that survive noise: numbers, ids, addresses, times masked
 pub mod resolver; // stage 7: the auto-resolve timer
 pub mod route; // stage 3: recipient -> integration
+pub mod silence; // `siren silence`: maintenance windows, a client of the HTTP API
 pub mod smtp; // stage 1: the SMTP listener and sessions
 pub mod store; // stage 6: the only code that touches sled; the group-commit writer
 pub mod template; // stage 5: handlebars titles and descriptions, checked at load

@@ -5,6 +5,7 @@
 
 mod destinations;
 mod explain;
+mod folding;
 mod integrations;
 mod key;
 mod live;

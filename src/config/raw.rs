@@ -170,6 +170,17 @@ pub(super) struct RawIntegration {
     pub group_by: Option<GroupBy>,
     pub preset: Option<Preset>,
     pub accept_auto_replies: Option<bool>,
+    pub aggregate_key: Option<String>,
+    pub normalize: Option<bool>,
+    pub storm: Option<RawStorm>,
+}
+
+/// `storm = { alerts = 50, within = "1m" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorm {
+    pub alerts: i64,
+    pub within: String,
 }
 
 /// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.

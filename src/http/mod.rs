@@ -5,6 +5,7 @@
 mod alerts;
 mod error;
 mod serve;
+mod silences;
 mod webhook;
 
 use std::sync::Arc;
@@ -48,6 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/integrations/{id}/logs", get(integration_logs))
         .route("/api/v1/logs/{id}", get(log_detail))
         .route("/api/v1/deliveries", get(deliveries))
+        .route(
+            "/api/v1/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(silences::end),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(

@@ -55,6 +55,7 @@ impl State {
         if config.is_some() {
             group.txn.events = Some(Vec::new());
         }
+        group.txn.folding = Some(self.folding.clone());
         let mut results = Vec::with_capacity(requests.len());
         for request in requests {
             let at = group.txn.savepoint();
@@ -112,6 +113,7 @@ impl State {
             Request::Change { id, change, now } => self.user_change(group, *id, *change, *now),
             Request::AutoResolve { now } => self.auto_resolve(group, *now),
             Request::Delivery { id, outcome } => self.delivery(group, *id, outcome),
+            Request::Silence(op) => super::silences::apply(group, op),
         }
     }
 

@@ -12,11 +12,13 @@
 
 mod alerts;
 mod apply;
+mod fold;
 mod heal;
 mod jobs;
 mod logs;
 mod outbox;
 mod retention;
+mod silences;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -30,8 +32,10 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
+pub use fold::{Fold, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use silences::{NewSilence, SILENCES_MAX, Silence, SilenceSpec};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
