@@ -23,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod email;
 pub mod http;

@@ -60,6 +60,9 @@ impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
         match e {
             store::Error::NoSuchAlert(id) => ApiError::NotFound(format!("no alert \"{id}\"")),
+            store::Error::NoSuchDeadLetter(id) => {
+                ApiError::NotFound(format!("no dead letter \"{id}\""))
+            }
             e @ store::Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
             e => ApiError::Store(e),
         }
@@ -93,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/integrations/{id}/logs", get(integration_logs))
         .route("/api/v1/logs/{id}", get(log_detail))
         .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -103,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
+        .merge(crate::console::router(&state))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -253,6 +258,17 @@ async fn deliveries(
     let page =
         blocking(move || store.deliveries(dead, destination.as_deref(), limit, cursor)).await?;
     Ok(Json(json!({ "deliveries": page.items, "next": page.next })))
+}
+
+/// Puts a dead letter back in the outbox, attempts reset and due now (through the writer).
+async fn retry_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no dead letter \"{id}\""));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    state.writer.retry(n, crate::clock::now()).await?;
+    Ok(Json(json!({ "id": id, "state": "pending" })))
 }
 
 async fn log_detail(

@@ -15,6 +15,7 @@
 
 mod alerts;
 mod outbox;
+mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{Action, Alert, AlertEvent, AlertRequest, Outcome, ResolvedBy, Status};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use views::{
+    AlertDelivery, AlertRow, AlertRows, AlertSearch, History, IntegrationStats, LogRow, LogRows,
+    TimelineEntry,
+};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, UserChange, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
@@ -55,6 +60,8 @@ pub enum Error {
     Commit(Arc<Error>),
     #[error("no alert {0}")]
     NoSuchAlert(u64),
+    #[error("no dead letter {0}")]
+    NoSuchDeadLetter(u64),
     #[error("alert {id} is {}; that change does not apply", serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())]
     Conflict { id: u64, status: Status },
     #[error("store write failed: fault injected")]

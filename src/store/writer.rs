@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
 use super::outbox::{self, DeliveryState, Payload, Queued};
+use super::views;
 use super::{
     Alert, Error, LOG, NewLog, RAW, Store, StoredLog, chunk_prefix, index_key, rfc3339, u64_at,
     unix_ms,
@@ -87,6 +88,12 @@ enum Job {
         outcome: DeliveryOutcome,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    /// A user's retry of a dead letter: it goes back to the outbox with its attempts reset.
+    Retry {
+        id: u64,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     /// Commit what was queued before this, flush, and end the writer.
     Shutdown,
 }
@@ -104,6 +111,11 @@ enum Done {
     ),
     /// Whether the delivery left the outbox (delivered or dead).
     Delivery(oneshot::Sender<Result<(), Error>>, bool),
+    /// The retried delivery, for its destination's worker.
+    Retry(
+        oneshot::Sender<Result<(), Error>>,
+        Result<(String, Queued), Error>,
+    ),
 }
 
 impl Done {
@@ -113,6 +125,7 @@ impl Done {
             Done::Change(reply, result) => drop(reply.send(*result)),
             Done::AutoResolve(reply, next) => drop(reply.send(Ok(next.map(ms_time)))),
             Done::Delivery(reply, _) => drop(reply.send(Ok(()))),
+            Done::Retry(reply, result) => drop(reply.send(result.map(|_| ()))),
         }
     }
 
@@ -122,7 +135,7 @@ impl Done {
             Done::Ingest(reply, _) => drop(reply.send(Err(err()))),
             Done::Change(reply, _) => drop(reply.send(Err(err()))),
             Done::AutoResolve(reply, _) => drop(reply.send(Err(err()))),
-            Done::Delivery(reply, _) => drop(reply.send(Err(err()))),
+            Done::Delivery(reply, _) | Done::Retry(reply, _) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -182,6 +195,12 @@ impl WriterHandle {
     pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
         self.submit(|reply| Job::Delivery { id, outcome, reply })
             .await?
+    }
+
+    /// Moves a dead letter back to the outbox, attempts reset, due now; its destination's
+    /// worker gets it once the commit is durable. [`Error::NoSuchDeadLetter`] if it is not dead.
+    pub async fn retry(&self, id: u64, now: SystemTime) -> Result<(), Error> {
+        self.submit(|reply| Job::Retry { id, now, reply }).await?
     }
 
     /// Drops log entries older than the retention age; returns when the next one expires.
@@ -496,7 +515,7 @@ impl State {
     fn finish(&mut self, applied: Applied, synced: Result<(), Error>) {
         let Applied {
             done,
-            queued,
+            mut queued,
             changes,
             requests,
             started,
@@ -505,6 +524,10 @@ impl State {
         } = applied;
         match failed.map_or(synced, Err) {
             Ok(()) => {
+                queued.extend(done.iter().filter_map(|d| match d {
+                    Done::Retry(_, Ok(q)) => Some(q.clone()),
+                    _ => None,
+                }));
                 if let Some(ms) = earliest
                     && self.reported_deadline.is_none_or(|r| ms < r)
                 {
@@ -674,6 +697,31 @@ impl State {
                 }
                 Ok(Done::Delivery(reply, leaves))
             }
+            Job::Retry { id, now, reply } => {
+                let dead = outbox::state_key(outbox::DEAD, id);
+                let result = match self.store.tree.get(dead)? {
+                    None => Err(Error::NoSuchDeadLetter(id)),
+                    Some(v) => {
+                        let mut state = outbox::decode(&v, id)?;
+                        state.attempts = 0;
+                        state.next_ms = unix_ms(now);
+                        state.dead_ms = None;
+                        txn.batch.remove(&dead[..]);
+                        txn.batch.insert(
+                            &outbox::state_key(outbox::PENDING, id)[..],
+                            outbox::encode(&state, id)?,
+                        );
+                        let queued = Queued {
+                            id,
+                            alert_id: state.alert_id,
+                            next_ms: state.next_ms,
+                            attempts: 0,
+                        };
+                        Ok((state.destination, queued))
+                    }
+                };
+                Ok(Done::Retry(reply, result))
+            }
             Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
         }
     }
@@ -735,6 +783,11 @@ impl State {
                     dead_ms: None,
                 };
                 alerts::put_chunks(&mut txn.batch, outbox::PAYLOAD, id, &json);
+                let note = views::Note::Delivery {
+                    destination: destination.to_string(),
+                    event,
+                };
+                views::note(&mut txn.batch, alert_id, id, &note);
                 txn.batch.insert(
                     &outbox::state_key(outbox::PENDING, id)[..],
                     outbox::encode(&state, id)?,
@@ -817,6 +870,7 @@ impl State {
                 })?;
             if state.dead_ms.unwrap_or(0) < cutoff {
                 batch.remove(k);
+                views::unnote(&mut batch, state.alert_id, id);
                 self.remove_chunks(&mut batch, outbox::PAYLOAD, id)?;
                 dead += 1;
             }
@@ -835,6 +889,7 @@ impl State {
     }
 
     fn remove_log(&self, batch: &mut sled::Batch, integration: &str, id: u64) -> Result<(), Error> {
+        views::unindex_log(&self.store.tree, batch, integration, id)?;
         batch.remove(index_key(integration, id));
         for kind in [LOG, RAW] {
             self.remove_chunks(batch, kind, id)?;
@@ -882,9 +937,7 @@ fn put_log(
     })?;
     alerts::put_chunks(batch, LOG, id, &json);
     alerts::put_chunks(batch, RAW, id, &log.raw);
-    batch.insert(
-        &index_key(&log.integration, id)[..],
-        &unix_ms(log.received_at).to_be_bytes()[..],
-    );
+    let received = unix_ms(log.received_at);
+    views::index_log(batch, &log.integration, id, received, outcome, alert_id);
     Ok(())
 }

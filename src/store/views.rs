@@ -1,0 +1,614 @@
+//! Reads for the web console: the alert list with a title search, an alert's timeline and
+//! deliveries, integration logs as rows, and per-integration counts. It also owns the one index
+//! these need that the writer keeps (the timeline, `K`) and the layout of the log index value;
+//! the writer calls [`index_log`], [`unindex_log`] and [`note`] and nothing else of this file.
+//!
+//! | key                         | value                                                      |
+//! |-----------------------------|------------------------------------------------------------|
+//! | `K` alert id, log id        | empty: the log entry created, aggregated, resolved or acknowledged the alert |
+//! | `K` alert id, id            | a [`Note`]: a user's or auto-resolve's change, or an outbox delivery |
+//! | `I` integration `\0` log id | received ms (u64 BE), outcome byte, alert id (u64 BE) when there is one |
+//!
+//! Every read is a prefix seek and bounded: a title search looks at [`SEARCH_LIMIT`] alerts
+//! per request at most and says where to go on, a timeline keeps its newest
+//! [`TIMELINE_LIMIT`] entries.
+
+use serde::{Deserialize, Serialize};
+
+use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Status};
+use super::outbox::{self, DeliveryState};
+use super::{Error, LOG, RAW, Source, Store, chunk_prefix, index_key, index_prefix, u64_at};
+use crate::config::Urgency;
+
+pub(super) const TIMELINE: u8 = b'K';
+
+/// Alerts a title search reads per request at most; the page then says where to go on.
+pub const SEARCH_LIMIT: usize = 10_000;
+/// Log rows an outcome filter reads per request at most.
+pub const LOG_SCAN_LIMIT: usize = 10_000;
+/// Timeline entries shown at most (the newest).
+pub const TIMELINE_LIMIT: usize = 200;
+/// Bytes of a raw message read to find its Subject header.
+const HEADER_BYTES: usize = 64 * 1024;
+
+/// A timeline entry that is not a log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Note {
+    /// A change by a user or by auto resolve (integrations' changes are their log entries).
+    Change {
+        event: AlertEvent,
+        by: ResolvedBy,
+        at_ms: u64,
+    },
+    /// An outbox delivery of the alert; its state is read from the outbox.
+    Delivery {
+        destination: String,
+        event: AlertEvent,
+    },
+}
+
+fn timeline_prefix(alert: u64) -> [u8; 9] {
+    chunk_prefix(TIMELINE, alert)
+}
+
+fn timeline_key(alert: u64, id: u64) -> [u8; 17] {
+    let mut k = [0; 17];
+    k[..9].copy_from_slice(&timeline_prefix(alert));
+    k[9..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn outcome_byte(o: Option<Outcome>) -> u8 {
+    match o {
+        None => 0,
+        Some(Outcome::Created) => 1,
+        Some(Outcome::Aggregated) => 2,
+        Some(Outcome::Resolved) => 3,
+        Some(Outcome::Acknowledged) => 4,
+        Some(Outcome::Ignored) => 5,
+        Some(Outcome::Dropped) => 6,
+        Some(Outcome::Rejected) => 7,
+    }
+}
+
+fn byte_outcome(b: u8) -> Option<Outcome> {
+    Some(match b {
+        1 => Outcome::Created,
+        2 => Outcome::Aggregated,
+        3 => Outcome::Resolved,
+        4 => Outcome::Acknowledged,
+        5 => Outcome::Ignored,
+        6 => Outcome::Dropped,
+        7 => Outcome::Rejected,
+        _ => return None,
+    })
+}
+
+/// A log index value, as [`index_log`] writes it. Entries written before the outcome and the
+/// alert were kept in it have only the time.
+struct IndexValue {
+    received_ms: u64,
+    /// `None` for old entries (read the entry) as well as for entries without an outcome.
+    outcome: Option<Outcome>,
+    /// Whether the value carries the outcome (entries written since it does).
+    known: bool,
+    alert: Option<u64>,
+}
+
+fn decode_index(v: &[u8]) -> IndexValue {
+    IndexValue {
+        received_ms: u64_at(v),
+        outcome: v.get(8).copied().and_then(byte_outcome),
+        known: v.len() > 8,
+        alert: (v.len() >= 17).then(|| u64_at(&v[9..17])),
+    }
+}
+
+/// Writer side: indexes a new log entry (by integration, and on its alert's timeline).
+pub(super) fn index_log(
+    batch: &mut sled::Batch,
+    integration: &str,
+    id: u64,
+    received_ms: u64,
+    outcome: Option<Outcome>,
+    alert: Option<u64>,
+) {
+    let mut v = Vec::with_capacity(17);
+    v.extend_from_slice(&received_ms.to_be_bytes());
+    v.push(outcome_byte(outcome));
+    if let Some(a) = alert {
+        v.extend_from_slice(&a.to_be_bytes());
+        batch.insert(&timeline_key(a, id)[..], &[][..]);
+    }
+    batch.insert(index_key(integration, id), v);
+}
+
+/// Writer side: removes a log entry's timeline key (the caller removes the entry itself).
+pub(super) fn unindex_log(
+    tree: &sled::Tree,
+    batch: &mut sled::Batch,
+    integration: &str,
+    id: u64,
+) -> Result<(), Error> {
+    if let Some(v) = tree.get(index_key(integration, id))?
+        && let Some(alert) = decode_index(&v).alert
+    {
+        batch.remove(&timeline_key(alert, id)[..]);
+    }
+    Ok(())
+}
+
+/// Writer side: adds a note to an alert's timeline under `id` (a fresh id, or a delivery's).
+pub(super) fn note(batch: &mut sled::Batch, alert: u64, id: u64, note: &Note) {
+    // A note is a few dozen bytes of plain fields: serializing it cannot fail.
+    let json = serde_json::to_vec(note).unwrap_or_default();
+    batch.insert(&timeline_key(alert, id)[..], json);
+}
+
+/// Writer side: removes a note (a dead letter's, when it is pruned).
+pub(super) fn unnote(batch: &mut sled::Batch, alert: u64, id: u64) {
+    batch.remove(&timeline_key(alert, id)[..]);
+}
+
+/// Filters of the console's alert list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSearch {
+    pub status: Option<Status>,
+    pub integration: Option<String>,
+    /// Case-insensitive text the title must contain.
+    pub text: Option<String>,
+}
+
+/// An alert as a list row: the record without its description.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRow {
+    pub id: u64,
+    pub integration: String,
+    pub title: String,
+    pub urgency: Urgency,
+    pub status: Status,
+    pub dedup_count: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub resolved_by: Option<ResolvedBy>,
+}
+
+impl From<Record> for AlertRow {
+    fn from(r: Record) -> Self {
+        AlertRow {
+            id: r.id,
+            integration: r.integration,
+            title: r.title,
+            urgency: r.urgency,
+            status: r.status,
+            dedup_count: r.dedup_count,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+            resolved_by: r.resolved_by,
+        }
+    }
+}
+
+/// A page of alert rows, newest first.
+#[derive(Debug, Clone)]
+pub struct AlertRows {
+    pub items: Vec<AlertRow>,
+    /// Where the next page starts (an alert id), as the API's cursors.
+    pub next: Option<u64>,
+    /// True when a title search stopped at [`SEARCH_LIMIT`] alerts before the page was full.
+    pub searched_out: bool,
+}
+
+/// One row of an integration log.
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub id: u64,
+    pub received_ms: u64,
+    pub source: Source,
+    pub remote_addr: String,
+    pub size: u64,
+    pub outcome: Option<Outcome>,
+    pub alert_id: Option<u64>,
+    pub error: Option<String>,
+    /// The e-mail's Subject, or else the title of the alert it touched.
+    pub subject: String,
+}
+
+/// A page of log rows, newest first.
+#[derive(Debug, Clone)]
+pub struct LogRows {
+    pub items: Vec<LogRow>,
+    pub next: Option<u64>,
+    /// True when an outcome filter stopped at [`LOG_SCAN_LIMIT`] entries before the page was full.
+    pub searched_out: bool,
+}
+
+/// What happened to an alert, in time order.
+#[derive(Debug, Clone)]
+pub enum TimelineEntry {
+    /// A log entry that created it, aggregated into it, or resolved or acknowledged it.
+    Log {
+        id: u64,
+        at_ms: u64,
+        source: Source,
+        remote_addr: String,
+        outcome: Option<Outcome>,
+    },
+    /// A user's acknowledge or resolve, or auto resolve.
+    Change {
+        at_ms: u64,
+        event: AlertEvent,
+        by: ResolvedBy,
+    },
+}
+
+impl TimelineEntry {
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            TimelineEntry::Log { at_ms, .. } | TimelineEntry::Change { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+/// One outbox delivery of an alert.
+#[derive(Debug, Clone)]
+pub struct AlertDelivery {
+    pub id: u64,
+    pub destination: String,
+    pub event: AlertEvent,
+    /// `pending`, `dead`, or `delivered` (it left the outbox without being dead-lettered).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub created_ms: Option<u64>,
+    pub next_ms: Option<u64>,
+    pub dead_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// An alert's timeline and deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Oldest first; the newest [`TIMELINE_LIMIT`].
+    pub entries: Vec<TimelineEntry>,
+    /// Older entries not in `entries`.
+    pub earlier: usize,
+    pub deliveries: Vec<AlertDelivery>,
+}
+
+/// An integration's inputs over a window.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrationStats {
+    pub last_input_ms: Option<u64>,
+    pub total: usize,
+    /// Per outcome, in [`Outcome`] order; entries of unknown outcome are only in `total`.
+    pub by_outcome: Vec<(Outcome, usize)>,
+}
+
+/// The part of a stored log entry that rows and timelines show (not its data).
+#[derive(Deserialize)]
+struct Head {
+    received_at: String,
+    source: Source,
+    remote_addr: String,
+    size: u64,
+    outcome: Option<Outcome>,
+    alert_id: Option<String>,
+    error: Option<String>,
+}
+
+fn parse_ms(rfc3339: &str) -> u64 {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| u64::try_from(t.as_millisecond()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Alerts, newest first, from the index that fits the filter, starting after `cursor`. A
+    /// title search reads at most [`SEARCH_LIMIT`] alerts and then returns what it found with
+    /// the cursor to go on from.
+    pub fn alert_rows(
+        &self,
+        search: &AlertSearch,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<AlertRows, Error> {
+        let prefix = match (&search.integration, search.status) {
+            (Some(i), Some(s)) => alerts::both_prefix(i, s),
+            (Some(i), None) => alerts::integration_prefix(i),
+            (None, Some(s)) => alerts::status_prefix(s),
+            (None, None) => vec![alerts::ALERT],
+        };
+        let mut end = prefix.clone();
+        match cursor {
+            Some(c) => end.extend_from_slice(&c.to_be_bytes()),
+            None => end.push(0xff),
+        }
+        let needle = search.text.as_ref().map(|t| t.to_lowercase());
+        let mut items: Vec<AlertRow> = Vec::new();
+        for (read, k) in self
+            .tree
+            .range(prefix.clone()..end)
+            .keys()
+            .rev()
+            .enumerate()
+        {
+            let k = k?;
+            let id = u64_at(&k[prefix.len()..]);
+            if items.len() == limit {
+                return Ok(AlertRows {
+                    next: items.last().map(|a| a.id),
+                    items,
+                    searched_out: false,
+                });
+            }
+            if needle.is_some() && read == SEARCH_LIMIT {
+                return Ok(AlertRows {
+                    items,
+                    next: Some(id + 1),
+                    searched_out: true,
+                });
+            }
+            let Some(r) = alerts::read_record(&self.tree, id)? else {
+                continue;
+            };
+            if let Some(n) = &needle
+                && !r.title.to_lowercase().contains(n.as_str())
+            {
+                continue;
+            }
+            items.push(r.into());
+        }
+        Ok(AlertRows {
+            items,
+            next: None,
+            searched_out: false,
+        })
+    }
+
+    /// The alert's timeline (its log entries, users' and auto resolve's changes) and deliveries.
+    /// `creating_log` is shown even when the alert predates the timeline index.
+    pub fn history(&self, alert: u64, creating_log: u64) -> Result<History, Error> {
+        let mut history = History::default();
+        let mut logs = Vec::new();
+        let mut seen_creating = false;
+        for kv in self.tree.scan_prefix(timeline_prefix(alert)).rev() {
+            let (k, v) = kv?;
+            let id = u64_at(&k[9..]);
+            if v.is_empty() {
+                seen_creating |= id == creating_log;
+                if logs.len() + history.entries.len() < TIMELINE_LIMIT {
+                    logs.push(id);
+                } else {
+                    history.earlier += 1;
+                }
+                continue;
+            }
+            let note: Note = serde_json::from_slice(&v).map_err(|source| Error::Corrupt {
+                key: format!("timeline note {alert}/{id}"),
+                source,
+            })?;
+            match note {
+                Note::Change { event, by, at_ms } => {
+                    if logs.len() + history.entries.len() < TIMELINE_LIMIT {
+                        history
+                            .entries
+                            .push(TimelineEntry::Change { at_ms, event, by });
+                    } else {
+                        history.earlier += 1;
+                    }
+                }
+                Note::Delivery { destination, event } => {
+                    history
+                        .deliveries
+                        .push(self.alert_delivery(id, destination, event)?);
+                }
+            }
+        }
+        if !seen_creating && history.earlier == 0 {
+            logs.push(creating_log);
+        }
+        for id in logs {
+            if let Some(head) = self.head(id)? {
+                history.entries.push(TimelineEntry::Log {
+                    id,
+                    at_ms: parse_ms(&head.received_at),
+                    source: head.source,
+                    remote_addr: head.remote_addr,
+                    outcome: head.outcome,
+                });
+            }
+        }
+        history.entries.sort_by_key(TimelineEntry::at_ms);
+        history.deliveries.reverse();
+        Ok(history)
+    }
+
+    fn alert_delivery(
+        &self,
+        id: u64,
+        destination: String,
+        event: AlertEvent,
+    ) -> Result<AlertDelivery, Error> {
+        let mut d = AlertDelivery {
+            id,
+            destination,
+            event,
+            state: "delivered",
+            attempts: 0,
+            created_ms: None,
+            next_ms: None,
+            dead_ms: None,
+            last_error: None,
+        };
+        for (kind, state) in [(outbox::PENDING, "pending"), (outbox::DEAD, "dead")] {
+            if let Some(v) = self.tree.get(outbox::state_key(kind, id))? {
+                let s: DeliveryState = outbox::decode(&v, id)?;
+                d.state = state;
+                d.attempts = s.attempts;
+                d.created_ms = Some(s.created_ms);
+                d.next_ms = (kind == outbox::PENDING).then_some(s.next_ms);
+                d.dead_ms = s.dead_ms;
+                d.last_error = s.last_error;
+            }
+        }
+        Ok(d)
+    }
+
+    fn head(&self, id: u64) -> Result<Option<Head>, Error> {
+        let Some(bytes) = self.read_chunks(LOG, id)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Corrupt {
+                key: format!("log {id}"),
+                source,
+            })
+    }
+
+    /// An e-mail's decoded Subject, from the start of its raw message.
+    fn subject(&self, id: u64) -> Result<String, Error> {
+        let mut raw = Vec::new();
+        for kv in self.tree.scan_prefix(chunk_prefix(RAW, id)) {
+            let (_, v) = kv?;
+            raw.extend_from_slice(&v);
+            if raw.len() >= HEADER_BYTES || raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Ok(mail_parser::MessageParser::new()
+            .parse_headers(&raw[..])
+            .and_then(|m| m.subject().map(str::to_string))
+            .unwrap_or_default())
+    }
+
+    /// One integration's log entries as rows, newest first, after `cursor`, optionally only
+    /// those with `outcome` (reading at most [`LOG_SCAN_LIMIT`] entries per request).
+    pub fn log_rows(
+        &self,
+        integration: &str,
+        outcome: Option<Outcome>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<LogRows, Error> {
+        let prefix = index_prefix(integration);
+        let end = match cursor {
+            Some(c) => index_key(integration, c),
+            None => {
+                let mut e = prefix.clone();
+                e.push(0xff);
+                e
+            }
+        };
+        let mut items: Vec<LogRow> = Vec::new();
+        for (read, kv) in self.tree.range(prefix.clone()..end).rev().enumerate() {
+            let (k, v) = kv?;
+            let id = u64_at(&k[prefix.len()..]);
+            if items.len() == limit {
+                let next = items.last().map(|r| r.id);
+                return Ok(LogRows {
+                    items,
+                    next,
+                    searched_out: false,
+                });
+            }
+            if outcome.is_some() && read == LOG_SCAN_LIMIT {
+                return Ok(LogRows {
+                    items,
+                    next: Some(id + 1),
+                    searched_out: true,
+                });
+            }
+            let index = decode_index(&v);
+            if index.known && outcome.is_some() && index.outcome != outcome {
+                continue;
+            }
+            let Some(head) = self.head(id)? else { continue };
+            if outcome.is_some() && head.outcome != outcome {
+                continue;
+            }
+            let alert_id = head.alert_id.as_deref().and_then(|a| a.parse().ok());
+            let subject = match (head.source, alert_id) {
+                (Source::Smtp, _) => self.subject(id)?,
+                (Source::Http, Some(a)) => alerts::read_record(&self.tree, a)?
+                    .map(|r| r.title)
+                    .unwrap_or_default(),
+                (Source::Http, None) => String::new(),
+            };
+            items.push(LogRow {
+                id,
+                received_ms: index.received_ms,
+                source: head.source,
+                remote_addr: head.remote_addr,
+                size: head.size,
+                outcome: head.outcome,
+                alert_id,
+                error: head.error,
+                subject,
+            });
+        }
+        Ok(LogRows {
+            items,
+            next: None,
+            searched_out: false,
+        })
+    }
+
+    /// An integration's inputs received at or after `since_ms`, and its last input.
+    pub fn integration_stats(
+        &self,
+        integration: &str,
+        since_ms: u64,
+    ) -> Result<IntegrationStats, Error> {
+        let mut stats = IntegrationStats::default();
+        let mut counts = [0usize; 8];
+        for kv in self.tree.scan_prefix(index_prefix(integration)).rev() {
+            let (_, v) = kv?;
+            let index = decode_index(&v);
+            stats.last_input_ms.get_or_insert(index.received_ms);
+            if index.received_ms < since_ms {
+                break;
+            }
+            stats.total += 1;
+            counts[usize::from(outcome_byte(index.outcome))] += 1;
+        }
+        stats.by_outcome = (1..8)
+            .filter_map(|b| byte_outcome(b).map(|o| (o, counts[usize::from(b)])))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_round_trip_and_old_ones_still_read() {
+        let mut batch = sled::Batch::default();
+        index_log(
+            &mut batch,
+            "ops",
+            7,
+            1234,
+            Some(Outcome::Aggregated),
+            Some(5),
+        );
+        let mut v = 1234u64.to_be_bytes().to_vec();
+        v.push(2);
+        v.extend_from_slice(&5u64.to_be_bytes());
+        let d = decode_index(&v);
+        assert_eq!(
+            (d.received_ms, d.outcome, d.known, d.alert),
+            (1234, Some(Outcome::Aggregated), true, Some(5))
+        );
+        let old = decode_index(&1234u64.to_be_bytes());
+        assert_eq!((old.received_ms, old.known, old.alert), (1234, false, None));
+        for b in 0..8 {
+            assert_eq!(outcome_byte(byte_outcome(b)), b);
+        }
+    }
+}
