@@ -356,6 +356,7 @@ pub async fn description(
 
 #[derive(Deserialize)]
 pub struct ChangeForm {
+    #[serde(default)]
     csrf: String,
 }
 

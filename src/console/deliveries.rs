@@ -93,6 +93,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct RetryForm {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -219,7 +219,9 @@ fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     token: String,
+    #[serde(default)]
     csrf: String,
     next: Option<String>,
 }
@@ -253,6 +255,7 @@ pub async fn login(
 
 #[derive(Deserialize)]
 pub struct CsrfOnly {
+    #[serde(default)]
     csrf: String,
 }
 
