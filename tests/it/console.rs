@@ -451,7 +451,8 @@ async fn state_changing_forms_without_this_visitors_csrf_token_are_refused() {
             .contains("HttpOnly; SameSite=Strict")
     );
 
-    let cases: [(&str, Vec<(&str, &str)>, Vec<(&str, &str)>); 3] = [
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Pairs, Pairs); 3] = [
         ("no token", vec![], vec![]),
         ("a wrong token", vec![("csrf", "AAAA")], vec![]),
         (
