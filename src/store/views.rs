@@ -297,6 +297,19 @@ struct Head {
     error: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct TitleOnly<'a> {
+    #[serde(borrow)]
+    title: std::borrow::Cow<'a, str>,
+}
+
+fn decode<'a, T: Deserialize<'a>>(value: &'a [u8], id: u64) -> Result<T, Error> {
+    serde_json::from_slice(value).map_err(|source| Error::Corrupt {
+        key: format!("alert {id}"),
+        source,
+    })
+}
+
 fn parse_ms(rfc3339: &str) -> u64 {
     rfc3339
         .parse::<jiff::Timestamp>()
@@ -327,14 +340,10 @@ impl Store {
         }
         let needle = search.text.as_ref().map(|t| t.to_lowercase());
         let mut items: Vec<AlertRow> = Vec::new();
-        for (read, k) in self
-            .tree
-            .range(prefix.clone()..end)
-            .keys()
-            .rev()
-            .enumerate()
-        {
-            let k = k?;
+        // Listing every alert, the index is the records themselves: no second lookup.
+        let records = prefix == [alerts::ALERT];
+        for (read, kv) in self.tree.range(prefix.clone()..end).rev().enumerate() {
+            let (k, v) = kv?;
             let id = u64_at(&k[prefix.len()..]);
             if items.len() == limit {
                 return Ok(AlertRows {
@@ -350,14 +359,20 @@ impl Store {
                     searched_out: true,
                 });
             }
-            let Some(r) = alerts::read_record(&self.tree, id)? else {
-                continue;
+            let value = if records {
+                Some(v)
+            } else {
+                self.tree.get(alerts::alert_key(id))?
             };
-            if let Some(n) = &needle
-                && !r.title.to_lowercase().contains(n.as_str())
-            {
-                continue;
+            let Some(value) = value else { continue };
+            if let Some(n) = &needle {
+                // Only the title is read to test it; the whole record only for a match.
+                let t: TitleOnly = decode(&value, id)?;
+                if !t.title.to_lowercase().contains(n.as_str()) {
+                    continue;
+                }
             }
+            let r: Record = decode(&value, id)?;
             items.push(r.into());
         }
         Ok(AlertRows {
