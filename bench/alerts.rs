@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{Action, AlertRequest, NewLog, Outcome, Source, Store, Writer, WriterHandle};
 
 const FILL_BATCH: usize = 2_000;

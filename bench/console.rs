@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use siren::config::Urgency;
+use siren::domain::Urgency;
 use siren::store::{Action, AlertRequest, NewLog, Source, UserChange};
 
 const ROUNDS: usize = 200;
@@ -25,7 +25,7 @@ fn config(store: &Path) -> siren::Config {
 }
 
 fn input(n: usize) -> NewLog {
-    let (integration, title) = if n % 3 == 0 {
+    let (integration, title) = if n.is_multiple_of(3) {
         ("custom", format!("Custom Data - deploy check {n} failed"))
     } else {
         (

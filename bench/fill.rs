@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{Action, AlertRequest, NewLog, Outcome, Receipt, Source, Store, Writer};
 
 /// New alerts per commit; their follow-ups (repeats, resolves, acknowledges) ride along later.

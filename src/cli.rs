@@ -1,10 +1,139 @@
-//! The `siren alerts` and `siren logs` commands: clients of the running daemon's HTTP API
-//! (the same API anyone else uses), printing tables for lists and JSON for single alerts.
+//! The `siren alerts`, `siren logs` and `siren inject` commands. `alerts` and `logs` are
+//! clients of the running daemon's HTTP API (the same API anyone else uses), printing tables
+//! for lists and JSON for single alerts; `inject` runs a sample through the pipeline offline.
+
+use std::io::Write as _;
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::config::Config;
+
+/// `siren alerts …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AlertsCommand {
+    /// Alerts, newest first.
+    List {
+        /// queued, open, acknowledged, dropped or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        integration: Option<String>,
+        /// An RFC 3339 time, or a duration meaning that long ago (e.g. 1h).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One alert, as JSON.
+    Show { id: String },
+    /// Acknowledge an alert.
+    Ack { id: String },
+    /// Resolve an alert (resolved_by: user).
+    Resolve { id: String },
+}
+
+/// Runs `siren alerts …` against the daemon at `url` (default: `http.listen`).
+pub fn alerts(config: &Config, command: AlertsCommand, url: Option<String>) -> anyhow::Result<()> {
+    let api = Api::from_config(config, url);
+    block_on(async move {
+        let alert = match command {
+            AlertsCommand::List {
+                status,
+                integration,
+                since,
+                limit,
+            } => {
+                let mut query = vec![format!("limit={limit}")];
+                for (k, v) in [
+                    ("status", status),
+                    ("integration", integration),
+                    ("since", since),
+                ] {
+                    if let Some(v) = v {
+                        query.push(format!("{k}={}", encode(&v)));
+                    }
+                }
+                let path = format!("/api/v1/alerts?{}", query.join("&"));
+                let body = api.get(&path).await?;
+                print!("{}", alert_table(list(&body["alerts"])));
+                return Ok(());
+            }
+            AlertsCommand::Show { id } => {
+                api.get(&format!("/api/v1/alerts/{}", encode(&id))).await?
+            }
+            AlertsCommand::Ack { id } => {
+                api.post(&format!("/api/v1/alerts/{}/acknowledge", encode(&id)))
+                    .await?
+            }
+            AlertsCommand::Resolve { id } => {
+                api.post(&format!("/api/v1/alerts/{}/resolve", encode(&id)))
+                    .await?
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&alert)?);
+        Ok(())
+    })
+}
+
+/// Runs `siren logs INTEGRATION`: its newest `limit` log entries as a table.
+pub fn logs(
+    config: &Config,
+    integration: &str,
+    limit: usize,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    let api = Api::from_config(config, url);
+    let path = format!(
+        "/api/v1/integrations/{}/logs?limit={limit}",
+        encode(integration)
+    );
+    block_on(async move {
+        let body = api.get(&path).await?;
+        print!("{}", log_table(list(&body["logs"])));
+        Ok(())
+    })
+}
+
+/// Runs `siren inject FILE`: prints, as JSON, what each event of the sample would ask of the
+/// store. Nothing is stored and no daemon is needed.
+pub fn inject(config: &Config, file: &Path, integration: Option<&str>) -> anyhow::Result<()> {
+    let input = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let events = crate::ingest::inject(config, &input, integration).map_err(anyhow::Error::msg)?;
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        let text = serde_json::to_string_pretty(&event).unwrap_or_default();
+        if writeln!(out, "{text}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn list(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[][..], |v| v)
+}
+
+/// Percent-encodes a query or path value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 /// Where the API is and how to authenticate.
 pub struct Api {

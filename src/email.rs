@@ -57,6 +57,9 @@ pub struct EmailData {
     pub envelope: Envelope,
     /// The sub-address tag of the recipient that routed it here (`ops+db@` -> `db`).
     pub tag: Option<String>,
+    /// The index of the integration's e-mail rule that matched, set by `adapt::email` (null
+    /// when none did).
+    pub rule: Option<usize>,
     /// Set when the message could not be fully decoded; says what was wrong.
     pub parse_error: Option<String>,
 }
@@ -80,6 +83,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
             attachments: Vec::new(),
             envelope,
             tag: None,
+            rule: None,
             parse_error: Some("not a readable RFC 5322 message".into()),
         };
     };
@@ -152,6 +156,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
             .collect(),
         envelope,
         tag: None,
+        rule: None,
         parse_error,
     }
 }

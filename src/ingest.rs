@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::adapt::{self, Event};
-use crate::config::{Config, Integration};
-use crate::email::{self, Envelope};
-use crate::route::Route;
-use crate::store::{
-    self, Action, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle,
-};
+use crate::config::Config;
+use crate::domain::{Action, Integration, IntegrationType};
+use crate::email::{self, EmailData, Envelope};
+use crate::route::{Route, Routes};
+use crate::store::{self, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle};
 use crate::template::Rendered;
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
@@ -43,19 +42,12 @@ pub async fn email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let mut data = data.clone();
-            data.tag = route.tag.clone();
-            data.envelope.rcpt_to = rcpts.clone();
-            let event = adapt::email::adapt(&data, &integration.rules);
+            let event = adapt_email(integration, &data, route, rcpts);
             let email = EmailSource {
                 envelope: envelope.clone(),
                 rcpt_to: rcpts.clone(),
                 tag: route.tag.clone(),
-                rule: event
-                    .data
-                    .get("rule")
-                    .and_then(|r| r.as_u64())
-                    .map(|r| r as usize),
+                rule: event.rule,
             };
             let input = Input {
                 source: Source::Smtp,
@@ -69,6 +61,20 @@ pub async fn email(
         })
         .collect();
     writer.commit(logs).await
+}
+
+/// Stage 4 for one route of a message: the data as the integration sees it (the route's tag,
+/// only its recipients), adapted by the integration's rules.
+fn adapt_email(
+    integration: &Integration,
+    data: &EmailData,
+    route: &Route,
+    rcpts: &[String],
+) -> Event {
+    let mut data = data.clone();
+    data.tag = route.tag.clone();
+    data.envelope.rcpt_to = rcpts.to_vec();
+    adapt::email::adapt(data, &integration.rules)
 }
 
 /// Where an input came from, shared by the log entries it makes.
@@ -141,84 +147,92 @@ pub fn inject(
             config
                 .integrations
                 .iter()
-                .find(|i| i.id == id)
+                .position(|i| i.id == id)
                 .ok_or_else(|| format!("no integration \"{id}\" in the configuration"))
         })
         .transpose()?;
     let is_json = serde_json::from_slice::<serde_json::Value>(input).is_ok();
-    let mut out = Vec::new();
-    let mut report = |integration: &Integration, event: Event, error: Option<String>| {
-        let (rendered, errors) = render(config, integration, &event, error);
-        out.push(serde_json::json!({
-            "integration": integration.id,
-            "action": event.action,
-            "thirdparty_id": event.thirdparty_id,
-            "title": rendered.title,
-            "description": rendered.description,
-            "urgency": event.urgency.unwrap_or(integration.urgency),
-            "errors": errors,
-            "data": event.data,
-        }));
-    };
-    if is_json && named.is_none_or(|i| i.kind != crate::config::IntegrationType::Email) {
-        let integration = named
+    let named_kind = named.map(|i| config.integrations[i].kind);
+    let events = if is_json && named_kind != Some(IntegrationType::Email) {
+        let index = named
             .ok_or("a JSON input needs --integration (a webhook or alertmanager integration)")?;
         let body: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
-        let events = match integration.kind {
-            crate::config::IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
-            _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
-        }
-        .map_err(|e| format!("the payload cannot be read: {e}"))?;
-        for event in events {
-            report(integration, event, None);
-        }
-        return Ok(out);
-    }
+        adapt::payload(config.integrations[index].kind, &body)
+            .map_err(|e| format!("the payload cannot be read: {e}"))?
+            .into_iter()
+            .map(|event| (index, event, None))
+            .collect()
+    } else {
+        inject_email(config, input, named)?
+    };
+    Ok(events
+        .into_iter()
+        .map(|(index, event, error)| {
+            let integration = &config.integrations[index];
+            let (rendered, errors) = render(config, integration, &event, error);
+            serde_json::json!({
+                "integration": integration.id,
+                "action": event.action,
+                "thirdparty_id": event.thirdparty_id,
+                "title": rendered.title,
+                "description": rendered.description,
+                "urgency": event.urgency.unwrap_or(integration.urgency),
+                "errors": errors,
+                "data": event.data,
+            })
+        })
+        .collect())
+}
+
+/// An injected e-mail's events, with the parse error of each: routed as RCPT would route its
+/// `To` and `Cc` addresses (the same [`Routes`]), or to the `named` integration's first address.
+fn inject_email(
+    config: &Config,
+    input: &[u8],
+    named: Option<usize>,
+) -> Result<Vec<(usize, Event, Option<String>)>, String> {
     let headers_only = email::parse(input, Envelope::default());
-    let mut routes: Vec<(usize, Option<String>, String)> = Vec::new();
-    match named {
-        Some(i) => {
-            let index = config
-                .integrations
-                .iter()
-                .position(|x| x.id == i.id)
-                .unwrap_or(0);
-            let to = i.addresses.first().cloned().unwrap_or_default();
-            routes.push((index, None, to));
+    let routes = match named {
+        Some(index) => {
+            let to = config.integrations[index].addresses.first().cloned();
+            let route = Route {
+                integration: index,
+                tag: None,
+            };
+            vec![(route, vec![to.unwrap_or_default()])]
         }
         None => {
+            let mut routes = Routes::default();
             for address in headers_only.to.split(';').chain(headers_only.cc.split(';')) {
-                if let Some(route) = config.router.route(address)
-                    && !routes.iter().any(|(i, _, _)| *i == route.integration)
-                {
-                    routes.push((route.integration, route.tag, address.trim().to_string()));
-                }
+                routes.add(&config.router, address.trim());
             }
+            routes.to_vec()
         }
-    }
+    };
     if routes.is_empty() {
         return Err(
             "no integration claims the message's To or Cc addresses (name one with --integration)"
                 .into(),
         );
     }
-    for (index, tag, rcpt) in routes {
-        let integration = &config.integrations[index];
-        let envelope = Envelope {
-            mail_from: headers_only
-                .from
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            rcpt_to: vec![rcpt],
-            client_addr: "inject".into(),
-            helo: "inject".into(),
-        };
-        let mut data = email::parse(input, envelope);
-        data.tag = tag;
-        let event = adapt::email::adapt(&data, &integration.rules);
-        report(integration, event, data.parse_error.clone());
-    }
-    Ok(out)
+    let envelope = Envelope {
+        mail_from: headers_only
+            .from
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        rcpt_to: routes.iter().flat_map(|(_, to)| to.clone()).collect(),
+        client_addr: "inject".into(),
+        helo: "inject".into(),
+    };
+    let data = email::parse(input, envelope);
+    Ok(routes
+        .iter()
+        .map(|(route, rcpts)| {
+            let integration = &config.integrations[route.integration];
+            let event = adapt_email(integration, &data, route, rcpts);
+            (route.integration, event, data.parse_error.clone())
+        })
+        .collect())
 }

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod deliver;
+pub mod domain;
 pub mod email;
 pub mod http;
 pub mod ingest;

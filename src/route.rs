@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Integration, IntegrationType};
+use crate::domain::{Integration, IntegrationType};
 
 /// Where one recipient goes: the integration (its index in `Config::integrations`) and the
 /// sub-address tag, if the address had one.
@@ -11,6 +11,48 @@ use crate::config::{Integration, IntegrationType};
 pub struct Route {
     pub integration: usize,
     pub tag: Option<String>,
+}
+
+/// The integrations one message goes to, each once, with the recipients that route there, in
+/// the order first reached. Built recipient by recipient, as RCPT commands arrive (or as
+/// `siren inject` reads `To` and `Cc`); the first recipient's tag is the route's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes(Vec<(Route, Vec<String>)>);
+
+impl Routes {
+    /// Routes `to` and records it under its integration; `None` (nothing recorded) when no
+    /// integration claims it, which at RCPT is a `550`.
+    pub fn add(&mut self, router: &Router, to: &str) -> Option<&Route> {
+        let route = router.route(to)?;
+        let at = match self
+            .0
+            .iter()
+            .position(|(r, _)| r.integration == route.integration)
+        {
+            Some(at) => {
+                self.0[at].1.push(to.to_string());
+                at
+            }
+            None => {
+                self.0.push((route, vec![to.to_string()]));
+                self.0.len() - 1
+            }
+        };
+        Some(&self.0[at].0)
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The routes as a slice: what `ingest::email` takes.
+impl std::ops::Deref for Routes {
+    type Target = [(Route, Vec<String>)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// The address claims of every e-mail integration, built once per configuration.
@@ -67,28 +109,40 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use std::path::Path;
+
+    /// An integration of `kind` claiming `addresses`; the router reads nothing else.
+    fn integration(id: &str, kind: IntegrationType, addresses: &[&str]) -> Integration {
+        Integration {
+            id: id.into(),
+            name: id.into(),
+            kind,
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            urgency: crate::domain::Urgency::Medium,
+            destinations: Vec::new(),
+            aggregate: None,
+            auto_resolve: None,
+            title: String::new(),
+            description: String::new(),
+            token: None,
+            rules: Vec::new(),
+        }
+    }
 
     fn router() -> Router {
-        let cfg = Config::parse(
-            r#"
-            [[integrations]]
-            id = "ops"
-            type = "email"
-            addresses = ["ops@alerts.example", "*@nagios.example"]
-            [[integrations]]
-            id = "db"
-            type = "email"
-            addresses = ["db@alerts.example", "ops+special@alerts.example"]
-            [[integrations]]
-            id = "hook"
-            type = "webhook"
-            "#,
-            Path::new("t.toml"),
-        )
-        .unwrap();
-        Router::new(&cfg.integrations)
+        Router::new(&[
+            integration(
+                "ops",
+                IntegrationType::Email,
+                &["ops@alerts.example", "*@nagios.example"],
+            ),
+            integration(
+                "db",
+                IntegrationType::Email,
+                &["db@alerts.example", "ops+special@alerts.example"],
+            ),
+            // Only e-mail integrations claim addresses (config refuses others that do).
+            integration("hook", IntegrationType::Webhook, &["hook@alerts.example"]),
+        ])
     }
 
     fn at(integration: usize, tag: Option<&str>) -> Option<Route> {
@@ -112,6 +166,7 @@ mod tests {
             ("anything@nagios.example", at(0, None)),
             ("host+web01@nagios.example", at(0, Some("web01"))),
             ("nobody@alerts.example", None),
+            ("hook@alerts.example", None),
             ("ops@sub.alerts.example", None),
             ("+x@alerts.example", None),
             ("ops", None),
@@ -120,5 +175,35 @@ mod tests {
         for (address, want) in cases {
             assert_eq!(&r.route(address), want, "{address}");
         }
+    }
+
+    #[test]
+    fn routes_group_recipients_by_integration_in_first_seen_order() {
+        let r = router();
+        let mut routes = Routes::default();
+        assert_eq!(routes.add(&r, "db@alerts.example"), at(1, None).as_ref());
+        assert_eq!(routes.add(&r, "nobody@alerts.example"), None);
+        assert_eq!(
+            routes.add(&r, "ops+x@alerts.example"),
+            at(0, Some("x")).as_ref()
+        );
+        // A second recipient of `ops` joins its route; the first one's tag stays.
+        assert_eq!(
+            routes.add(&r, "web@nagios.example"),
+            at(0, Some("x")).as_ref()
+        );
+        let got: Vec<(usize, Vec<&str>)> = routes
+            .iter()
+            .map(|(r, to)| (r.integration, to.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, vec!["db@alerts.example"]),
+                (0, vec!["ops+x@alerts.example", "web@nagios.example"]),
+            ]
+        );
+        routes.clear();
+        assert!(routes.is_empty());
     }
 }

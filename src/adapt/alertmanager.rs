@@ -7,8 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{AdaptError, Event, random_id};
-use crate::config::Urgency;
-use crate::store::Action;
+use crate::domain::{Action, Urgency};
 
 /// The payload's group-level fields copied into each alert's `data`.
 const GROUP_FIELDS: [&str; 6] = [
@@ -116,6 +115,7 @@ fn adapt_alert(
         thirdparty_id,
         data: Value::Object(data),
         urgency,
+        rule: None,
     }
 }
 

@@ -7,88 +7,28 @@
 //! when it matched something, becomes the third-party id. So a RECOVERY mail can resolve its
 //! PROBLEM alert. Rules are compiled once, when the configuration loads.
 
-use regex::Regex;
-use serde::Deserialize;
-
 use super::{Event, random_id};
+use crate::domain::{Action, Field, ID_GROUP, Rule};
 use crate::email::EmailData;
-use crate::store::Action;
 
-/// What a matching rule does with the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleAction {
-    Create,
-    Resolve,
-    Acknowledge,
-    /// Create the alert with status `dropped`.
-    Drop,
-    /// Log the message (outcome `ignored`) and change no alert.
-    Ignore,
-}
-
-impl From<RuleAction> for Action {
-    fn from(a: RuleAction) -> Action {
-        match a {
-            RuleAction::Create => Action::Create,
-            RuleAction::Resolve => Action::Resolve,
-            RuleAction::Acknowledge => Action::Acknowledge,
-            RuleAction::Drop => Action::Drop,
-            RuleAction::Ignore => Action::Other,
+/// `None` when some matcher of `rule` does not match; else the captured id, when there is a
+/// non-empty one.
+fn apply(rule: &Rule, data: &EmailData) -> Option<Option<String>> {
+    let mut id = None;
+    for m in &rule.matchers {
+        let value = field(data, &m.field)?;
+        if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+            let caps = m.regex.captures(&value)?;
+            id = caps
+                .name(ID_GROUP)
+                .map(|g| g.as_str().trim())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+        } else if !m.regex.is_match(&value) {
+            return None;
         }
     }
-}
-
-/// The part of the e-mail data a matcher reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
-    To,
-    From,
-    Subject,
-    Message,
-    Text,
-    /// A header by name, ignoring case. A message without the header does not match.
-    Header(String),
-}
-
-/// The name of the group whose match becomes the third-party id.
-pub const ID_GROUP: &str = "id";
-
-/// One regular expression on one field.
-#[derive(Debug, Clone)]
-pub struct Matcher {
-    pub field: Field,
-    pub regex: Regex,
-}
-
-/// A compiled rule: every matcher must match; then `action` applies. At most one matcher has
-/// the `id` group (checked at load).
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub matchers: Vec<Matcher>,
-    pub action: RuleAction,
-}
-
-impl Rule {
-    /// `None` when some matcher does not match; else the captured id, when there is a non-empty
-    /// one.
-    fn apply(&self, data: &EmailData) -> Option<Option<String>> {
-        let mut id = None;
-        for m in &self.matchers {
-            let value = field(data, &m.field)?;
-            if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
-                let caps = m.regex.captures(&value)?;
-                id = caps
-                    .name(ID_GROUP)
-                    .map(|g| g.as_str().trim())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string);
-            } else if !m.regex.is_match(&value) {
-                return None;
-            }
-        }
-        Some(id)
-    }
+    Some(id)
 }
 
 fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>> {
@@ -120,26 +60,24 @@ fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>
 }
 
 /// The message's event: the first matching rule's action and id, else `create` with the
-/// default id. `data.rule` is the index of the rule that matched, or null.
-pub fn adapt(data: &EmailData, rules: &[Rule]) -> Event {
+/// default id. The index of the rule that matched is [`Event::rule`] and `data.rule`.
+pub fn adapt(mut data: EmailData, rules: &[Rule]) -> Event {
     let matched = rules
         .iter()
         .enumerate()
-        .find_map(|(i, r)| r.apply(data).map(|id| (i, r.action, id)));
+        .find_map(|(i, r)| apply(r, &data).map(|id| (i, r.action, id)));
     let (action, rule_id) = match &matched {
         Some((_, action, id)) => (Action::from(*action), id.clone()),
         None => (Action::Create, None),
     };
-    let thirdparty_id = rule_id.unwrap_or_else(|| default_id(data));
-    let mut value = serde_json::to_value(data).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("rule".into(), matched.map(|(i, _, _)| i).into());
-    }
+    let thirdparty_id = rule_id.unwrap_or_else(|| default_id(&data));
+    data.rule = matched.map(|(i, _, _)| i);
     Event {
         action,
         thirdparty_id,
-        data: value,
+        data: serde_json::to_value(&data).unwrap_or_default(),
         urgency: None,
+        rule: data.rule,
     }
 }
 
@@ -158,7 +96,9 @@ fn default_id(data: &EmailData) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::domain::{Matcher, RuleAction};
     use crate::email::{Envelope, parse};
+    use regex::Regex;
     use std::path::Path;
 
     fn data(headers: &str) -> EmailData {
@@ -198,7 +138,7 @@ mod tests {
             ("", None),
         ];
         for (headers, want) in cases {
-            let e = adapt(&data(headers), &[]);
+            let e = adapt(data(headers), &[]);
             assert_eq!(e.action, Action::Create);
             assert_eq!(e.data["rule"], serde_json::Value::Null);
             match want {
@@ -211,8 +151,8 @@ mod tests {
             }
         }
         assert_ne!(
-            adapt(&data(""), &[]).thirdparty_id,
-            adapt(&data(""), &[]).thirdparty_id
+            adapt(data(""), &[]).thirdparty_id,
+            adapt(data(""), &[]).thirdparty_id
         );
     }
 
@@ -269,7 +209,7 @@ mod tests {
         ];
         for &(integration, file, action, id, rule) in cases {
             let data = sample(file);
-            let e = adapt(&data, &example_rules(integration));
+            let e = adapt(data.clone(), &example_rules(integration));
             assert_eq!(e.action, action, "{file}");
             let default = default_id(&data);
             assert_eq!(e.thirdparty_id, id.unwrap_or(&default), "{file}");
@@ -287,7 +227,7 @@ mod tests {
         // The default subject of a resolved group resolves what its firing subject created.
         let resolved = "From: am@x\r\nTo: prometheus@x\r\nSubject: [RESOLVED] InstanceDown (node critical)\r\n\r\nb\r\n";
         let e = adapt(
-            &parse(resolved.as_bytes(), Envelope::default()),
+            parse(resolved.as_bytes(), Envelope::default()),
             &example_rules("prometheus"),
         );
         assert_eq!(
@@ -314,7 +254,7 @@ mod tests {
         );
         let mail = |from: &str, subject: &str| {
             let raw = format!("From: {from}\r\nTo: ops@x\r\nSubject: {subject}\r\n\r\nbody\r\n");
-            adapt(&parse(raw.as_bytes(), Envelope::default()), &rules)
+            adapt(parse(raw.as_bytes(), Envelope::default()), &rules)
         };
         let cases = [
             ("n@staging.example.com", "PROBLEM disk", Action::Drop, 0),
@@ -363,7 +303,7 @@ mod tests {
                 }],
                 action: RuleAction::Resolve,
             };
-            assert_eq!(rule.apply(&d).is_some(), *want, "{f:?} {pattern}");
+            assert_eq!(apply(&rule, &d).is_some(), *want, "{f:?} {pattern}");
         }
     }
 
@@ -381,20 +321,18 @@ mod tests {
         "#,
         );
         let e = adapt(
-            &data(
-                "Message-ID: <m@x>\r\nX-Group: {}:{alertname=\"Down\"}\r\nX-Status: resolved\r\n",
-            ),
+            data("Message-ID: <m@x>\r\nX-Group: {}:{alertname=\"Down\"}\r\nX-Status: resolved\r\n"),
             &rules,
         );
         assert_eq!(e.action, Action::Resolve);
         assert_eq!(e.thirdparty_id, "{}:{alertname=\"Down\"}");
         let e = adapt(
-            &data("Message-ID: <m@x>\r\nX-Group: g1\r\nX-Status: firing\r\n"),
+            data("Message-ID: <m@x>\r\nX-Group: g1\r\nX-Status: firing\r\n"),
             &rules,
         );
         assert_eq!((e.action, e.thirdparty_id.as_str()), (Action::Create, "g1"));
         // The group matched nothing: the default id, not an empty one.
-        let e = adapt(&data("Message-ID: <m@x>\r\nX-Group: \r\n"), &rules);
+        let e = adapt(data("Message-ID: <m@x>\r\nX-Group: \r\n"), &rules);
         assert_eq!(
             (e.action, e.thirdparty_id.as_str()),
             (Action::Create, "m@x")

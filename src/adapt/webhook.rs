@@ -7,8 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{AdaptError, Event, random_id};
-use crate::config::Urgency;
-use crate::store::Action;
+use crate::domain::{Action, Urgency};
 
 /// The keys the adapter reads, spelled as the default templates and PagerTree spell them.
 const CANONICAL_KEYS: [&str; 5] = ["event_type", "Id", "Title", "Description", "urgency"];
@@ -39,6 +38,7 @@ pub fn adapt(body: &Value) -> Result<Event, AdaptError> {
         thirdparty_id,
         data: Value::Object(data),
         urgency,
+        rule: None,
     })
 }
 

@@ -11,7 +11,7 @@ use super::alerts::Opt;
 use super::session::Visitor;
 use super::view::{self, Chrome, When, given, now_ms};
 use super::{Console, ConsoleError, blocking};
-use crate::config::IntegrationType;
+use crate::domain::IntegrationType;
 use crate::store::{IntegrationStats, LogRow, Outcome};
 
 const DAY_MS: u64 = 86_400_000;

@@ -1,8 +1,9 @@
 //! The HTTP port: health, readiness, metrics, the alert API and the integration-log API. One
 //! error type maps every failure to a status and a JSON body; handlers never build error
-//! responses themselves. `/healthz`, `/readyz` and `/metrics` need no token (see README).
+//! responses themselves. `/healthz`, `/readyz` and `/metrics` need no token (see docs/api.md).
 
 mod alerts;
+mod error;
 mod webhook;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use crate::config::Live;
 use crate::metrics::Metrics;
 use crate::store::{self, Store, WriterHandle};
 
+pub use error::ApiError;
+
 #[derive(Clone)]
 pub struct AppState {
     /// The configuration in force; each request takes one snapshot of it.
@@ -31,59 +34,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when shutdown begins: the listeners close and `/readyz` answers 503.
     pub stopping: CancellationToken,
-}
-
-/// Every way an HTTP request can fail, and the one place they become responses.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("missing or wrong API token")]
-    Unauthorized,
-    #[error("method not allowed on this endpoint")]
-    MethodNotAllowed,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("store unavailable")]
-    Store(store::Error),
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::BadRequest(e.body_text())
-    }
-}
-
-impl From<store::Error> for ApiError {
-    fn from(e: store::Error) -> Self {
-        match e {
-            store::Error::NoSuchAlert(id) => ApiError::NotFound(format!("no alert \"{id}\"")),
-            store::Error::NoSuchDeadLetter(id) => {
-                ApiError::NotFound(format!("no dead letter \"{id}\""))
-            }
-            e @ store::Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
-            e => ApiError::Store(e),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Store(e) => {
-                tracing::error!(error = %e, "store error while serving a request");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -110,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::router(&state))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(error::log_errors))
         .with_state(state)
 }
 
@@ -147,7 +98,7 @@ async fn require_token(
     if let Some(token) = &state.live.get().http.api_token {
         let given = bearer(req.headers()).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return Err(ApiError::Unauthorized);
+            return Err(ApiError::Unauthorized("missing or wrong API token"));
         }
     }
     Ok(next.run(req).await)

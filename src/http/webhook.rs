@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, bearer, constant_time_eq};
 use crate::adapt::{self, AdaptError, Event};
 use crate::clock;
-use crate::config::{Integration, IntegrationType};
+use crate::domain::{Integration, IntegrationType};
 use crate::ingest::{self, Input};
 use crate::metrics::HttpRejection;
 use crate::store::{Action, NewLog, Outcome, Source};
@@ -27,20 +27,29 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// A refused request: its status and the reason, which the sender sees and the log keeps,
-/// and the reason's name in the metrics.
+/// A refused request: the reason, which the sender sees and the log keeps, and its name in
+/// the metrics (which also decides the status).
 struct Rejection {
-    status: StatusCode,
     kind: HttpRejection,
     reason: String,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, kind: HttpRejection, reason: impl Into<String>) -> Self {
+    fn new(kind: HttpRejection, reason: impl Into<String>) -> Self {
         Self {
-            status,
             kind,
             reason: reason.into(),
+        }
+    }
+
+    fn into_error(self) -> ApiError {
+        match self.kind {
+            HttpRejection::BadJson | HttpRejection::BadPayload => ApiError::BadRequest(self.reason),
+            HttpRejection::Unauthorized => ApiError::Unauthorized("missing or wrong token"),
+            HttpRejection::NotFound => ApiError::NotFound(self.reason),
+            HttpRejection::TooLarge => ApiError::PayloadTooLarge(self.reason),
+            HttpRejection::UnsupportedMediaType => ApiError::UnsupportedMediaType(self.reason),
+            HttpRejection::StoreFailure => ApiError::Unavailable(self.reason),
         }
     }
 }
@@ -84,10 +93,9 @@ pub async fn receive(
         Ok(ok) => ok,
         Err((rejection, raw, data)) => {
             metrics.webhook_rejected(rejection.kind);
-            reject_log(&state, integration, &input(raw), data, &rejection).await;
-            return Ok(
-                (rejection.status, Json(json!({ "error": rejection.reason }))).into_response(),
-            );
+            let error = rejection.into_error();
+            reject_log(&state, integration, &input(raw), data, &error).await;
+            return Err(error);
         }
     };
     let input = input(raw);
@@ -132,11 +140,7 @@ async fn read(
     if let Some(expected) = &integration.token {
         let given = bearer(headers).or(query.token.as_deref()).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            let rejection = Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                HttpRejection::Unauthorized,
-                "missing or wrong token",
-            );
+            let rejection = Rejection::new(HttpRejection::Unauthorized, "missing or wrong token");
             return Err((rejection, Bytes::new(), Value::Null));
         }
     }
@@ -147,56 +151,36 @@ async fn read(
         Err(_) => {
             let reason = format!("the body is larger than {limit} bytes (http.max_body_size)");
             return Err((
-                Rejection::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    HttpRejection::TooLarge,
-                    reason,
-                ),
+                Rejection::new(HttpRejection::TooLarge, reason),
                 Bytes::new(),
                 Value::Null,
             ));
         }
     };
-    let reject = |status, kind, reason: String, data: Value| {
-        Err((Rejection::new(status, kind, reason), raw.clone(), data))
-    };
+    let reject =
+        |kind, reason: String, data: Value| Err((Rejection::new(kind, reason), raw.clone(), data));
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && !essence.ends_with("+json") {
             let reason =
                 format!("content type \"{essence}\" is not supported; send application/json");
-            return reject(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                HttpRejection::UnsupportedMediaType,
-                reason,
-                Value::Null,
-            );
+            return reject(HttpRejection::UnsupportedMediaType, reason, Value::Null);
         }
     }
     let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => {
             return reject(
-                StatusCode::BAD_REQUEST,
                 HttpRejection::BadJson,
                 format!("the body is not valid JSON: {e}"),
                 Value::Null,
             );
         }
     };
-    let events = match integration.kind {
-        IntegrationType::Alertmanager => adapt::alertmanager::adapt(&body),
-        _ => adapt::webhook::adapt(&body).map(|e| vec![e]),
-    };
-    match events {
+    match adapt::payload(integration.kind, &body) {
         Ok(events) => Ok((raw, events)),
-        Err(AdaptError(reason)) => reject(
-            StatusCode::BAD_REQUEST,
-            HttpRejection::BadPayload,
-            reason,
-            body,
-        ),
+        Err(AdaptError(reason)) => reject(HttpRejection::BadPayload, reason, body),
     }
 }
 
@@ -206,7 +190,7 @@ async fn reject_log(
     integration: &Integration,
     input: &Input,
     data: Value,
-    rejection: &Rejection,
+    error: &ApiError,
 ) {
     let log = NewLog {
         integration: integration.id.clone(),
@@ -216,11 +200,7 @@ async fn reject_log(
         data,
         alert: None,
         outcome: Some(Outcome::Rejected),
-        error: Some(format!(
-            "{}: {}",
-            rejection.status.as_u16(),
-            rejection.reason
-        )),
+        error: Some(format!("{}: {error}", error.status().as_u16())),
         raw: input.raw.clone(),
         email: None,
     };

@@ -14,7 +14,11 @@
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
 
 mod alerts;
+mod apply;
 mod outbox;
+mod retention;
+mod timeline;
+mod txn;
 mod views;
 mod writer;
 
@@ -24,13 +28,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{Action, Alert, AlertEvent, AlertRequest, Outcome, ResolvedBy, Status};
+pub use crate::domain::{Action, AlertEvent, ResolvedBy};
+pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
 pub use views::{
     AlertDelivery, AlertRow, AlertRows, AlertSearch, History, IntegrationStats, LogRow, LogRows,
     TimelineEntry,
 };
-pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, UserChange, Writer, WriterHandle};
+pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
 /// segment off-log; a leaf holds at most 17 items, so 17 x 4 KiB stays well below 128 KiB.
@@ -115,11 +120,8 @@ impl EmailSource {
         let mut data = crate::email::parse(raw, self.envelope.clone());
         data.tag = self.tag.clone();
         data.envelope.rcpt_to = self.rcpt_to.clone();
-        let mut value = serde_json::to_value(&data).unwrap_or_default();
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("rule".into(), self.rule.into());
-        }
-        value
+        data.rule = self.rule;
+        serde_json::to_value(&data).unwrap_or_default()
     }
 }
 
@@ -233,10 +235,6 @@ impl Store {
             tree,
             path: path.to_owned(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Log entries of one integration, newest first, starting after `cursor`.

@@ -14,8 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{Alert, AlertEvent};
+use super::alerts::Alert;
 use super::{Error, Page, Store, chunk_prefix, rfc3339_ms, u64_at};
+use crate::domain::AlertEvent;
 
 pub(super) const PENDING: u8 = b'O';
 pub(super) const DEAD: u8 = b'Z';

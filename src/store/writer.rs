@@ -13,22 +13,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::alerts::{self, AlertEvent, Record, ResolvedBy, Status, Txn};
-use super::outbox::{self, DeliveryState, Payload, Queued};
-use super::views;
-use super::{
-    Alert, Error, LOG, NewLog, RAW, Store, StoredLog, chunk_prefix, index_key, rfc3339, u64_at,
-    unix_ms,
-};
-use crate::config::{Config, Live, LogsConfig};
+use super::alerts::{self, UserChange};
+use super::outbox::{self, DeliveryState, Queued};
+use super::{Alert, Error, NewLog, Store};
+use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
 
 /// Requests handled in one group commit at most; bounds the latency of the first one.
 const MAX_GROUP: usize = 256;
 /// Queue depth before submitters wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 1024;
-/// Alerts auto-resolved in one group at most; the rest follow in the next.
-const AUTO_RESOLVE_BATCH: usize = 1000;
 
 /// What one logged input came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,14 +51,7 @@ pub enum DeliveryOutcome {
     Dead(DeliveryState),
 }
 
-/// A change a user asks for through the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserChange {
-    Acknowledge,
-    Resolve,
-}
-
-enum Job {
+pub(super) enum Job {
     Ingest {
         logs: Vec<NewLog>,
         reply: oneshot::Sender<Result<Vec<Receipt>, Error>>,
@@ -88,7 +75,7 @@ enum Job {
         outcome: DeliveryOutcome,
         reply: oneshot::Sender<Result<(), Error>>,
     },
-    /// A user's retry of a dead letter: it goes back to the outbox with its attempts reset.
+    /// A user's retry of a dead letter: back to the outbox, attempts reset.
     Retry {
         id: u64,
         now: SystemTime,
@@ -99,7 +86,7 @@ enum Job {
 }
 
 /// A job applied to the group's transaction, waiting for the commit to answer.
-enum Done {
+pub(super) enum Done {
     Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>, Vec<Receipt>),
     Change(
         oneshot::Sender<Result<Alert, Error>>,
@@ -299,19 +286,19 @@ struct InFlight {
 }
 
 /// What answering a group needs, kept from applying it until its sync returns.
-struct Applied {
-    done: Vec<Done>,
-    queued: Vec<(String, Queued)>,
-    changes: Vec<(String, AlertChange)>,
-    requests: usize,
-    started: std::time::Instant,
-    earliest: Option<u64>,
-    failed: Option<Error>,
+pub(super) struct Applied {
+    pub done: Vec<Done>,
+    pub queued: Vec<(String, Queued)>,
+    pub changes: Vec<(String, AlertChange)>,
+    pub requests: usize,
+    pub started: std::time::Instant,
+    pub earliest: Option<u64>,
+    pub failed: Option<Error>,
 }
 
 /// sled's blocking flush (its log, with `sync_file_range`), then fdatasync of its data file,
 /// which that does not make durable by itself (file metadata).
-fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> Result<(), Error> {
+pub(super) fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> Result<(), Error> {
     db.flush()?;
     file.sync_data().map_err(|source| Error::Io {
         path: path.to_owned(),
@@ -329,19 +316,19 @@ fn flatten(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<
     })
 }
 
-struct State {
-    store: Store,
-    data_file: Arc<File>,
-    retention: LogsConfig,
-    counts: HashMap<String, usize>,
-    fault: Arc<AtomicBool>,
-    deadline_moved: Arc<Notify>,
+pub(super) struct State {
+    pub store: Store,
+    pub data_file: Arc<File>,
+    pub retention: LogsConfig,
+    pub counts: HashMap<String, usize>,
+    pub fault: Arc<AtomicBool>,
+    pub deadline_moved: Arc<Notify>,
     /// The next auto-resolve deadline as last reported to the timer.
-    reported_deadline: Option<u64>,
-    outbox: Option<OutboxFeed>,
-    metrics: Arc<Metrics>,
+    pub reported_deadline: Option<u64>,
+    pub outbox: Option<OutboxFeed>,
+    pub metrics: Arc<Metrics>,
     /// Pending deliveries in the outbox (the `siren_outbox_depth` gauge).
-    outbox_depth: u64,
+    pub outbox_depth: u64,
 }
 
 impl State {
@@ -442,74 +429,6 @@ impl State {
         }
     }
 
-    /// Applies one group's jobs to the tree as one batch (not yet durable). A group that
-    /// cannot be applied comes back with `failed` set and nothing of it in the tree.
-    fn apply_group(&mut self, jobs: Vec<Job>) -> Applied {
-        let started = std::time::Instant::now();
-        let requests = jobs.len();
-        let now = unix_ms(crate::clock::now());
-        let mut added: HashMap<String, usize> = HashMap::new();
-        let mut changes = Vec::new();
-        let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
-        let mut txn = Txn::new(&tree, &db);
-        let config = self
-            .outbox
-            .as_ref()
-            .map(|o| o.live.get())
-            .filter(|c| !c.destinations.is_empty());
-        if config.is_some() {
-            txn.events = Some(Vec::new());
-        }
-        let mut done = Vec::with_capacity(jobs.len());
-        let mut applied = Ok(());
-        for job in jobs {
-            match self.apply(&mut txn, job, now, &mut added, &mut changes) {
-                Ok(d) => done.push(d),
-                Err(e) => {
-                    applied = Err(e);
-                    break;
-                }
-            }
-        }
-        let earliest = txn.earliest_deadline;
-        let mut queued = Vec::new();
-        let result = applied.and_then(|()| {
-            if let (Some(config), Some(events)) = (&config, txn.events.take()) {
-                queued = self.enqueue(&mut txn, config, events, now)?;
-            }
-            let removed = self.prune_by_count(&mut txn.batch, &added)?;
-            if self.fault.load(Ordering::SeqCst) {
-                return Err(Error::Injected);
-            }
-            self.store.tree.apply_batch(txn.batch)?;
-            Ok(removed)
-        });
-        let failed = match result {
-            Ok(removed) => {
-                // The tree has the group now: retention counts follow the tree.
-                for (integration, n) in added {
-                    *self.counts.entry(integration).or_default() += n;
-                }
-                for (integration, n) in removed {
-                    if let Some(c) = self.counts.get_mut(&integration) {
-                        *c = c.saturating_sub(n);
-                    }
-                }
-                None
-            }
-            Err(e) => Some(e),
-        };
-        Applied {
-            done,
-            queued,
-            changes,
-            requests,
-            started,
-            earliest,
-            failed,
-        }
-    }
-
     /// Answers a group once its sync returned (or it could not be applied): every waiting
     /// caller, the metrics, the resolver and the delivery workers.
     fn finish(&mut self, applied: Applied, synced: Result<(), Error>) {
@@ -569,375 +488,4 @@ impl State {
             }
         }
     }
-
-    /// Applies one job to the group's transaction; the alert changes it makes go to `changes`,
-    /// which are counted once the group is durable.
-    fn apply(
-        &self,
-        txn: &mut Txn<'_>,
-        job: Job,
-        now: u64,
-        added: &mut HashMap<String, usize>,
-        changes: &mut Vec<(String, AlertChange)>,
-    ) -> Result<Done, Error> {
-        match job {
-            Job::Ingest { logs, reply } => {
-                let mut receipts = Vec::with_capacity(logs.len());
-                for log in &logs {
-                    let log_id = txn.generate_id()?;
-                    let (outcome, alert_id) = match &log.alert {
-                        Some(req) => {
-                            let (o, a) = txn.apply(&log.integration, req, log_id, now)?;
-                            if let Some(change) = ingest_change(o) {
-                                changes.push((log.integration.clone(), change));
-                            }
-                            (Some(o), a)
-                        }
-                        None => (log.outcome, None),
-                    };
-                    put_log(&mut txn.batch, log_id, log, outcome, alert_id)?;
-                    *added.entry(log.integration.clone()).or_default() += 1;
-                    receipts.push(Receipt {
-                        log_id,
-                        outcome,
-                        alert_id,
-                    });
-                }
-                Ok(Done::Ingest(reply, receipts))
-            }
-            Job::Change {
-                id,
-                change,
-                now,
-                reply,
-            } => {
-                let now = unix_ms(now);
-                let result = match txn.record(id)? {
-                    None => Err(Error::NoSuchAlert(id)),
-                    Some(r) => {
-                        let target = match change {
-                            UserChange::Acknowledge => Status::Acknowledged,
-                            UserChange::Resolve => Status::Resolved,
-                        };
-                        let allowed = match change {
-                            UserChange::Acknowledge => matches!(
-                                r.status,
-                                Status::Open | Status::Queued | Status::Acknowledged
-                            ),
-                            UserChange::Resolve => true,
-                        };
-                        if !allowed {
-                            Err(Error::Conflict {
-                                id,
-                                status: r.status,
-                            })
-                        } else if r.status == target {
-                            Ok(r)
-                        } else {
-                            let change = match change {
-                                UserChange::Acknowledge => AlertChange::Acknowledged,
-                                UserChange::Resolve => AlertChange::Resolved,
-                            };
-                            changes.push((r.integration.clone(), change(ResolvedBy::User)));
-                            txn.set_status(r, target, Some(ResolvedBy::User), now)
-                        }
-                    }
-                };
-                let alert = match result {
-                    Ok(r) => {
-                        let description = self.store.description(r.id)?;
-                        Ok(r.into_alert(description))
-                    }
-                    Err(e) => Err(e),
-                };
-                Ok(Done::Change(reply, Box::new(alert)))
-            }
-            Job::AutoResolve { now, reply } => {
-                let now = unix_ms(now);
-                let due = txn.due(now, AUTO_RESOLVE_BATCH)?;
-                for id in &due {
-                    if let Some(r) = txn.record(*id)?
-                        && r.status.still_there()
-                    {
-                        changes.push((
-                            r.integration.clone(),
-                            AlertChange::Resolved(ResolvedBy::Auto),
-                        ));
-                        txn.set_status(r, Status::Resolved, Some(ResolvedBy::Auto), now)?;
-                    }
-                }
-                // The resolved alerts' deadlines leave the tree with this batch: skip them.
-                let next = alerts::next_deadline(&self.store.tree, due.len())?;
-                let next = match txn.earliest_deadline {
-                    Some(e) => Some(next.map_or(e, |n| n.min(e))),
-                    None => next,
-                };
-                Ok(Done::AutoResolve(reply, next))
-            }
-            Job::Delivery { id, outcome, reply } => {
-                let leaves = !matches!(outcome, DeliveryOutcome::Retry(_));
-                match outcome {
-                    DeliveryOutcome::Delivered => {
-                        txn.batch
-                            .remove(&outbox::state_key(outbox::PENDING, id)[..]);
-                        self.remove_chunks(&mut txn.batch, outbox::PAYLOAD, id)?;
-                    }
-                    DeliveryOutcome::Retry(state) => txn.batch.insert(
-                        &outbox::state_key(outbox::PENDING, id)[..],
-                        outbox::encode(&state, id)?,
-                    ),
-                    DeliveryOutcome::Dead(state) => {
-                        txn.batch
-                            .remove(&outbox::state_key(outbox::PENDING, id)[..]);
-                        txn.batch.insert(
-                            &outbox::state_key(outbox::DEAD, id)[..],
-                            outbox::encode(&state, id)?,
-                        );
-                    }
-                }
-                Ok(Done::Delivery(reply, leaves))
-            }
-            Job::Retry { id, now, reply } => {
-                let dead = outbox::state_key(outbox::DEAD, id);
-                let result = match self.store.tree.get(dead)? {
-                    None => Err(Error::NoSuchDeadLetter(id)),
-                    Some(v) => {
-                        let mut state = outbox::decode(&v, id)?;
-                        state.attempts = 0;
-                        state.next_ms = unix_ms(now);
-                        state.dead_ms = None;
-                        txn.batch.remove(&dead[..]);
-                        txn.batch.insert(
-                            &outbox::state_key(outbox::PENDING, id)[..],
-                            outbox::encode(&state, id)?,
-                        );
-                        let queued = Queued {
-                            id,
-                            alert_id: state.alert_id,
-                            next_ms: state.next_ms,
-                            attempts: 0,
-                        };
-                        Ok((state.destination, queued))
-                    }
-                };
-                Ok(Done::Retry(reply, result))
-            }
-            Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
-        }
-    }
-
-    /// Adds one delivery per alert change and destination that wants it to the group's batch.
-    fn enqueue(
-        &self,
-        txn: &mut Txn<'_>,
-        config: &Config,
-        events: Vec<(Record, AlertEvent)>,
-        now: u64,
-    ) -> Result<Vec<(String, Queued)>, Error> {
-        let mut queued = Vec::new();
-        for (record, event) in events {
-            let Some(integration) = config
-                .integrations
-                .iter()
-                .find(|i| i.id == record.integration)
-            else {
-                continue;
-            };
-            let wanted: Vec<&str> = integration
-                .destinations
-                .iter()
-                .filter(|d| {
-                    config
-                        .destinations
-                        .iter()
-                        .any(|x| &x.id == *d && x.events.contains(&event))
-                })
-                .map(String::as_str)
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let description = match txn.descriptions.get(&record.id) {
-                Some(d) => d.clone(),
-                None => self.store.description(record.id)?,
-            };
-            let alert_id = record.id;
-            let payload = Payload {
-                event,
-                alert: record.into_alert(description),
-            };
-            let json = serde_json::to_vec(&payload).map_err(|source| Error::Corrupt {
-                key: format!("delivery payload of alert {alert_id}"),
-                source,
-            })?;
-            for destination in wanted {
-                let id = txn.generate_id()?;
-                let state = DeliveryState {
-                    destination: destination.to_string(),
-                    event,
-                    alert_id,
-                    created_ms: now,
-                    attempts: 0,
-                    next_ms: now,
-                    last_error: None,
-                    dead_ms: None,
-                };
-                alerts::put_chunks(&mut txn.batch, outbox::PAYLOAD, id, &json);
-                let note = views::Note::Delivery {
-                    destination: destination.to_string(),
-                    event,
-                };
-                views::note(&mut txn.batch, alert_id, id, &note);
-                txn.batch.insert(
-                    &outbox::state_key(outbox::PENDING, id)[..],
-                    outbox::encode(&state, id)?,
-                );
-                queued.push((
-                    destination.to_string(),
-                    Queued {
-                        id,
-                        alert_id,
-                        next_ms: now,
-                        attempts: 0,
-                    },
-                ));
-            }
-        }
-        Ok(queued)
-    }
-
-    fn remove_chunks(&self, batch: &mut sled::Batch, kind: u8, id: u64) -> Result<(), Error> {
-        for key in self.store.tree.scan_prefix(chunk_prefix(kind, id)).keys() {
-            batch.remove(key?);
-        }
-        Ok(())
-    }
-
-    /// Makes the applied batch durable: sled's own flush, then fdatasync of its data file.
-    fn sync(&self) -> Result<(), Error> {
-        sync_files(&self.store.db, &self.data_file, &self.store.path.join("db"))
-    }
-
-    /// Adds removals of the oldest entries of each integration over its count limit.
-    fn prune_by_count(
-        &self,
-        batch: &mut sled::Batch,
-        added: &HashMap<String, usize>,
-    ) -> Result<HashMap<String, usize>, Error> {
-        let mut removed = HashMap::new();
-        for (integration, n) in added {
-            let total = self.counts.get(integration).copied().unwrap_or(0) + n;
-            let excess = total.saturating_sub(self.retention.max_entries);
-            if excess == 0 {
-                continue;
-            }
-            let mut done = 0;
-            for item in self.store.index(integration).take(excess) {
-                let (id, _) = item?;
-                self.remove_log(batch, integration, id)?;
-                done += 1;
-            }
-            removed.insert(integration.clone(), done);
-        }
-        Ok(removed)
-    }
-
-    fn prune_by_age(&mut self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
-        let cutoff = unix_ms(now).saturating_sub(self.retention.max_age.as_millis() as u64);
-        let mut batch = sled::Batch::default();
-        let mut removed: HashMap<String, usize> = HashMap::new();
-        let mut oldest_kept: Option<u64> = None;
-        for integration in self.counts.keys() {
-            for item in self.store.index(integration) {
-                let (id, received) = item?;
-                if received >= cutoff {
-                    oldest_kept = Some(oldest_kept.map_or(received, |o| o.min(received)));
-                    break;
-                }
-                self.remove_log(&mut batch, integration, id)?;
-                *removed.entry(integration.clone()).or_default() += 1;
-            }
-        }
-        // Dead letters follow the logs' age limit (checked whenever the logs are).
-        let mut dead = 0;
-        for kv in self.store.tree.scan_prefix([outbox::DEAD]) {
-            let (k, v) = kv?;
-            let id = u64_at(&k[1..]);
-            let state: DeliveryState =
-                serde_json::from_slice(&v).map_err(|source| Error::Corrupt {
-                    key: format!("delivery {id}"),
-                    source,
-                })?;
-            if state.dead_ms.unwrap_or(0) < cutoff {
-                batch.remove(k);
-                views::unnote(&mut batch, state.alert_id, id);
-                self.remove_chunks(&mut batch, outbox::PAYLOAD, id)?;
-                dead += 1;
-            }
-        }
-        if !removed.is_empty() || dead > 0 {
-            self.store.tree.apply_batch(batch)?;
-            self.sync()?;
-            for (integration, n) in removed {
-                if let Some(c) = self.counts.get_mut(&integration) {
-                    *c = c.saturating_sub(n);
-                }
-            }
-        }
-        Ok(oldest_kept
-            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))
-    }
-
-    fn remove_log(&self, batch: &mut sled::Batch, integration: &str, id: u64) -> Result<(), Error> {
-        views::unindex_log(&self.store.tree, batch, integration, id)?;
-        batch.remove(index_key(integration, id));
-        for kind in [LOG, RAW] {
-            self.remove_chunks(batch, kind, id)?;
-        }
-        Ok(())
-    }
-}
-
-/// The alert change an input's outcome stands for, if any.
-fn ingest_change(outcome: alerts::Outcome) -> Option<AlertChange> {
-    use alerts::Outcome as O;
-    match outcome {
-        O::Created => Some(AlertChange::Created),
-        O::Dropped => Some(AlertChange::Dropped),
-        O::Aggregated => Some(AlertChange::Aggregated),
-        O::Resolved => Some(AlertChange::Resolved(ResolvedBy::Integration)),
-        O::Acknowledged => Some(AlertChange::Acknowledged(ResolvedBy::Integration)),
-        O::Ignored | O::Rejected => None,
-    }
-}
-
-fn put_log(
-    batch: &mut sled::Batch,
-    id: u64,
-    log: &NewLog,
-    outcome: Option<alerts::Outcome>,
-    alert_id: Option<u64>,
-) -> Result<(), Error> {
-    let entry = StoredLog {
-        id: id.to_string(),
-        integration: &log.integration,
-        received_at: rfc3339(log.received_at),
-        source: log.source,
-        remote_addr: &log.remote_addr,
-        size: log.raw.len() as u64,
-        data: log.email.is_none().then_some(&log.data),
-        outcome,
-        alert_id: alert_id.map(|a| a.to_string()),
-        error: log.error.as_deref(),
-        email: log.email.as_ref(),
-    };
-    let json = serde_json::to_vec(&entry).map_err(|source| Error::Corrupt {
-        key: format!("log {id}"),
-        source,
-    })?;
-    alerts::put_chunks(batch, LOG, id, &json);
-    alerts::put_chunks(batch, RAW, id, &log.raw);
-    let received = unix_ms(log.received_at);
-    views::index_log(batch, &log.integration, id, received, outcome, alert_id);
-    Ok(())
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren::clock;
-use siren::config::{LogsConfig, Urgency};
+use siren::config::LogsConfig;
+use siren::domain::Urgency;
 use siren::store::{
     Action, Alert, AlertRequest, NewLog, Outcome, Receipt, ResolvedBy, Source, Status, Store,
     UserChange, Writer, WriterHandle,

@@ -5,6 +5,7 @@ mod api;
 mod config_errors;
 mod console;
 mod destinations;
+mod docs;
 
 mod fuzz_corpus;
 mod helpers;

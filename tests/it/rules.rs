@@ -120,7 +120,7 @@ async fn zabbix_resolved_resolves_its_problem_alert() {
     d.stop().await;
 }
 
-/// An Alertmanager notification as its `email_configs` with the README's `headers` sends it.
+/// An Alertmanager notification as its `email_configs` with the `headers` of docs/wiring.md sends it.
 fn alertmanager_mail(status: &str, group: &str, n: u32) -> Vec<u8> {
     let subject = match status {
         "firing" => "[FIRING:1] Down (db01 critical)",

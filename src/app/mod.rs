@@ -1,7 +1,10 @@
 //! Builds the daemon (bind listeners, open the store, start the writer) and runs it until the
 //! shutdown future resolves, then stops in pipeline order: stop accepting, drain sessions
 //! within `smtp.drain_timeout` (`/readyz` says 503 meanwhile), stop HTTP, let the writer finish
-//! its last commit, flush the store last.
+//! its last commit, flush the store last. [`daemon::run`] is the process around it (signals,
+//! reload, open-file limit).
+
+pub mod daemon;
 
 use std::future::Future;
 use std::net::SocketAddr;

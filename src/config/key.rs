@@ -1,0 +1,202 @@
+//! Where a value sits in the file, and the checks every table shares. A [`Key`] carries the
+//! file and the key path (`integrations[ops].rules[0].subject`); each check is a method on it,
+//! so the path is built once, as the validator walks down, and every error names it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ConfigError;
+
+/// Window values (`aggregate`, `auto_resolve`) must lie in this range.
+const WINDOW_MIN: Duration = Duration::from_secs(15 * 60);
+const WINDOW_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A key path in one configuration file.
+#[derive(Clone)]
+pub(super) struct Key<'a> {
+    file: &'a Path,
+    path: String,
+}
+
+impl<'a> Key<'a> {
+    /// The top of `file`.
+    pub fn root(file: &'a Path) -> Self {
+        Key {
+            file,
+            path: String::new(),
+        }
+    }
+
+    /// The key `name` inside this table: `smtp` -> `smtp.listen`.
+    pub fn at(&self, name: &str) -> Key<'a> {
+        let path = if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        };
+        Key {
+            file: self.file,
+            path,
+        }
+    }
+
+    /// One element of this array, by its position or its id: `integrations[ops]`.
+    pub fn item(&self, which: impl std::fmt::Display) -> Key<'a> {
+        Key {
+            file: self.file,
+            path: format!("{}[{which}]", self.path),
+        }
+    }
+
+    /// The sibling key with `suffix` appended to the name: `token` -> `token_file`.
+    pub fn suffixed(&self, suffix: &str) -> Key<'a> {
+        Key {
+            file: self.file,
+            path: format!("{}{suffix}", self.path),
+        }
+    }
+
+    /// The last name of the path (`integrations[ops].token` -> `token`).
+    pub fn name(&self) -> &str {
+        self.path.rsplit('.').next().unwrap_or(&self.path)
+    }
+
+    /// The error for this key: the file, the key and `reason` (what is wrong, what is allowed).
+    pub fn err(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.file.to_owned(),
+            key: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A path from the file, relative to the file's directory.
+    pub fn relative(&self, path: &Path) -> PathBuf {
+        if path.is_relative() {
+            self.file.parent().unwrap_or(Path::new(".")).join(path)
+        } else {
+            path.to_owned()
+        }
+    }
+
+    pub fn identifier(&self, id: &str) -> Result<(), ConfigError> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(format!(
+                "\"{id}\" is not allowed; use 1-64 characters of [a-z0-9_-]"
+            )))
+        }
+    }
+
+    /// An address claim, normalized: `local@domain` or `*@domain`, lower case.
+    pub fn address(&self, raw: &str) -> Result<String, ConfigError> {
+        let a = raw.trim().to_ascii_lowercase();
+        let valid = match a.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && (local == "*" || !local.contains('*'))
+                    && !a.contains(char::is_whitespace)
+                    && !a.contains(['<', '>'])
+            }
+            None => false,
+        };
+        if valid {
+            Ok(a)
+        } else {
+            Err(self.err(format!(
+                "\"{raw}\" is not an address; use local@domain or *@domain"
+            )))
+        }
+    }
+
+    pub fn url(&self, raw: &str) -> Result<reqwest::Url, ConfigError> {
+        match reqwest::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+            _ => Err(self.err(format!("\"{raw}\" is not an http:// or https:// URL"))),
+        }
+    }
+
+    pub fn socket_addr(&self, raw: &str) -> Result<SocketAddr, ConfigError> {
+        raw.parse().map_err(|_| {
+            self.err(format!(
+                "\"{raw}\" is not an IP address with a port, e.g. \"127.0.0.1:2525\""
+            ))
+        })
+    }
+
+    pub fn positive(&self, v: i64, max: usize) -> Result<usize, ConfigError> {
+        if v >= 1 && (v as u64) <= max as u64 {
+            Ok(v as usize)
+        } else {
+            Err(self.err(format!("{v} is out of range; allowed: 1 to {max}")))
+        }
+    }
+
+    pub fn duration(&self, raw: &str) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(raw) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(self.err("must be longer than zero")),
+            Err(e) => Err(self.err(format!(
+                "\"{raw}\" is not a duration ({e}); use e.g. \"30s\", \"5m\", \"2h\""
+            ))),
+        }
+    }
+
+    /// An `aggregate` or `auto_resolve` window: a duration from 15m to 30d.
+    pub fn window(&self, raw: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(raw)?;
+        if (WINDOW_MIN..=WINDOW_MAX).contains(&d) {
+            Ok(d)
+        } else {
+            Err(self.err(format!("\"{raw}\" is out of range; allowed: 15m to 30d")))
+        }
+    }
+
+    /// A secret given inline, in a file (`<key>_file`, relative to the configuration file,
+    /// trailing newline trimmed) or in an environment variable (`<key>_env` names it); at most
+    /// one of the three.
+    pub fn secret(
+        &self,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        env: Option<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        let value = match (inline, file, env) {
+            (None, None, None) => return Ok(None),
+            (Some(v), None, None) => v,
+            (None, Some(f), None) => {
+                let f = self.relative(&f);
+                std::fs::read_to_string(&f)
+                    .map_err(|e| {
+                        self.suffixed("_file")
+                            .err(format!("cannot read {}: {e}", f.display()))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()
+            }
+            (None, None, Some(var)) => std::env::var(&var).map_err(|e| {
+                self.suffixed("_env")
+                    .err(format!("environment variable {var} cannot be used: {e}"))
+            })?,
+            _ => {
+                let name = self.name();
+                return Err(self.err(format!(
+                    "set only one of {name}, {name}_file and {name}_env"
+                )));
+            }
+        };
+        if value.is_empty() {
+            return Err(self.err("must not be empty"));
+        }
+        Ok(Some(value))
+    }
+}

@@ -1,0 +1,280 @@
+//! Configuration: the only place that reads TOML. Raw serde structs ([`raw`], unknown keys
+//! rejected) are validated once ([`validate`]) into an immutable [`Config`]; every error names
+//! the file, the key and what is allowed ([`key`]). Nothing here falls back silently to a
+//! default when a value is present but wrong. [`Live`] is the configuration in force.
+
+mod destinations;
+mod integrations;
+mod key;
+mod live;
+mod raw;
+mod smtp;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
+
+use crate::domain::{AlertEvent, Integration};
+use crate::route::Router;
+use crate::template::Templates;
+
+pub use live::Live;
+
+/// A configuration file that could not be used. Its message names the key and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smtp: SmtpConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub logs: LogsConfig,
+    pub integrations: Vec<Integration>,
+    pub destinations: Vec<Destination>,
+    /// Every integration's title and description templates, compiled.
+    pub templates: Arc<Templates>,
+    /// The address claims of the e-mail integrations.
+    pub router: Arc<Router>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names the file in errors and anchors `*_file` keys.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            // serde names Rust types ("expected i64"); say what to write instead.
+            message: e
+                .to_string()
+                .trim_end()
+                .replace("expected i64", "expected an integer"),
+        })?;
+        validate::config(&key::Key::root(path), raw)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_sessions: usize,
+    pub max_line_length: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    pub drain_timeout: Duration,
+    /// STARTTLS, when `tls_cert` and `tls_key` are set: the loaded certificate and key.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate chain `tls` was built from (empty without TLS): what tells a reload
+    /// that the certificate changed, since a rustls configuration cannot be compared.
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    /// Who may AUTH (PLAIN or LOGIN, offered only after STARTTLS). Empty: AUTH is off.
+    pub users: Vec<SmtpUser>,
+    /// MAIL needs a successful AUTH first (`530 5.7.0` otherwise).
+    pub require_auth: bool,
+}
+
+/// Equal when every value is; TLS by its certificate chain (see `tls_chain`).
+impl PartialEq for SmtpConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be left out of the comparison.
+        let SmtpConfig {
+            listen,
+            hostname,
+            max_message_size,
+            max_recipients,
+            max_sessions,
+            max_line_length,
+            idle_timeout,
+            session_timeout,
+            drain_timeout,
+            tls,
+            tls_chain,
+            users,
+            require_auth,
+        } = self;
+        *listen == other.listen
+            && *hostname == other.hostname
+            && [
+                *max_message_size,
+                *max_recipients,
+                *max_sessions,
+                *max_line_length,
+            ] == [
+                other.max_message_size,
+                other.max_recipients,
+                other.max_sessions,
+                other.max_line_length,
+            ]
+            && [*idle_timeout, *session_timeout, *drain_timeout]
+                == [
+                    other.idle_timeout,
+                    other.session_timeout,
+                    other.drain_timeout,
+                ]
+            && tls.is_some() == other.tls.is_some()
+            && *tls_chain == other.tls_chain
+            && *users == other.users
+            && *require_auth == other.require_auth
+    }
+}
+
+/// One `[[smtp.users]]` entry.
+#[derive(Clone, PartialEq)]
+pub struct SmtpUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SmtpUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub api_token: Option<String>,
+    /// Largest webhook body accepted; larger ones get 413.
+    pub max_body_size: usize,
+    /// How others reach this port (for links in notifications); `http://<listen>` by default.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+/// Retention of integration logs, applied per integration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsConfig {
+    pub max_entries: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    Webhook,
+    Slack,
+    Email,
+    Command,
+}
+
+/// Where and how alert events are delivered (spec step 8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    pub id: String,
+    pub kind: DestinationType,
+    pub target: Target,
+    /// The events this destination receives.
+    pub events: Vec<AlertEvent>,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles (with jitter) up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// The limit on one attempt (connect, send, answer; or the command's run).
+    pub timeout: Duration,
+}
+
+/// A destination's kind-specific settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Webhook {
+        url: reqwest::Url,
+        headers: Vec<(String, String)>,
+        /// Signs each body: `X-Siren-Signature: sha256=<hex HMAC-SHA256>`.
+        secret: Option<String>,
+    },
+    Slack {
+        url: reqwest::Url,
+        /// The base of the alert link in messages (`http.public_url`).
+        link_base: String,
+    },
+    Email {
+        host: String,
+        port: u16,
+        from: String,
+        to: Vec<String>,
+    },
+    Command {
+        argv: Vec<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn secrets_come_from_environment_variables() {
+        // cargo sets CARGO_PKG_NAME for the test process.
+        let config = parse(
+            "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\ntoken_env = \"CARGO_PKG_NAME\"\n\
+             [[destinations]]\nid = \"d\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+             secret_env = \"CARGO_PKG_NAME\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.integrations[0].token.as_deref(), Some("siren"));
+        assert!(matches!(
+            &config.destinations[0].target,
+            Target::Webhook { secret: Some(s), .. } if s == "siren"
+        ));
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../config/siren.toml");
+        let cfg = parse(text).expect("config/siren.toml must be valid");
+        assert_eq!(cfg.smtp.listen[0].to_string(), "127.0.0.1:2525");
+        assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:8025");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.smtp.max_message_size, 10 * 1024 * 1024);
+        assert_eq!(cfg.store.path, PathBuf::from("data"));
+        assert!(cfg.integrations.is_empty());
+    }
+}

@@ -1,0 +1,152 @@
+//! The vocabulary every stage shares: urgency, action, alert events, integration types, an
+//! integration as configured and its e-mail rules. Plain data at the bottom of the crate: this
+//! module names no other module of Siren, so `config`, `route`, `adapt`, `template` and `store`
+//! can all use it and imports point one way.
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// What an input asks of the alerts of its integration (spec step 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Resolve,
+    Acknowledge,
+    /// Create the alert with status `dropped` (a rule dropped it).
+    Drop,
+    /// Log it and change nothing.
+    Other,
+}
+
+/// A change to an alert that destinations can be told about (`destinations[].events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEvent {
+    Create,
+    Acknowledge,
+    Resolve,
+    Aggregate,
+}
+
+/// Who resolved an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolvedBy {
+    Integration,
+    Auto,
+    User,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrationType {
+    Email,
+    Webhook,
+    Alertmanager,
+}
+
+impl IntegrationType {
+    /// The name used in the configuration, templates and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Email => "email",
+            IntegrationType::Webhook => "webhook",
+            IntegrationType::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+/// An integration: what it claims (addresses, a webhook URL) and how its alerts are built.
+/// `config` validates and builds it; the stages read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub kind: IntegrationType,
+    /// Normalized (lower-case) claims: `local@domain` or `*@domain`.
+    pub addresses: Vec<String>,
+    pub urgency: Urgency,
+    pub destinations: Vec<String>,
+    pub aggregate: Option<Duration>,
+    pub auto_resolve: Option<Duration>,
+    pub title: String,
+    pub description: String,
+    pub token: Option<String>,
+    /// `email` only: tried in order, the first match decides the action (`adapt::email`).
+    pub rules: Vec<Rule>,
+}
+
+/// What a matching e-mail rule does with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Create,
+    Resolve,
+    Acknowledge,
+    /// Create the alert with status `dropped`.
+    Drop,
+    /// Log the message (outcome `ignored`) and change no alert.
+    Ignore,
+}
+
+impl From<RuleAction> for Action {
+    fn from(a: RuleAction) -> Action {
+        match a {
+            RuleAction::Create => Action::Create,
+            RuleAction::Resolve => Action::Resolve,
+            RuleAction::Acknowledge => Action::Acknowledge,
+            RuleAction::Drop => Action::Drop,
+            RuleAction::Ignore => Action::Other,
+        }
+    }
+}
+
+/// The part of the e-mail data a matcher reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    To,
+    From,
+    Subject,
+    Message,
+    Text,
+    /// A header by name, ignoring case. A message without the header does not match.
+    Header(String),
+}
+
+/// The name of the group whose match becomes the third-party id.
+pub const ID_GROUP: &str = "id";
+
+/// One regular expression on one field.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub field: Field,
+    pub regex: Regex,
+}
+
+/// Two matchers are the same when they read the same field with the same pattern (a reload
+/// compares configurations by value).
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.field == other.field && self.regex.as_str() == other.regex.as_str()
+    }
+}
+
+/// A compiled e-mail rule: every matcher must match; then `action` applies. At most one
+/// matcher has the `id` group (checked at load).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub matchers: Vec<Matcher>,
+    pub action: RuleAction,
+}
