@@ -138,7 +138,7 @@ fn main() {
                 "/?integration=custom&status=resolved",
                 "one integration's resolved",
             ),
-            ("/?q=web000123", "title search, one match (reads all)"),
+            ("/?q=web000124/http", "title search, one match (reads all)"),
             ("/?q=no-such-title", "title search, no match (reads all)"),
             ("/?limit=1000", "one page of 1,000"),
             (
