@@ -42,6 +42,7 @@ fn input(n: usize) -> NewLog {
         alert: Some(AlertRequest {
             action: Action::Create,
             thirdparty_id: format!("bench-{n}"),
+            dedup_keys: Vec::new(),
             title,
             description: format!("Connection refused on port 80 of host {n}"),
             urgency: Urgency::High,

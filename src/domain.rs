@@ -55,16 +55,56 @@ pub enum IntegrationType {
     Email,
     Webhook,
     Alertmanager,
+    Grafana,
 }
 
 impl IntegrationType {
+    /// Every type, in the order the documentation lists them.
+    pub const ALL: [IntegrationType; 4] = [
+        IntegrationType::Email,
+        IntegrationType::Webhook,
+        IntegrationType::Alertmanager,
+        IntegrationType::Grafana,
+    ];
+
     /// The name used in the configuration, templates and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrationType::Email => "email",
             IntegrationType::Webhook => "webhook",
             IntegrationType::Alertmanager => "alertmanager",
+            IntegrationType::Grafana => "grafana",
         }
+    }
+
+    /// Whether inputs arrive over HTTP (`POST /webhooks/{id}`) rather than SMTP.
+    pub fn is_http(self) -> bool {
+        self != IntegrationType::Email
+    }
+}
+
+/// How an `alertmanager` integration turns a notification into alerts (`group_by`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// One alert per element of `alerts`, keyed by its fingerprint.
+    #[default]
+    Alert,
+    /// One alert per notification, keyed by `groupKey` (as PagerTree does).
+    Group,
+}
+
+/// An `email` integration's spam check: a message whose `header` is present and whose value
+/// `pass` does not match is spam, logged as `ignored` without an alert.
+#[derive(Debug, Clone)]
+pub struct SpamCheck {
+    pub header: String,
+    pub pass: Regex,
+}
+
+impl PartialEq for SpamCheck {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header && self.pass.as_str() == other.pass.as_str()
     }
 }
 
@@ -84,8 +124,92 @@ pub struct Integration {
     pub title: String,
     pub description: String,
     pub token: Option<String>,
-    /// `email` only: tried in order, the first match decides the action (`adapt::email`).
+    /// `email` only: tried in order, the first match decides the action (`adapt::email`). The
+    /// integration's own rules come first, then its preset's.
     pub rules: Vec<Rule>,
+    /// `email` only: `spam_header` and `spam_pass`.
+    pub spam: Option<SpamCheck>,
+    /// `alertmanager` only.
+    pub group_by: GroupBy,
+    /// `email` only: the sender preset whose rules follow the own ones in `rules`.
+    pub preset: Option<Preset>,
+    /// How many of `rules` are the integration's own (the rest are the preset's).
+    pub own_rules: usize,
+    /// `email` only: take auto-replies and delivery reports as alerts instead of ignoring
+    /// them (`adapt::guard`).
+    pub accept_auto_replies: bool,
+}
+
+impl Integration {
+    /// An integration of `kind` with only its id set: no claims, tokens, windows, rules, and
+    /// empty templates. What `config` fills in, and what unit tests build on without a file.
+    pub fn new(id: &str, kind: IntegrationType) -> Self {
+        Integration {
+            id: id.into(),
+            name: id.into(),
+            kind,
+            addresses: Vec::new(),
+            urgency: Urgency::Medium,
+            destinations: Vec::new(),
+            aggregate: None,
+            auto_resolve: None,
+            title: String::new(),
+            description: String::new(),
+            token: None,
+            rules: Vec::new(),
+            spam: None,
+            group_by: GroupBy::Alert,
+            preset: None,
+            own_rules: 0,
+            accept_auto_replies: false,
+        }
+    }
+}
+
+/// A sender whose default mail format Siren knows (`preset`): it brings the rules and
+/// templates for that format, defined in `config/presets/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    Nagios,
+    Icinga2,
+    Zabbix,
+    Monit,
+    Alertmanager,
+    Grafana,
+    Cron,
+    Smartd,
+    Apcupsd,
+}
+
+impl Preset {
+    /// Every preset, in the order the documentation lists them.
+    pub const ALL: [Preset; 9] = [
+        Preset::Nagios,
+        Preset::Icinga2,
+        Preset::Zabbix,
+        Preset::Monit,
+        Preset::Alertmanager,
+        Preset::Grafana,
+        Preset::Cron,
+        Preset::Smartd,
+        Preset::Apcupsd,
+    ];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Nagios => "nagios",
+            Preset::Icinga2 => "icinga2",
+            Preset::Zabbix => "zabbix",
+            Preset::Monit => "monit",
+            Preset::Alertmanager => "alertmanager",
+            Preset::Grafana => "grafana",
+            Preset::Cron => "cron",
+            Preset::Smartd => "smartd",
+            Preset::Apcupsd => "apcupsd",
+        }
+    }
 }
 
 /// What a matching e-mail rule does with the message.
@@ -143,10 +267,28 @@ impl PartialEq for Matcher {
     }
 }
 
-/// A compiled e-mail rule: every matcher must match; then `action` applies. At most one
-/// matcher has the `id` group (checked at load).
+/// A compiled e-mail rule: every matcher must match; then `action` applies. The third-party
+/// id is `id` expanded over the matchers' named groups when the rule has one; else the `id`
+/// group, which at most one matcher has (both checked at load).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub matchers: Vec<Matcher>,
     pub action: RuleAction,
+    pub id: Option<IdTemplate>,
+}
+
+/// A rule's `id` key (`"$host/$service"`): text and the names of groups whose matches replace
+/// them, so that a third-party id can join several groups, or add text no input carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTemplate {
+    /// As written in the configuration.
+    pub source: String,
+    pub parts: Vec<IdPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdPart {
+    Text(String),
+    /// The match of the named group (empty when it did not take part).
+    Group(String),
 }

@@ -44,7 +44,12 @@ enum Command {
     /// Run the daemon (the default).
     Run,
     /// Validate the configuration file and exit: 0 when valid, 2 with the reason otherwise.
-    CheckConfig,
+    CheckConfig {
+        /// Also print what integration ID does: its templates and every rule in force,
+        /// its preset's included.
+        #[arg(long, value_name = "ID")]
+        explain: Option<String>,
+    },
     /// List, show, acknowledge or resolve alerts on the running daemon.
     Alerts {
         #[command(subcommand)]
@@ -81,13 +86,20 @@ fn main() -> ExitCode {
         }
     };
     let done = match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
+        Command::CheckConfig { explain } => {
             println!(
                 "{}: ok ({} integrations, {} destinations)",
                 cli.config.display(),
                 config.integrations.len(),
                 config.destinations.len()
             );
+            if let Some(id) = explain {
+                let Some(text) = siren::config::explain(&config, &id) else {
+                    eprintln!("siren: no integration \"{id}\" in the configuration");
+                    return ExitCode::from(2);
+                };
+                print!("{text}");
+            }
             Ok(())
         }
         Command::Alerts { command, url } => cli::alerts(&config, command, url),

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::{Field, ID_GROUP, Integration, IntegrationType, Matcher, Rule, Urgency};
+use crate::domain::{
+    Field, ID_GROUP, Integration, IntegrationType, Matcher, Rule, SpamCheck, Urgency,
+};
 
 use super::ConfigError;
 use super::key::Key;
@@ -57,7 +59,9 @@ fn addresses(
         IntegrationType::Email if out.is_empty() => {
             Err(at.err("an email integration needs at least one address"))
         }
-        IntegrationType::Webhook | IntegrationType::Alertmanager if !out.is_empty() => {
+        IntegrationType::Webhook | IntegrationType::Alertmanager | IntegrationType::Grafana
+            if !out.is_empty() =>
+        {
             Err(at.err("only email integrations claim addresses"))
         }
         _ => Ok(out),
@@ -85,12 +89,35 @@ fn integration(
     if r.kind != IntegrationType::Email && !r.rules.is_empty() {
         return Err(at.at("rules").err("only email integrations have rules"));
     }
-    let rules = r
+    if r.kind != IntegrationType::Alertmanager && r.group_by.is_some() {
+        return Err(at
+            .at("group_by")
+            .err("only alertmanager integrations group (\"alert\" or \"group\")"));
+    }
+    let spam = spam(at, r.kind, r.spam_header, r.spam_pass)?;
+    let mut rules: Vec<Rule> = r
         .rules
         .into_iter()
         .enumerate()
         .map(|(i, rule)| self::rule(&at.at("rules").item(i), rule))
         .collect::<Result<_, _>>()?;
+    let own_rules = rules.len();
+    if r.kind != IntegrationType::Email && r.accept_auto_replies.is_some() {
+        return Err(at
+            .at("accept_auto_replies")
+            .err("only email integrations receive auto-replies"));
+    }
+    let preset = super::presets::for_integration(&at.at("preset"), r.kind, r.preset)?;
+    let (default_title, default_description) = match &preset {
+        Some(p) => (
+            p.title.as_deref().unwrap_or(default_title),
+            p.description.as_deref().unwrap_or(default_description),
+        ),
+        None => (default_title, default_description),
+    };
+    if let Some(p) = &preset {
+        rules.extend(p.rules.iter().cloned());
+    }
     Ok(Integration {
         name: r.name.unwrap_or_else(|| r.id.clone()),
         id: r.id,
@@ -104,12 +131,52 @@ fn integration(
         description: r.description.unwrap_or_else(|| default_description.into()),
         token,
         rules,
+        spam,
+        group_by: r.group_by.unwrap_or_default(),
+        preset: r.preset,
+        own_rules,
+        accept_auto_replies: r.accept_auto_replies.unwrap_or(false),
     })
 }
 
+/// `spam_header` and `spam_pass`, given together on an e-mail integration: the header to read
+/// and the regular expression its value matches when the message is not spam.
+fn spam(
+    at: &Key,
+    kind: IntegrationType,
+    header: Option<String>,
+    pass: Option<String>,
+) -> Result<Option<SpamCheck>, ConfigError> {
+    let (header, pass) = match (header, pass) {
+        (None, None) => return Ok(None),
+        _ if kind != IntegrationType::Email => {
+            return Err(at
+                .at("spam_header")
+                .err("only email integrations check for spam"));
+        }
+        (Some(header), Some(pass)) => (header, pass),
+        (Some(_), None) => {
+            return Err(at.at("spam_pass").err(
+                "is required with spam_header: a regular expression the header's value matches when the message is not spam, e.g. \"^PASS$\"",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(at.at("spam_header").err(
+                "is required with spam_pass: the header that carries the verdict, e.g. \"X-SES-Spam-Verdict\"",
+            ));
+        }
+    };
+    if header.is_empty() || header.contains(|c: char| c == ':' || !c.is_ascii_graphic()) {
+        return Err(at.at("spam_header").err("is not a header name"));
+    }
+    let pass = crate::template::build_regex(&pass).map_err(|e| at.at("spam_pass").err(e))?;
+    Ok(Some(SpamCheck { header, pass }))
+}
+
 /// Compiles one e-mail rule; errors name the rule (`integrations[ops].rules[1]`) and its key.
-fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
+pub(super) fn rule(at: &Key, mut r: RawRule) -> Result<Rule, ConfigError> {
     let action = r.action;
+    let id = r.id.take();
     let fields = fields(at, r)?;
     if fields.is_empty() {
         return Err(at.err(
@@ -122,7 +189,8 @@ fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
     for (name, field, pattern) in fields {
         let key = at.at(&name);
         let regex = crate::template::build_regex(&pattern).map_err(|e| key.err(e))?;
-        if regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+        // With an `id` key, groups are named freely (checked by `rule_id`).
+        if id.is_none() && regex.capture_names().any(|n| n == Some(ID_GROUP)) {
             if let Some(first) = &id_name {
                 return Err(key.err(format!(
                     "has a (?P<id>…) group, and so has {first}; only one matcher of a rule may set the id"
@@ -132,7 +200,14 @@ fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
         }
         matchers.push(Matcher { field, regex });
     }
-    Ok(Rule { matchers, action })
+    let id = id
+        .map(|source| super::rule_id::parse(&at.at("id"), &source, &matchers))
+        .transpose()?;
+    Ok(Rule {
+        matchers,
+        action,
+        id,
+    })
 }
 
 /// A rule's matchers as (key below the rule, field, pattern), in the order they are tried.

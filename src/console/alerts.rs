@@ -109,7 +109,7 @@ async fn listing(console: &Console, q: &ListQuery) -> Result<Listing, ConsoleErr
         text: given(&q.q).map(str::to_string),
     };
     let (limit, cursor) = (view::limit(q.limit)?, view::cursor(&q.cursor)?);
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let filter = search.clone();
     let page = blocking(move || store.alert_rows(&filter, limit, cursor)).await?;
     let now = now_ms();
@@ -141,7 +141,7 @@ pub async fn list(
     let next = l.next.map(|n| n.to_string()).unwrap_or_default();
     let mut older = with_limit.clone();
     older.push(("cursor", &next));
-    let config = console.app.live.get();
+    let config = console.live.get();
     let page = ListPage {
         chrome: Chrome::new("Alerts", "alerts", &visitor),
         statuses: STATUSES
@@ -303,7 +303,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let n = alert_id(&id)?;
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let (alert, history) = blocking(move || {
         let Some(alert) = store.alert(n)? else {
             return Ok((None, None));
@@ -347,7 +347,7 @@ pub async fn description(
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let n = alert_id(&id)?;
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let alert = blocking(move || store.alert(n))
         .await?
         .ok_or_else(|| ConsoleError::not_found(format!("There is no alert {n}.")))?;
@@ -394,7 +394,6 @@ async fn change(
     visitor.check(&headers, &form.csrf)?;
     let n = alert_id(&id)?;
     console
-        .app
         .writer
         .change(n, change, crate::clock::now())
         .await?;

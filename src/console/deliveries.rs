@@ -63,7 +63,7 @@ pub async fn list(
 ) -> Result<Response, ConsoleError> {
     let Query(q) = q?;
     let cursor = view::cursor(&q.cursor)?;
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let (dead, pending) = blocking(move || {
         Ok((
             store.deliveries(true, None, 100, cursor)?,
@@ -109,6 +109,6 @@ pub async fn retry(
     let n: u64 = id
         .parse()
         .map_err(|_| ConsoleError::not_found(format!("There is no dead letter \"{id}\".")))?;
-    console.app.writer.retry(n, crate::clock::now()).await?;
+    console.writer.retry(n, crate::clock::now()).await?;
     Ok(Redirect::to("/deliveries").into_response())
 }

@@ -61,10 +61,10 @@ pub async fn list(
     State(console): State<Console>,
     visitor: Visitor,
 ) -> Result<Response, ConsoleError> {
-    let config = console.app.live.get();
+    let config = console.live.get();
     let ids: Vec<String> = config.integrations.iter().map(|i| i.id.clone()).collect();
     let now = now_ms();
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let stats: Vec<IntegrationStats> = blocking(move || {
         ids.iter()
             .map(|id| store.integration_stats(id, now.saturating_sub(DAY_MS)))
@@ -164,7 +164,7 @@ pub async fn logs(
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let Query(q) = q?;
-    let config = console.app.live.get();
+    let config = console.live.get();
     let integration = config
         .integrations
         .iter()
@@ -182,7 +182,7 @@ pub async fn logs(
         })
         .transpose()?;
     let (limit, cursor) = (view::limit(q.limit)?, view::cursor(&q.cursor)?);
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let key = id.clone();
     let page = blocking(move || store.log_rows(&key, outcome, limit, cursor)).await?;
     let now = now_ms();

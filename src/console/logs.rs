@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::session::Visitor;
 use super::view::{self, Chrome, When, now_ms};
 use super::{Console, ConsoleError, blocking};
-use crate::store::{LogEntry, Source};
+use crate::store::{LogEntry, LogSummary, Source};
 
 /// The sandboxed documents' policy: nothing but inline styles and data: images (ammonia has
 /// already dropped scripts, handlers and every URL scheme but http, https and mailto, so `cid:`
@@ -47,7 +47,7 @@ pub struct Attachment {
 #[template(path = "log.html")]
 struct LogPage {
     chrome: Chrome,
-    e: LogEntry,
+    e: LogSummary,
     received: When,
     source: String,
     outcome: String,
@@ -70,7 +70,7 @@ fn log_id(id: &str) -> Result<u64, ConsoleError> {
 }
 
 async fn entry(console: &Console, n: u64) -> Result<(LogEntry, Vec<u8>), ConsoleError> {
-    let store = console.app.store.clone();
+    let store = console.store.clone();
     let (entry, raw) = blocking(move || Ok((store.log(n)?, store.raw(n)?))).await?;
     let entry = entry.ok_or_else(|| {
         ConsoleError::not_found(format!(
@@ -122,7 +122,8 @@ pub async fn show(
 ) -> Result<Response, ConsoleError> {
     let n = log_id(&id)?;
     let (e, raw) = entry(&console, n).await?;
-    let d = &e.data;
+    let LogEntry { summary: e, data } = e;
+    let d = &data;
     let is_email = e.source == Source::Smtp;
     let (mut envelope, mut fields, mut headers, mut attachments, mut data) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -233,7 +234,7 @@ pub async fn body(
     let n = log_id(&id)?;
     let (e, _) = entry(&console, n).await?;
     match e.data["message"].as_str() {
-        Some(message) if e.source == Source::Smtp => document(message),
+        Some(message) if e.summary.source == Source::Smtp => document(message),
         _ => Err(ConsoleError::not_found(format!(
             "Log entry {n} is not an e-mail."
         ))),
@@ -249,7 +250,7 @@ pub async fn raw(
     let (e, raw) = entry(&console, n).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
-        raw_name(n, e.source == Source::Smtp)
+        raw_name(n, e.summary.source == Source::Smtp)
     );
     let mut resp = raw.into_response();
     let h = resp.headers_mut();

@@ -35,7 +35,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::http::AppState;
+use crate::config::Live;
+use crate::store::{Store, WriterHandle};
 
 pub use errors::ConsoleError;
 
@@ -46,22 +47,27 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// What every console handler shares: the daemon's state, the sessions, and the key that signs
-/// CSRF tokens (random per process: a restart logs everyone out and expires open forms).
+/// What every console handler shares: the configuration, the store and its writer, the
+/// sessions, and the key that signs CSRF tokens (random per process: a restart logs everyone
+/// out and expires open forms).
 #[derive(Clone)]
 pub struct Console {
-    app: AppState,
+    live: Live,
+    store: Store,
+    writer: WriterHandle,
     sessions: Arc<session::Sessions>,
     key: Arc<ring::hmac::Key>,
 }
 
 impl Console {
-    fn new(app: AppState) -> Self {
+    fn new(live: Live, store: Store, writer: WriterHandle) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
             .expect("the system's random number generator works");
         Console {
-            app,
+            live,
+            store,
+            writer,
             sessions: Arc::new(session::Sessions::default()),
             key: Arc::new(key),
         }
@@ -69,13 +75,17 @@ impl Console {
 
     /// The API token when one is configured: then the console asks for it once.
     fn token(&self) -> Option<String> {
-        self.app.live.get().http.api_token.clone()
+        self.live.get().http.api_token.clone()
     }
 }
 
-/// The console's routes, merged into the HTTP router beside the API.
-pub fn router(app: &AppState) -> Router<AppState> {
-    let console = Console::new(app.clone());
+/// The console's routes, merged into the HTTP router beside the API (whatever its state).
+pub fn router<S: Clone + Send + Sync + 'static>(
+    live: Live,
+    store: Store,
+    writer: WriterHandle,
+) -> Router<S> {
+    let console = Console::new(live, store, writer);
     Router::new()
         .route("/", get(alerts::list))
         .route("/alert-rows", get(alerts::rows))

@@ -85,14 +85,7 @@ pub fn behind_tls(console: &Console, headers: &HeaderMap) -> bool {
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
-    forwarded
-        || console
-            .app
-            .live
-            .get()
-            .http
-            .public_url
-            .starts_with("https://")
+    forwarded || console.live.get().http.public_url.starts_with("https://")
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, `Path=/`, `Secure` behind TLS.
@@ -110,13 +103,14 @@ pub struct Visitor {
     /// Logged in with the token (false when none is configured: nothing to log out of).
     pub logged_in: bool,
     session: Option<String>,
+    key: std::sync::Arc<ring::hmac::Key>,
 }
 
 impl Visitor {
     /// Refuses a state-changing request whose CSRF token is not this visitor's, or that a
     /// browser says came from another site.
     pub fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), ConsoleError> {
-        csrf::check(headers, &self.csrf, token)
+        csrf::check(&self.key, headers, &self.csrf, token)
     }
 }
 
@@ -140,6 +134,7 @@ impl FromRequestParts<Console> for Visitor {
             csrf: csrf::token(&console.key, &seed, session.as_deref().unwrap_or("")),
             logged_in: console.token().is_some() && session.is_some(),
             session,
+            key: console.key.clone(),
         })
     }
 }
@@ -238,7 +233,7 @@ pub async fn login(
     let Some(token) = console.token() else {
         return Ok(Redirect::to(&next).into_response());
     };
-    if !crate::http::constant_time_eq(form.token.as_bytes(), token.as_bytes()) {
+    if !csrf::same_secret(&console.key, form.token.as_bytes(), token.as_bytes()) {
         tracing::warn!("console login with a wrong token");
         let error = "That is not the API token.".to_string();
         return login_page(&visitor, next, error, StatusCode::UNAUTHORIZED);

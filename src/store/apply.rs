@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use tokio::sync::oneshot;
-
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::timeline;
 use super::txn::Txn;
-use super::writer::{Applied, DeliveryOutcome, Done, Job, Receipt, State};
-use super::{Alert, Error, LOG, NewLog, RAW, StoredLog, rfc3339, unix_ms};
+use super::writer::{
+    Answer, Applied, DeliveryOutcome, Job, Receipt, Reply, Request, State, WriterHandle,
+};
+use super::{Error, NewLog, logs, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};
 
@@ -30,20 +30,27 @@ pub(super) struct Group<'a> {
     pub added: HashMap<String, usize>,
     /// Alert changes, counted in the metrics once the group is durable.
     pub changes: Vec<(String, AlertChange)>,
+    /// Dead letters put back in the outbox, reported with the deliveries the group adds.
+    pub retried: Vec<(String, Queued)>,
 }
 
 impl State {
-    /// Applies one group's jobs to the tree as one batch (not yet durable). A group that
-    /// cannot be applied comes back with `failed` set and nothing of it in the tree.
-    pub(super) fn apply_group(&mut self, jobs: Vec<Job>) -> Applied {
+    /// Applies one group's requests to the tree as one batch (not yet durable). Each request
+    /// is applied from a savepoint: one that fails is rolled back and answered with its own
+    /// error, and the rest of the group goes on. A group that cannot be applied as a whole
+    /// (the store fails) comes back with `failed` set and nothing of it in the tree.
+    pub(super) fn apply_group(&mut self, requests: &[Request]) -> Applied {
         let started = std::time::Instant::now();
-        let requests = jobs.len();
-        let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
+        let handles = match self.store.handles() {
+            Ok(h) => h,
+            Err(e) => return Applied::failed(started, e),
+        };
         let mut group = Group {
-            txn: Txn::new(&tree, &db),
+            txn: Txn::new(&handles.tree, &handles.db),
             now: unix_ms(crate::clock::now()),
             added: HashMap::new(),
             changes: Vec::new(),
+            retried: Vec::new(),
         };
         let config = self
             .outbox
@@ -53,68 +60,65 @@ impl State {
         if config.is_some() {
             group.txn.events = Some(Vec::new());
         }
-        let mut done = Vec::with_capacity(jobs.len());
-        let mut applied = Ok(());
-        for job in jobs {
-            match self.apply(&mut group, job) {
-                Ok(d) => done.push(d),
+        let mut results = Vec::with_capacity(requests.len());
+        for request in requests {
+            let at = group.txn.savepoint();
+            let changes = group.changes.len();
+            let result = match self.apply(&mut group, request) {
+                Err(e) if e.is_store_failure() => return Applied::failed(started, e),
                 Err(e) => {
-                    applied = Err(e);
-                    break;
+                    group.txn.rollback(at);
+                    group.changes.truncate(changes);
+                    Err(e)
                 }
-            }
+                ok => ok,
+            };
+            results.push(result);
         }
         let Group {
             mut txn,
             now,
             added,
             changes,
+            retried,
         } = group;
         let earliest = txn.earliest_deadline;
-        let mut queued = Vec::new();
-        let result = applied.and_then(|()| {
+        let mut queued = retried;
+        let result = (|| {
             if let (Some(config), Some(events)) = (&config, txn.events.take()) {
-                queued = self.enqueue(&mut txn, config, events, now)?;
+                queued.extend(self.enqueue(&mut txn, config, events, now)?);
             }
-            let removed = self.prune_by_count(&mut txn.batch, &added)?;
+            let removed = self.prune_by_count(&handles.tree, &mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
-            self.store.tree.apply_batch(txn.batch)?;
+            handles.tree.apply_batch(txn.batch.into_batch())?;
             Ok(removed)
-        });
-        let failed = match result {
+        })();
+        match result {
             Ok(removed) => {
                 self.count_applied(added, removed);
-                None
+                Applied {
+                    results,
+                    queued,
+                    changes,
+                    started,
+                    earliest,
+                    failed: None,
+                }
             }
-            Err(e) => Some(e),
-        };
-        Applied {
-            done,
-            queued,
-            changes,
-            requests,
-            started,
-            earliest,
-            failed,
+            Err(e) => Applied::failed(started, e),
         }
     }
 
-    /// Applies one job to the group's transaction.
-    fn apply(&self, group: &mut Group<'_>, job: Job) -> Result<Done, Error> {
-        match job {
-            Job::Ingest { logs, reply } => ingest(group, &logs, reply),
-            Job::Change {
-                id,
-                change,
-                now,
-                reply,
-            } => self.user_change(group, id, change, now, reply),
-            Job::AutoResolve { now, reply } => self.auto_resolve(group, now, reply),
-            Job::Delivery { id, outcome, reply } => self.delivery(group, id, outcome, reply),
-            Job::Retry { id, now, reply } => self.retry(group, id, now, reply),
-            Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
+    /// Applies one request to the group's transaction.
+    fn apply(&self, group: &mut Group<'_>, request: &Request) -> Result<Answer, Error> {
+        match request {
+            Request::Ingest(logs) => ingest(group, logs),
+            Request::Change { id, change, now } => self.user_change(group, *id, *change, *now),
+            Request::AutoResolve { now } => self.auto_resolve(group, *now),
+            Request::Delivery { id, outcome } => self.delivery(group, *id, outcome),
+            Request::Retry(id, now) => retry(group, *id, *now),
         }
     }
 
@@ -125,10 +129,9 @@ impl State {
         id: u64,
         change: UserChange,
         now: SystemTime,
-        reply: oneshot::Sender<Result<Alert, Error>>,
-    ) -> Result<Done, Error> {
+    ) -> Result<Answer, Error> {
         let now = unix_ms(now);
-        let result = match group.txn.record(id)? {
+        let record = match group.txn.record(id)? {
             None => Err(Error::NoSuchAlert(id)),
             Some(r) => match change.from(r.status) {
                 Transition::Refused => Err(Error::Conflict {
@@ -145,24 +148,13 @@ impl State {
                     group.txn.set_status(r, status, Some(ResolvedBy::User), now)
                 }
             },
-        };
-        let alert = match result {
-            Ok(r) => {
-                let description = self.store.description(r.id)?;
-                Ok(r.into_alert(description))
-            }
-            Err(e) => Err(e),
-        };
-        Ok(Done::Change(reply, Box::new(alert)))
+        }?;
+        let description = self.store.description(record.id)?;
+        Ok(Answer::Change(Box::new(record.into_alert(description))))
     }
 
     /// Resolves (by `auto`) up to [`AUTO_RESOLVE_BATCH`] alerts whose deadline has passed.
-    fn auto_resolve(
-        &self,
-        group: &mut Group<'_>,
-        now: SystemTime,
-        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
-    ) -> Result<Done, Error> {
+    fn auto_resolve(&self, group: &mut Group<'_>, now: SystemTime) -> Result<Answer, Error> {
         let now = unix_ms(now);
         let txn = &mut group.txn;
         let due = txn.due(now, AUTO_RESOLVE_BATCH)?;
@@ -177,12 +169,12 @@ impl State {
             }
         }
         // The resolved alerts' deadlines leave the tree with this batch: skip them.
-        let next = alerts::next_deadline(&self.store.tree, due.len())?;
+        let next = alerts::next_deadline(txn.tree(), due.len())?;
         let next = match txn.earliest_deadline {
             Some(e) => Some(next.map_or(e, |n| n.min(e))),
             None => next,
         };
-        Ok(Done::AutoResolve(reply, next))
+        Ok(Answer::AutoResolve(next))
     }
 
     /// Records how a delivery attempt ended: it leaves the outbox, waits for a retry, or moves
@@ -191,60 +183,27 @@ impl State {
         &self,
         group: &mut Group<'_>,
         id: u64,
-        outcome: DeliveryOutcome,
-        reply: oneshot::Sender<Result<(), Error>>,
-    ) -> Result<Done, Error> {
+        outcome: &DeliveryOutcome,
+    ) -> Result<Answer, Error> {
         let leaves = !matches!(outcome, DeliveryOutcome::Retry(_));
+        let tree = group.txn.tree();
         let batch = &mut group.txn.batch;
         let pending = outbox::state_key(outbox::PENDING, id);
         match outcome {
             DeliveryOutcome::Delivered => {
                 batch.remove(&pending[..]);
-                self.remove_chunks(batch, outbox::PAYLOAD, id)?;
+                logs::remove_chunks(tree, batch, outbox::PAYLOAD, id)?;
             }
-            DeliveryOutcome::Retry(state) => {
-                batch.insert(&pending[..], outbox::encode(&state, id)?)
-            }
+            DeliveryOutcome::Retry(state) => batch.insert(&pending[..], outbox::encode(state, id)?),
             DeliveryOutcome::Dead(state) => {
                 batch.remove(&pending[..]);
                 batch.insert(
                     &outbox::state_key(outbox::DEAD, id)[..],
-                    outbox::encode(&state, id)?,
+                    outbox::encode(state, id)?,
                 );
             }
         }
-        Ok(Done::Delivery(reply, leaves))
-    }
-
-    /// A dead letter back to the outbox: attempts reset, due `now`, its payload as it was.
-    fn retry(
-        &self,
-        group: &mut Group<'_>,
-        id: u64,
-        now: SystemTime,
-        reply: oneshot::Sender<Result<(), Error>>,
-    ) -> Result<Done, Error> {
-        let dead = outbox::state_key(outbox::DEAD, id);
-        let Some(v) = self.store.tree.get(dead)? else {
-            return Ok(Done::Retry(reply, Err(Error::NoSuchDeadLetter(id))));
-        };
-        let mut state = outbox::decode(&v, id)?;
-        state.attempts = 0;
-        state.next_ms = unix_ms(now);
-        state.dead_ms = None;
-        let batch = &mut group.txn.batch;
-        batch.remove(&dead[..]);
-        batch.insert(
-            &outbox::state_key(outbox::PENDING, id)[..],
-            outbox::encode(&state, id)?,
-        );
-        let queued = Queued {
-            id,
-            alert_id: state.alert_id,
-            next_ms: state.next_ms,
-            attempts: 0,
-        };
-        Ok(Done::Retry(reply, Ok((state.destination, queued))))
+        Ok(Answer::Delivery(leaves))
     }
 
     /// Adds one delivery per alert change and destination that wants it to the group's batch.
@@ -309,23 +268,6 @@ impl State {
         }
         Ok(queued)
     }
-
-    pub(super) fn remove_chunks(
-        &self,
-        batch: &mut sled::Batch,
-        kind: u8,
-        id: u64,
-    ) -> Result<(), Error> {
-        for key in self
-            .store
-            .tree
-            .scan_prefix(super::chunk_prefix(kind, id))
-            .keys()
-        {
-            batch.remove(key?);
-        }
-        Ok(())
-    }
 }
 
 /// The destinations of `integration` that take `event`.
@@ -350,14 +292,13 @@ fn wanted_destinations<'c>(
         .collect()
 }
 
-/// Log entries and the alert changes they ask for.
-fn ingest(
-    group: &mut Group<'_>,
-    logs: &[NewLog],
-    reply: oneshot::Sender<Result<Vec<Receipt>, Error>>,
-) -> Result<Done, Error> {
+/// Log entries and the alert changes they ask for. Entries that share their raw input (one
+/// input's events) store it once, under the first one's id.
+fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
     let mut receipts = Vec::with_capacity(logs.len());
-    for log in logs {
+    let mut raws: Vec<(*const u8, u64)> = Vec::new();
+    let mut added: HashMap<&str, usize> = HashMap::new();
+    for (i, log) in logs.iter().enumerate() {
         let log_id = group.txn.generate_id()?;
         let (outcome, alert_id) = match &log.alert {
             Some(req) => {
@@ -369,15 +310,33 @@ fn ingest(
             }
             None => (log.outcome, None),
         };
-        put_log(&mut group.txn.batch, log_id, log, outcome, alert_id)?;
-        *group.added.entry(log.integration.clone()).or_default() += 1;
+        let key = log.raw.as_ptr();
+        let raw_id = match raws.iter().find(|(k, _)| *k == key) {
+            Some(&(_, raw_id)) => raw_id,
+            None => {
+                let sharing = logs[i..]
+                    .iter()
+                    .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
+                    .count();
+                logs::put_raw(&mut group.txn.batch, log_id, &log.raw, sharing as u64);
+                raws.push((key, log_id));
+                log_id
+            }
+        };
+        logs::put_log(&mut group.txn.batch, log_id, raw_id, log, outcome, alert_id)?;
+        timeline::index_log(&mut group.txn.batch, alert_id, log_id);
+        *added.entry(&log.integration).or_default() += 1;
         receipts.push(Receipt {
             log_id,
             outcome,
             alert_id,
         });
     }
-    Ok(Done::Ingest(reply, receipts))
+    // Counted only now: a request that failed half-way adds nothing.
+    for (integration, n) in added {
+        *group.added.entry(integration.to_string()).or_default() += n;
+    }
+    Ok(Answer::Ingest(receipts))
 }
 
 /// The alert change an input's outcome stands for, if any.
@@ -392,33 +351,39 @@ fn ingest_change(outcome: Outcome) -> Option<AlertChange> {
     }
 }
 
-fn put_log(
-    batch: &mut sled::Batch,
-    id: u64,
-    log: &NewLog,
-    outcome: Option<Outcome>,
-    alert_id: Option<u64>,
-) -> Result<(), Error> {
-    let entry = StoredLog {
-        id: id.to_string(),
-        integration: &log.integration,
-        received_at: rfc3339(log.received_at),
-        source: log.source,
-        remote_addr: &log.remote_addr,
-        size: log.raw.len() as u64,
-        data: log.email.is_none().then_some(&log.data),
-        outcome,
-        alert_id: alert_id.map(|a| a.to_string()),
-        error: log.error.as_deref(),
-        email: log.email.as_ref(),
+impl WriterHandle {
+    /// Moves a dead letter back to the outbox, attempts reset, due now; its destination's
+    /// worker gets it once the commit is durable. [`Error::NoSuchDeadLetter`] if it is not dead.
+    pub async fn retry(&self, id: u64, now: SystemTime) -> Result<(), Error> {
+        let request = Request::Retry(id, now);
+        self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
+            .await?
+    }
+}
+
+/// A dead letter back to the outbox: attempts reset, due `now`, its payload as it was; the
+/// group reports it to its destination's worker with the deliveries it adds.
+fn retry(group: &mut Group<'_>, id: u64, now: SystemTime) -> Result<Answer, Error> {
+    let dead = outbox::state_key(outbox::DEAD, id);
+    let Some(v) = group.txn.tree().get(dead)? else {
+        return Err(Error::NoSuchDeadLetter(id));
     };
-    let json = serde_json::to_vec(&entry).map_err(|source| Error::Corrupt {
-        key: format!("log {id}"),
-        source,
-    })?;
-    alerts::put_chunks(batch, LOG, id, &json);
-    alerts::put_chunks(batch, RAW, id, &log.raw);
-    let received = unix_ms(log.received_at);
-    timeline::index_log(batch, &log.integration, id, received, outcome, alert_id);
-    Ok(())
+    let mut state = outbox::decode(&v, id)?;
+    state.attempts = 0;
+    state.next_ms = unix_ms(now);
+    state.dead_ms = None;
+    let batch = &mut group.txn.batch;
+    batch.remove(&dead[..]);
+    batch.insert(
+        &outbox::state_key(outbox::PENDING, id)[..],
+        outbox::encode(&state, id)?,
+    );
+    let queued = Queued {
+        id,
+        alert_id: state.alert_id,
+        next_ms: state.next_ms,
+        attempts: 0,
+    };
+    group.retried.push((state.destination, queued));
+    Ok(Answer::Delivery(false))
 }

@@ -9,9 +9,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Status};
+use super::logs::{self, LOG, LogSummary};
 use super::outbox::{self, DeliveryState};
-use super::timeline::{Note, byte_outcome, decode_index, outcome_byte, timeline_prefix};
-use super::{Error, LOG, RAW, Source, Store, chunk_prefix, index_key, index_prefix, u64_at};
+use super::timeline::{Note, byte_outcome, outcome_byte, timeline_prefix};
+use super::{Error, Source, Store, read_chunks, u64_at};
 use crate::domain::Urgency;
 
 /// Alerts a title search reads per request at most; the page then says where to go on.
@@ -20,8 +21,6 @@ pub const SEARCH_LIMIT: usize = 10_000;
 pub const LOG_SCAN_LIMIT: usize = 10_000;
 /// Timeline entries shown at most (the newest).
 pub const TIMELINE_LIMIT: usize = 200;
-/// Bytes of a raw message read to find its Subject header.
-const HEADER_BYTES: usize = 64 * 1024;
 
 /// Filters of the console's alert list.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +82,7 @@ pub struct LogRow {
     pub outcome: Option<Outcome>,
     pub alert_id: Option<u64>,
     pub error: Option<String>,
-    /// The e-mail's Subject, or else the title of the alert it touched.
+    /// The input's subject or title (its log summary), or else the title of its alert.
     pub subject: String,
 }
 
@@ -157,16 +156,40 @@ pub struct IntegrationStats {
     pub by_outcome: Vec<(Outcome, usize)>,
 }
 
-/// The part of a stored log entry that rows and timelines show (not its data).
-#[derive(Deserialize)]
-struct Head {
-    received_at: String,
-    source: Source,
-    remote_addr: String,
-    size: u64,
+/// A log index value: received ms, raw id, and (since the console) the outcome byte.
+struct IndexValue {
+    received_ms: u64,
     outcome: Option<Outcome>,
-    alert_id: Option<String>,
-    error: Option<String>,
+    /// Whether the value carries the outcome; older entries' must be read from the entry.
+    known: bool,
+}
+
+fn decode_index(v: &[u8]) -> IndexValue {
+    IndexValue {
+        received_ms: u64_at(v),
+        outcome: v.get(16).copied().and_then(byte_outcome),
+        known: v.len() > 16,
+    }
+}
+
+/// The prefix of one integration's `I` keys.
+fn log_prefix(integration: &str) -> Vec<u8> {
+    let mut k = logs::index_key(integration, 0);
+    k.truncate(k.len() - 8);
+    k
+}
+
+/// A log entry's summary (the list part: no data).
+fn summary(tree: &sled::Tree, id: u64) -> Result<Option<LogSummary>, Error> {
+    let Some(bytes) = read_chunks(tree, LOG, id)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| Error::Corrupt {
+            key: format!("log {id}"),
+            source,
+        })
 }
 
 #[derive(Deserialize)]
@@ -199,6 +222,7 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<AlertRows, Error> {
+        let tree = self.tree()?;
         let prefix = match (&search.integration, search.status) {
             (Some(i), Some(s)) => alerts::both_prefix(i, s),
             (Some(i), None) => alerts::integration_prefix(i),
@@ -214,7 +238,7 @@ impl Store {
         let mut items: Vec<AlertRow> = Vec::new();
         // Listing every alert, the index is the records themselves: no second lookup.
         let records = prefix == [alerts::ALERT];
-        for (read, kv) in self.tree.range(prefix.clone()..end).rev().enumerate() {
+        for (read, kv) in tree.range(prefix.clone()..end).rev().enumerate() {
             let (k, v) = kv?;
             let id = u64_at(&k[prefix.len()..]);
             if items.len() == limit {
@@ -234,7 +258,7 @@ impl Store {
             let value = if records {
                 Some(v)
             } else {
-                self.tree.get(alerts::alert_key(id))?
+                tree.get(alerts::alert_key(id))?
             };
             let Some(value) = value else { continue };
             if let Some(n) = &needle {
@@ -257,10 +281,11 @@ impl Store {
     /// The alert's timeline (its log entries, users' and auto resolve's changes) and deliveries.
     /// `creating_log` is shown even when the alert predates the timeline index.
     pub fn history(&self, alert: u64, creating_log: u64) -> Result<History, Error> {
+        let tree = self.tree()?;
         let mut history = History::default();
         let mut logs = Vec::new();
         let mut seen_creating = false;
-        for kv in self.tree.scan_prefix(timeline_prefix(alert)).rev() {
+        for kv in tree.scan_prefix(timeline_prefix(alert)).rev() {
             let (k, v) = kv?;
             let id = u64_at(&k[9..]);
             if v.is_empty() {
@@ -289,7 +314,7 @@ impl Store {
                 Note::Delivery { destination, event } => {
                     history
                         .deliveries
-                        .push(self.alert_delivery(id, destination, event)?);
+                        .push(alert_delivery(&tree, id, destination, event)?);
                 }
             }
         }
@@ -297,7 +322,7 @@ impl Store {
             logs.push(creating_log);
         }
         for id in logs {
-            if let Some(head) = self.head(id)? {
+            if let Some(head) = summary(&tree, id)? {
                 history.entries.push(TimelineEntry::Log {
                     id,
                     at_ms: parse_ms(&head.received_at),
@@ -312,65 +337,6 @@ impl Store {
         Ok(history)
     }
 
-    fn alert_delivery(
-        &self,
-        id: u64,
-        destination: String,
-        event: AlertEvent,
-    ) -> Result<AlertDelivery, Error> {
-        let mut d = AlertDelivery {
-            id,
-            destination,
-            event,
-            state: "delivered",
-            attempts: 0,
-            created_ms: None,
-            next_ms: None,
-            dead_ms: None,
-            last_error: None,
-        };
-        for (kind, state) in [(outbox::PENDING, "pending"), (outbox::DEAD, "dead")] {
-            if let Some(v) = self.tree.get(outbox::state_key(kind, id))? {
-                let s: DeliveryState = outbox::decode(&v, id)?;
-                d.state = state;
-                d.attempts = s.attempts;
-                d.created_ms = Some(s.created_ms);
-                d.next_ms = (kind == outbox::PENDING).then_some(s.next_ms);
-                d.dead_ms = s.dead_ms;
-                d.last_error = s.last_error;
-            }
-        }
-        Ok(d)
-    }
-
-    fn head(&self, id: u64) -> Result<Option<Head>, Error> {
-        let Some(bytes) = self.read_chunks(LOG, id)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| Error::Corrupt {
-                key: format!("log {id}"),
-                source,
-            })
-    }
-
-    /// An e-mail's decoded Subject, from the start of its raw message.
-    fn subject(&self, id: u64) -> Result<String, Error> {
-        let mut raw = Vec::new();
-        for kv in self.tree.scan_prefix(chunk_prefix(RAW, id)) {
-            let (_, v) = kv?;
-            raw.extend_from_slice(&v);
-            if raw.len() >= HEADER_BYTES || raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        Ok(mail_parser::MessageParser::new()
-            .parse_headers(&raw[..])
-            .and_then(|m| m.subject().map(str::to_string))
-            .unwrap_or_default())
-    }
-
     /// One integration's log entries as rows, newest first, after `cursor`, optionally only
     /// those with `outcome` (reading at most [`LOG_SCAN_LIMIT`] entries per request).
     pub fn log_rows(
@@ -380,9 +346,10 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<LogRows, Error> {
-        let prefix = index_prefix(integration);
+        let tree = self.tree()?;
+        let prefix = log_prefix(integration);
         let end = match cursor {
-            Some(c) => index_key(integration, c),
+            Some(c) => logs::index_key(integration, c),
             None => {
                 let mut e = prefix.clone();
                 e.push(0xff);
@@ -390,7 +357,7 @@ impl Store {
             }
         };
         let mut items: Vec<LogRow> = Vec::new();
-        for (read, kv) in self.tree.range(prefix.clone()..end).rev().enumerate() {
+        for (read, kv) in tree.range(prefix.clone()..end).rev().enumerate() {
             let (k, v) = kv?;
             let id = u64_at(&k[prefix.len()..]);
             if items.len() == limit {
@@ -412,17 +379,19 @@ impl Store {
             if index.known && outcome.is_some() && index.outcome != outcome {
                 continue;
             }
-            let Some(head) = self.head(id)? else { continue };
+            let Some(head) = summary(&tree, id)? else {
+                continue;
+            };
             if outcome.is_some() && head.outcome != outcome {
                 continue;
             }
             let alert_id = head.alert_id.as_deref().and_then(|a| a.parse().ok());
-            let subject = match (head.source, alert_id) {
-                (Source::Smtp, _) => self.subject(id)?,
-                (Source::Http, Some(a)) => alerts::read_record(&self.tree, a)?
+            let subject = match alert_id {
+                // Entries from before summaries were kept: the alert's title, if any.
+                Some(a) if head.summary.is_empty() => alerts::read_record(&tree, a)?
                     .map(|r| r.title)
                     .unwrap_or_default(),
-                (Source::Http, None) => String::new(),
+                _ => head.summary,
             };
             items.push(LogRow {
                 id,
@@ -451,7 +420,7 @@ impl Store {
     ) -> Result<IntegrationStats, Error> {
         let mut stats = IntegrationStats::default();
         let mut counts = [0usize; 8];
-        for kv in self.tree.scan_prefix(index_prefix(integration)).rev() {
+        for kv in self.tree()?.scan_prefix(log_prefix(integration)).rev() {
             let (_, v) = kv?;
             let index = decode_index(&v);
             stats.last_input_ms.get_or_insert(index.received_ms);
@@ -467,4 +436,35 @@ impl Store {
             .collect();
         Ok(stats)
     }
+}
+
+fn alert_delivery(
+    tree: &sled::Tree,
+    id: u64,
+    destination: String,
+    event: AlertEvent,
+) -> Result<AlertDelivery, Error> {
+    let mut d = AlertDelivery {
+        id,
+        destination,
+        event,
+        state: "delivered",
+        attempts: 0,
+        created_ms: None,
+        next_ms: None,
+        dead_ms: None,
+        last_error: None,
+    };
+    for (kind, state) in [(outbox::PENDING, "pending"), (outbox::DEAD, "dead")] {
+        if let Some(v) = tree.get(outbox::state_key(kind, id))? {
+            let s: DeliveryState = outbox::decode(&v, id)?;
+            d.state = state;
+            d.attempts = s.attempts;
+            d.created_ms = Some(s.created_ms);
+            d.next_ms = (kind == outbox::PENDING).then_some(s.next_ms);
+            d.dead_ms = s.dead_ms;
+            d.last_error = s.last_error;
+        }
+    }
+    Ok(d)
 }
