@@ -27,6 +27,8 @@ pub(super) enum Request {
         outcome: DeliveryOutcome,
     },
     Silence(SilenceOp),
+    /// A user's retry of a dead letter: its id, and now (`apply::retry`).
+    Retry(u64, SystemTime),
 }
 
 /// What a request came to once applied; its caller hears it after the group's sync.

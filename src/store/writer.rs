@@ -71,7 +71,10 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
+    pub(super) async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(job(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)

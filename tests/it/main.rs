@@ -3,6 +3,7 @@
 mod alerts;
 mod api;
 mod config_errors;
+mod console;
 mod destinations;
 mod docs;
 
