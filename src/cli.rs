@@ -253,16 +253,7 @@ pub fn log_table(logs: &[Value]) -> String {
     ]];
     for l in logs {
         let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-        // Lists carry the entry's `summary` (its subject or title), not its data.
-        let data = &l["data"];
-        let subject = l["summary"]
-            .as_str()
-            .or_else(|| {
-                ["subject", "Title", "title"]
-                    .iter()
-                    .find_map(|k| data[*k].as_str())
-            })
-            .unwrap_or("");
+        let subject = l["summary"].as_str().unwrap_or("");
         rows.push([
             s(&l["id"]),
             s(&l["received_at"]),

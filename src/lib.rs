@@ -25,6 +25,7 @@ pub mod app; // builds the daemon and runs it until shutdown
 pub mod cli; // `siren alerts` / `siren logs`, a client of the HTTP API
 pub mod clock; // wall-clock time that follows tokio's paused clock in tests
 pub mod config; // the only place that reads TOML: raw -> validated `Config`, and `Live` reload
+pub mod console; // the web console: pages, login, CSRF, on the HTTP port
 pub mod deliver; // stage 8: destinations and their outbox workers
 pub mod domain; // the shared vocabulary at the bottom: urgency, action, alert events, integrations
 pub mod email; // stage 2: raw message -> sanitized e-mail data

@@ -178,10 +178,14 @@ pub(super) fn non_empty(value: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// `key=value` for every label, sorted by key (a JSON map is), joined by `separator`.
+/// `key=value` for every label, sorted by key, joined by `separator`. Sorted here because
+/// JSON maps keep the sender's order (serde_json's `preserve_order`, for `JSONstringify`),
+/// and the id derived from it must not depend on that order.
 pub(super) fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
-    labels
-        .iter()
+    let mut pairs: Vec<(&String, &Value)> = labels.iter().collect();
+    pairs.sort_by_key(|(key, _)| *key);
+    pairs
+        .into_iter()
         .map(|(key, value)| match value {
             Value::String(s) => format!("{key}={s}"),
             other => format!("{key}={other}"),

@@ -107,7 +107,7 @@ impl Default for RawHttp {
             body_timeout: "30s".into(),
             body_min_rate: 1024,
             keepalive_timeout: "60s".into(),
-            max_connections: 1024,
+            max_connections: 4096,
         }
     }
 }

@@ -25,9 +25,12 @@ pub struct Sender {
 impl Sender {
     /// `hello`: the name Siren gives itself to SMTP smarthosts (EHLO) and in Message-IDs.
     pub fn new(hello: String) -> Self {
+        // No redirects: a destination is the URL configured, and a 3xx is its answer (a
+        // failure, retried), not an instruction to send the alert somewhere else.
         let http = reqwest::Client::builder()
             .user_agent(concat!("siren/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self { http, hello }

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(silences::end),
         )
+        .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -67,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
+        .merge(crate::console::router(
+            state.live.clone(),
+            state.store.clone(),
+            state.writer.clone(),
+        ))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(error::log_errors))
@@ -227,6 +233,17 @@ async fn deliveries(
     let page =
         blocking(move || store.deliveries(dead, destination.as_deref(), limit, cursor)).await?;
     Ok(Json(json!({ "deliveries": page.items, "next": page.next })))
+}
+
+/// Puts a dead letter back in the outbox, attempts reset and due now (through the writer).
+async fn retry_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no dead letter \"{id}\""));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    state.writer.retry(n, crate::clock::now()).await?;
+    Ok(Json(json!({ "id": id, "state": "pending" })))
 }
 
 async fn log_detail(

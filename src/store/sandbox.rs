@@ -11,7 +11,8 @@ use super::alerts::{self, DESCRIPTION, ResolvedBy, Transition, UserChange};
 use super::apply::{self, Group};
 use super::fold::Folding;
 use super::txn::Txn;
-use super::writer::{Answer, Receipt};
+use super::jobs::Answer;
+use super::writer::Receipt;
 use super::{Alert, Error, NewLog, read_chunks, unix_ms};
 
 pub struct Sandbox {
@@ -40,6 +41,7 @@ impl Sandbox {
             now,
             added: HashMap::new(),
             changes: Vec::new(),
+            retried: Vec::new(),
         };
         group.txn.folding = Some(self.folding.clone());
         for id in group.txn.due(now, usize::MAX)? {

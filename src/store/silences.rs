@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::Group;
-use super::writer::Answer;
+use super::jobs::Answer;
 use super::{Error, Page, Store, WriterHandle, rfc3339_ms, u64_at, unix_ms};
 
 const SILENCE: u8 = b'Y';

@@ -466,10 +466,23 @@ impl<'a> Txn<'a> {
             r.resolved_ms = Some(now);
             r.resolved_by = by;
         }
-        match status {
-            Status::Resolved => self.event(&r, AlertEvent::Resolve),
-            Status::Acknowledged => self.event(&r, AlertEvent::Acknowledge),
-            Status::Queued | Status::Open | Status::Dropped => {}
+        let event = match status {
+            Status::Resolved => Some(AlertEvent::Resolve),
+            Status::Acknowledged => Some(AlertEvent::Acknowledge),
+            Status::Queued | Status::Open | Status::Dropped => None,
+        };
+        if let Some(event) = event {
+            self.event(&r, event);
+            // An integration's change is on the timeline as its log entry; these have none.
+            if let Some(by @ (ResolvedBy::User | ResolvedBy::Auto)) = by {
+                let note = super::timeline::Note::Change {
+                    event,
+                    by,
+                    at_ms: now,
+                };
+                let id = self.generate_id()?;
+                super::timeline::note(&mut self.batch, r.id, id, &note);
+            }
         }
         self.put(Some(&old), r.clone())?;
         Ok(r)

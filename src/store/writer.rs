@@ -11,13 +11,14 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
 use super::fold::Folding;
+use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::outbox::{self, DeliveryState, Queued};
 use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, Store, logs};
@@ -56,94 +57,6 @@ pub enum DeliveryOutcome {
     Dead(DeliveryState),
 }
 
-/// What a write asks of the store.
-pub(super) enum Request {
-    Ingest(Vec<NewLog>),
-    Change {
-        id: u64,
-        change: UserChange,
-        now: SystemTime,
-    },
-    AutoResolve {
-        now: SystemTime,
-    },
-    Delivery {
-        id: u64,
-        outcome: DeliveryOutcome,
-    },
-    Silence(SilenceOp),
-}
-
-/// What a request came to once applied; its caller hears it after the group's sync.
-pub(super) enum Answer {
-    Ingest(Vec<Receipt>),
-    Change(Box<Alert>),
-    /// The next auto-resolve deadline (ms).
-    AutoResolve(Option<u64>),
-    /// Whether the delivery left the outbox (delivered or dead).
-    Delivery(bool),
-    Silence(Option<Box<silences::Record>>),
-}
-
-/// Where a request's caller waits.
-pub(super) enum Reply {
-    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>),
-    Change(oneshot::Sender<Result<Alert, Error>>),
-    AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
-    Delivery(oneshot::Sender<Result<(), Error>>),
-    Silence(oneshot::Sender<Result<Option<Box<silences::Record>>, Error>>),
-}
-
-impl Reply {
-    fn send(self, result: Result<Answer, Error>) {
-        let mismatch = || Error::Io {
-            path: "writer".into(),
-            source: std::io::Error::other("answer of the wrong kind"),
-        };
-        match (self, result) {
-            (Reply::Ingest(tx), Ok(Answer::Ingest(r))) => drop(tx.send(Ok(r))),
-            (Reply::Change(tx), Ok(Answer::Change(a))) => drop(tx.send(Ok(*a))),
-            (Reply::AutoResolve(tx), Ok(Answer::AutoResolve(next))) => {
-                drop(tx.send(Ok(next.map(ms_time))))
-            }
-            (Reply::Delivery(tx), Ok(Answer::Delivery(_))) => drop(tx.send(Ok(()))),
-            (Reply::Silence(tx), Ok(Answer::Silence(s))) => drop(tx.send(Ok(s))),
-            (reply, Err(e)) => reply.fail(e),
-            (reply, Ok(_)) => reply.fail(mismatch()),
-        }
-    }
-
-    fn fail(self, e: Error) {
-        match self {
-            Reply::Ingest(tx) => drop(tx.send(Err(e))),
-            Reply::Change(tx) => drop(tx.send(Err(e))),
-            Reply::AutoResolve(tx) => drop(tx.send(Err(e))),
-            Reply::Delivery(tx) => drop(tx.send(Err(e))),
-            Reply::Silence(tx) => drop(tx.send(Err(e))),
-        }
-    }
-}
-
-/// An age-prune request: its time, and where its caller waits.
-type Prune = (
-    SystemTime,
-    oneshot::Sender<Result<Option<SystemTime>, Error>>,
-);
-
-enum Job {
-    Write(Request, Reply),
-    Prune {
-        now: SystemTime,
-        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
-    },
-    /// Commit what was queued before this, flush, and end the writer.
-    Shutdown,
-}
-
-fn ms_time(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
-}
-
 /// Submits writes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -158,7 +71,10 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
+    pub(super) async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(job(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)

@@ -433,3 +433,21 @@ fn repository_example_config_is_valid() {
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
+
+// The storm limits (issue 12): each key named, with what it allows.
+rejected! {
+    max_alerts_per_request_zero: "[http]\nmax_alerts_per_request = 0\n"
+        => ["http.max_alerts_per_request", "allowed: 1 to 1000000"];
+    header_timeout_not_a_duration: "[http]\nheader_timeout = \"soon\"\n"
+        => ["http.header_timeout", "is not a duration"];
+    body_timeout_zero: "[http]\nbody_timeout = \"0s\"\n"
+        => ["http.body_timeout", "longer than zero"];
+    body_min_rate_negative: "[http]\nbody_min_rate = -1\n"
+        => ["http.body_min_rate", "allowed: 1 to"];
+    keepalive_timeout_not_a_duration: "[http]\nkeepalive_timeout = 5\n"
+        => ["keepalive_timeout", "string"];
+    max_connections_zero: "[http]\nmax_connections = 0\n"
+        => ["http.max_connections", "allowed: 1 to 1048576"];
+    cache_size_too_small: "[store]\ncache_size = 1024\n"
+        => ["store.cache_size", "allowed: 1048576 to"];
+}

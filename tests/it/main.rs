@@ -3,6 +3,7 @@
 mod alerts;
 mod api;
 mod config_errors;
+mod console;
 mod destinations;
 mod docs;
 
@@ -13,6 +14,7 @@ mod guard;
 mod helpers;
 mod hook;
 mod hostile;
+mod http_limits;
 mod inject;
 mod intake;
 mod integrations;
@@ -31,6 +33,7 @@ mod script;
 mod service;
 mod session;
 mod silences;
+mod store_heals;
 mod template_errors;
 mod tls;
 mod webhooks;
