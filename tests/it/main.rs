@@ -2,11 +2,12 @@
 
 mod alerts;
 mod api;
+mod budgets;
 mod config_errors;
 mod destinations;
 mod docs;
-
 mod email_parity;
+mod fairness;
 mod fuzz_corpus;
 mod guard;
 mod helpers;
@@ -27,6 +28,7 @@ mod samples;
 mod script;
 mod service;
 mod session;
+mod storm;
 mod template_errors;
 mod tls;
 mod webhooks;
