@@ -2,13 +2,14 @@
 
 mod alerts;
 mod api;
+mod budgets;
 mod config_errors;
 mod console;
 mod destinations;
 mod docs;
-
 mod email_parity;
 mod folding;
+mod fairness;
 mod fuzz_corpus;
 mod guard;
 mod helpers;
@@ -33,6 +34,7 @@ mod service;
 mod session;
 mod silences;
 mod store_heals;
+mod storm;
 mod template_errors;
 mod tls;
 mod webhooks;
