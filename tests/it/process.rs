@@ -67,8 +67,15 @@ pub fn spawn(config: &Path) -> Process {
         }
     });
     let mut addrs = HashMap::new();
+    let mut log = log;
     while addrs.len() < 2 {
-        let (kind, addr) = rx.blocking_recv().expect("siren exited before listening");
+        let Some((kind, addr)) = rx.blocking_recv() else {
+            let mut said = Vec::new();
+            while let Ok(line) = log.try_recv() {
+                said.push(line);
+            }
+            panic!("siren exited before listening:\n{}", said.join("\n"));
+        };
         addrs.insert(kind, addr);
     }
     Process {
