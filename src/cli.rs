@@ -163,6 +163,11 @@ impl Api {
         }
     }
 
+    /// The daemon's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
         self.request(method, path, None).await
     }

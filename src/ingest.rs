@@ -40,29 +40,41 @@ pub async fn email(
             .await
             .map_err(|_| store::Error::Stopped)?
     };
-    let logs = routes
+    let input = Input {
+        source: Source::Smtp,
+        remote_addr,
+        received_at,
+        raw,
+    };
+    let logs = email_logs(config, &envelope, &data, routes, &input);
+    writer.commit(logs).await
+}
+
+/// The log entries of one parsed message (`data`, from `envelope`), one per route: adapted,
+/// rendered, ready for the writer. `siren replay` builds them the same way.
+pub fn email_logs(
+    config: &Config,
+    envelope: &Envelope,
+    data: &EmailData,
+    routes: &[(Route, Vec<String>)],
+    input: &Input,
+) -> Vec<NewLog> {
+    routes
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(config, integration, &data, route, rcpts);
+            let event = adapt_email(config, integration, data, route, rcpts);
             let email = EmailSource {
                 envelope: envelope.clone(),
                 rcpt_to: rcpts.clone(),
                 tag: route.tag.clone(),
                 rule: event.rule,
             };
-            let input = Input {
-                source: Source::Smtp,
-                remote_addr: remote_addr.clone(),
-                received_at,
-                raw: raw.clone(),
-            };
-            let mut log = event_log(config, integration, &input, event, data.parse_error.clone());
+            let mut log = event_log(config, integration, input, event, data.parse_error.clone());
             log.email = Some(email);
             log
         })
-        .collect();
-    writer.commit(logs).await
+        .collect()
 }
 
 /// Stage 4 for one route of a message: the data as the integration sees it (the route's tag,

@@ -33,6 +33,7 @@ pub mod http; // webhook intake, alert API, health and metrics
 pub mod ingest; // accepted input -> adapt, render, one durable commit
 pub mod metrics; // the Prometheus registry
 pub mod normalize; // aggregation keys that survive noise: numbers, ids, addresses, times masked
+pub mod replay; // `siren replay`: stored inputs through a draft configuration, what would differ
 pub mod resolver; // stage 7: the auto-resolve timer
 pub mod route; // stage 3: recipient -> integration
 pub mod silence; // `siren silence`: maintenance windows, a client of the HTTP API

@@ -65,6 +65,9 @@ enum Command {
         #[arg(long)]
         integration: Option<String>,
     },
+    /// Run the stored inputs through this (draft) configuration and print what would differ;
+    /// nothing is written. Reads a running daemon's log through its API.
+    Replay(siren::replay::ReplayArgs),
     /// Silence what matches for a while (maintenance), list or end silences, on the daemon.
     Silence(siren::silence::SilenceArgs),
     /// Show the newest log entries of an integration on the running daemon.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             limit,
             url,
         } => cli::logs(&config, &integration, limit, url),
+        Command::Replay(args) => siren::replay::run(&config, args),
         Command::Silence(args) => siren::silence::run(&config, args),
         Command::Run => {
             app::daemon::init_tracing(matches!(cli.log_format, LogFormat::Json));

@@ -259,7 +259,15 @@ async fn log_detail(
             .map_err(|_| ApiError::Store(store::Error::Stopped))??;
     let entry = entry.ok_or_else(not_found)?;
     let mut value = serde_json::to_value(entry).unwrap_or_default();
-    value["raw"] = Value::String(String::from_utf8_lossy(&raw.unwrap_or_default()).into_owned());
+    let raw = raw.unwrap_or_default();
+    value["raw"] = Value::String(String::from_utf8_lossy(&raw).into_owned());
+    // Input that is not UTF-8 (8-bit mail) also comes exactly, for `siren replay`.
+    if std::str::from_utf8(&raw).is_err() {
+        use base64::Engine as _;
+        value["raw_base64"] = base64::engine::general_purpose::STANDARD
+            .encode(&raw)
+            .into();
+    }
     Ok(Json(value))
 }
 

@@ -295,7 +295,7 @@ fn wanted_destinations<'c>(
 
 /// Log entries and the alert changes they ask for. Entries that share their raw input (one
 /// input's events) store it once, under the first one's id.
-fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
+pub(super) fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
     let mut receipts = Vec::with_capacity(logs.len());
     let mut raws: Vec<(*const u8, u64)> = Vec::new();
     let mut added: HashMap<&str, usize> = HashMap::new();

@@ -31,6 +31,8 @@ use crate::domain::{Action, Storm};
 
 /// The third-party id of an integration's storm alert.
 pub const STORM_ID: &str = "siren:storm";
+/// What a silenced entry's `error` says, followed by the silence's id.
+pub const SILENCED_BY: &str = "silenced by silence ";
 
 /// How an input folds beyond its third-party id, as its integration says.
 #[derive(Debug, Clone, Default)]
@@ -74,10 +76,17 @@ impl Folding {
     pub fn mark(&self, logs: &mut [NewLog]) {
         let now = super::unix_ms(crate::clock::now());
         for log in logs {
-            if let Some(req) = &mut log.alert {
-                req.fold.silence =
-                    self.silences
-                        .matching(&log.integration, &req.title, &log.data, now);
+            let Some(req) = &mut log.alert else { continue };
+            req.fold.silence = self
+                .silences
+                .matching(&log.integration, &req.title, &log.data, now);
+            // The log says which silence dropped the alert (and `siren replay` reads it).
+            if let Some(id) = req.fold.silence {
+                let note = format!("{SILENCED_BY}{id}");
+                log.error = Some(match log.error.take() {
+                    Some(e) => format!("{e}; {note}"),
+                    None => note,
+                });
             }
         }
     }

@@ -18,6 +18,7 @@ mod jobs;
 mod logs;
 mod outbox;
 mod retention;
+mod sandbox;
 mod silences;
 #[cfg(test)]
 mod tests;
@@ -34,9 +35,10 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
-pub use fold::{Fold, STORM_ID};
+pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use sandbox::Sandbox;
 pub use silences::{NewSilence, SILENCES_MAX, Silence, SilenceSpec};
 pub use views::{
     AlertDelivery, AlertRow, AlertRows, AlertSearch, History, IntegrationStats, LogRow, LogRows,

@@ -25,6 +25,7 @@ mod notify;
 mod presets;
 mod process;
 mod reload;
+mod replay;
 mod retention;
 mod routing;
 mod rules;

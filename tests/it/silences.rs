@@ -134,6 +134,8 @@ async fn a_silenced_mail_is_logged_and_dropped_and_pages_no_one() {
     deliver(d.smtp, to, &problem("Disk full on db01", "s1")).await;
     let silenced = d.logs("ops").await.remove(0);
     assert_eq!(silenced["outcome"], "dropped", "{silenced}");
+    let by = format!("silenced by silence {}", s["id"].as_str().unwrap());
+    assert_eq!(silenced["error"], by.as_str());
     assert_eq!(alert(&d, &silenced["alert_id"]).await["status"], "dropped");
     // Its repeat still aggregates into it, silently.
     deliver(d.smtp, to, &problem("Disk full on db01", "s1")).await;
