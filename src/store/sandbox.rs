@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use super::alerts::{self, DESCRIPTION, ResolvedBy, Transition, UserChange};
 use super::apply::{self, Group};
 use super::fold::Folding;
-use super::txn::Txn;
 use super::jobs::Answer;
+use super::txn::Txn;
 use super::writer::Receipt;
 use super::{Alert, Error, NewLog, read_chunks, unix_ms};
 
