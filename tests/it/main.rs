@@ -2,12 +2,13 @@
 
 mod alerts;
 mod api;
+mod budgets;
 mod config_errors;
 mod console;
 mod destinations;
 mod docs;
-
 mod email_parity;
+mod fairness;
 mod folding;
 mod fuzz_corpus;
 mod guard;
@@ -34,6 +35,7 @@ mod service;
 mod session;
 mod silences;
 mod store_heals;
+mod storm;
 mod template_errors;
 mod tls;
 mod webhooks;
