@@ -127,10 +127,6 @@ pub struct Integration {
     /// `email` only: tried in order, the first match decides the action (`adapt::email`). The
     /// integration's own rules come first, then its preset's.
     pub rules: Vec<Rule>,
-    /// `email` only: `spam_header` and `spam_pass`.
-    pub spam: Option<SpamCheck>,
-    /// `alertmanager` only.
-    pub group_by: GroupBy,
     /// `email` only: the sender preset whose rules follow the own ones in `rules`.
     pub preset: Option<Preset>,
     /// How many of `rules` are the integration's own (the rest are the preset's).
@@ -138,6 +134,25 @@ pub struct Integration {
     /// `email` only: take auto-replies and delivery reports as alerts instead of ignoring
     /// them (`adapt::guard`).
     pub accept_auto_replies: bool,
+    /// `email` only: `spam_header` and `spam_pass`.
+    pub spam: Option<SpamCheck>,
+    /// `alertmanager` only.
+    pub group_by: GroupBy,
+    /// With `aggregate`: the template whose rendering the title window compares instead of
+    /// the title.
+    pub aggregate_key: Option<String>,
+    /// With `aggregate`: mask numbers, ids, addresses and times in the key first (`normalize`).
+    pub normalize: bool,
+    /// Past this rate, new alerts fold into one storm alert.
+    pub storm: Option<Storm>,
+}
+
+/// `storm = { alerts = 50, within = "1m" }`: more than `alerts` new alerts within `within`
+/// is a storm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storm {
+    pub alerts: usize,
+    pub within: Duration,
 }
 
 impl Integration {
@@ -162,6 +177,9 @@ impl Integration {
             preset: None,
             own_rules: 0,
             accept_auto_replies: false,
+            aggregate_key: None,
+            normalize: false,
+            storm: None,
         }
     }
 }

@@ -45,8 +45,7 @@ enum Command {
     Run,
     /// Validate the configuration file and exit: 0 when valid, 2 with the reason otherwise.
     CheckConfig {
-        /// Also print what integration ID does: its templates and every rule in force,
-        /// its preset's included.
+        /// Also print what integration ID does: templates and every rule, its preset's too.
         #[arg(long, value_name = "ID")]
         explain: Option<String>,
     },
@@ -66,6 +65,11 @@ enum Command {
         #[arg(long)]
         integration: Option<String>,
     },
+    /// Run the stored inputs through this (draft) configuration and print what would differ;
+    /// nothing is written. Reads a running daemon's log through its API.
+    Replay(siren::replay::ReplayArgs),
+    /// Silence what matches for a while (maintenance), list or end silences, on the daemon.
+    Silence(siren::silence::SilenceArgs),
     /// Show the newest log entries of an integration on the running daemon.
     Logs {
         integration: String,
@@ -93,14 +97,7 @@ fn main() -> ExitCode {
                 config.integrations.len(),
                 config.destinations.len()
             );
-            if let Some(id) = explain {
-                let Some(text) = siren::config::explain(&config, &id) else {
-                    eprintln!("siren: no integration \"{id}\" in the configuration");
-                    return ExitCode::from(2);
-                };
-                print!("{text}");
-            }
-            Ok(())
+            explain.map_or(Ok(()), |id| cli::explain(&config, &id))
         }
         Command::Alerts { command, url } => cli::alerts(&config, command, url),
         Command::Inject { file, integration } => {
@@ -111,6 +108,8 @@ fn main() -> ExitCode {
             limit,
             url,
         } => cli::logs(&config, &integration, limit, url),
+        Command::Replay(args) => siren::replay::run(&config, args),
+        Command::Silence(args) => siren::silence::run(&config, args),
         Command::Run => {
             app::daemon::init_tracing(matches!(cli.log_format, LogFormat::Json));
             // SAFETY: still one thread; the runtime starts in `run`.

@@ -165,7 +165,7 @@ fn thread_ids(data: &EmailData, thirdparty_id: &str) -> Vec<String> {
 }
 
 /// References[0], else In-Reply-To, else Message-ID, else a random id.
-fn default_id(data: &EmailData) -> String {
+pub(crate) fn default_id(data: &EmailData) -> String {
     data.references
         .first()
         .or(data.in_reply_to.as_ref())

@@ -6,6 +6,8 @@
 //! otherwise page about its own pages forever. `Auto-Submitted: auto-generated` and
 //! `Precedence: bulk` are what cron and monitoring tools send: such mail passes. Pure: no I/O.
 
+use super::Event;
+use crate::domain::Action;
 use crate::email::EmailData;
 
 /// The header every e-mail Siren sends carries, with its `smtp.hostname` as the value.
@@ -58,6 +60,20 @@ pub fn check(data: &EmailData, hostname: &str, accept_auto_replies: bool) -> Opt
         }
     }
     None
+}
+
+/// The event of a message the guard stopped: `other` (logged as `ignored`, no alert), with the
+/// reason for the log.
+pub fn ignored(data: EmailData, reason: String) -> Event {
+    let id = super::email::default_id(&data);
+    Event {
+        reason: Some(format!("not an alert: {reason}")),
+        ..Event::new(
+            Action::Other,
+            id,
+            serde_json::to_value(&data).unwrap_or_default(),
+        )
+    }
 }
 
 /// The `report-type` of a `multipart/report` message when it is a delivery status or

@@ -35,6 +35,19 @@ pub fn explain(config: &Config, id: &str) -> Option<String> {
         })
     };
     row(&mut out, "aggregate", &window(i.aggregate));
+    if i.aggregate.is_some() {
+        let key = i.aggregate_key.as_deref().unwrap_or("the title");
+        let normalized = if i.normalize { ", normalized" } else { "" };
+        row(&mut out, "aggregate_key", &format!("{key}{normalized}"));
+    }
+    let storm = i.storm.map_or("off".to_string(), |s| {
+        let within = humantime::format_duration(s.within);
+        format!(
+            "past {} new alerts within {within}, they fold into one storm alert",
+            s.alerts
+        )
+    });
+    row(&mut out, "storm", &storm);
     row(&mut out, "auto_resolve", &window(i.auto_resolve));
     let destinations = if i.destinations.is_empty() {
         "none".to_string()

@@ -108,6 +108,7 @@ fn integration(
             .err("only email integrations receive auto-replies"));
     }
     let preset = super::presets::for_integration(&at.at("preset"), r.kind, r.preset)?;
+    let folding = super::folding::folding(at, aggregate, r.aggregate_key, r.normalize, r.storm)?;
     let (default_title, default_description) = match &preset {
         Some(p) => (
             p.title.as_deref().unwrap_or(default_title),
@@ -136,6 +137,9 @@ fn integration(
         preset: r.preset,
         own_rules,
         accept_auto_replies: r.accept_auto_replies.unwrap_or(false),
+        aggregate_key: folding.aggregate_key,
+        normalize: folding.normalize,
+        storm: folding.storm,
     })
 }
 

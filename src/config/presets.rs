@@ -82,13 +82,11 @@ fn compile(at: &Key, preset: Preset) -> Result<Compiled, ConfigError> {
     })
 }
 
-/// The compiled rules and templates of `preset`, for tests and the documentation.
+/// The compiled rules and templates of `preset`, for tests and the documentation (the tests
+/// of each preset over its samples are `adapt::preset_tests`).
 pub fn compiled(preset: Preset) -> Result<Compiled, ConfigError> {
     compile(
         &Key::root(std::path::Path::new("(preset)")).at("preset"),
         preset,
     )
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use super::alerts::UserChange;
+use super::silences::{self, SilenceOp};
 use super::writer::{DeliveryOutcome, Receipt};
 use super::{Alert, Error, NewLog};
 
@@ -25,6 +26,9 @@ pub(super) enum Request {
         id: u64,
         outcome: DeliveryOutcome,
     },
+    Silence(SilenceOp),
+    /// A user's retry of a dead letter: its id, and now (`apply::retry`).
+    Retry(u64, SystemTime),
 }
 
 /// What a request came to once applied; its caller hears it after the group's sync.
@@ -35,6 +39,7 @@ pub(super) enum Answer {
     AutoResolve(Option<u64>),
     /// Whether the delivery left the outbox (delivered or dead).
     Delivery(bool),
+    Silence(Option<Box<silences::Record>>),
 }
 
 /// Where a request's caller waits.
@@ -43,6 +48,7 @@ pub(super) enum Reply {
     Change(oneshot::Sender<Result<Alert, Error>>),
     AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
     Delivery(oneshot::Sender<Result<(), Error>>),
+    Silence(oneshot::Sender<Result<Option<Box<silences::Record>>, Error>>),
 }
 
 impl Reply {
@@ -58,6 +64,7 @@ impl Reply {
                 drop(tx.send(Ok(next.map(ms_time))))
             }
             (Reply::Delivery(tx), Ok(Answer::Delivery(_))) => drop(tx.send(Ok(()))),
+            (Reply::Silence(tx), Ok(Answer::Silence(s))) => drop(tx.send(Ok(s))),
             (reply, Err(e)) => reply.fail(e),
             (reply, Ok(_)) => reply.fail(mismatch()),
         }
@@ -69,6 +76,7 @@ impl Reply {
             Reply::Change(tx) => drop(tx.send(Err(e))),
             Reply::AutoResolve(tx) => drop(tx.send(Err(e))),
             Reply::Delivery(tx) => drop(tx.send(Err(e))),
+            Reply::Silence(tx) => drop(tx.send(Err(e))),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! | `V` log id, chunk                       | the entry's data (JSON), or what rebuilds it    |
 //! | `R` raw id, chunk                       | the raw input; the raw id is its first entry's id |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
-//! | `I` integration `\0` log id             | received ms (u64 BE)                            |
+//! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE), outcome byte (`timeline`) |
 //!
 //! A list reads only `L` (no data parsed, no e-mail rebuilt); one entry's detail reads all.
 //! Entries written before this layout keep their data inside `L`, their raw input under their
@@ -324,10 +324,11 @@ pub(super) fn put_log(
     }
     .map_err(corrupt("log data", id))?;
     put_chunks(writes, DATA, id, &data);
-    writes.insert(
-        index_key(&log.integration, id),
-        unix_ms(log.received_at).to_be_bytes().to_vec(),
-    );
+    let mut value = [0; 17];
+    value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
+    value[8..16].copy_from_slice(&raw.to_be_bytes());
+    value[16] = super::timeline::outcome_byte(outcome);
+    writes.insert(index_key(&log.integration, id), value.to_vec());
     Ok(())
 }
 

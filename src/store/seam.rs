@@ -7,7 +7,10 @@ use std::path::Path;
 
 use super::outbox::{DeliveryState, DeliveryView, Payload, Queued};
 use super::postgres::PgStore;
-use super::{Alert, AlertFilter, Error, LogEntry, LogSummary, Page, SledStore};
+use super::{
+    Alert, AlertFilter, AlertRows, AlertSearch, Error, History, IntegrationStats, LogEntry,
+    LogRows, LogSummary, Outcome, Page, Silence, SledStore,
+};
 use crate::config::StoreConfig;
 
 /// The opened store: cheap to clone, reads from any thread (blocking: call them from the
@@ -107,6 +110,58 @@ impl Store {
         cursor: Option<u64>,
     ) -> Result<Page<DeliveryView>, Error> {
         either!(self, s => s.deliveries(dead, destination, limit, cursor))
+    }
+}
+
+/// The console's and the silences' reads; PostgreSQL's follow in the next commits.
+macro_rules! sled_only {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &$self.0 {
+            Backend::Sled($s) => $e,
+            Backend::Postgres(_) => Err(Error::Postgres("not yet on PostgreSQL".into())),
+        }
+    };
+}
+
+impl Store {
+    /// Silences, newest first, starting after `cursor`.
+    pub fn silences(&self, limit: usize, cursor: Option<u64>) -> Result<Page<Silence>, Error> {
+        sled_only!(self, s => s.silences(limit, cursor))
+    }
+
+    /// The console's alert list (see `views.rs`).
+    pub fn alert_rows(
+        &self,
+        search: &AlertSearch,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<AlertRows, Error> {
+        sled_only!(self, s => s.alert_rows(search, limit, cursor))
+    }
+
+    /// An alert's timeline and deliveries.
+    pub fn history(&self, alert: u64, creating_log: u64) -> Result<History, Error> {
+        sled_only!(self, s => s.history(alert, creating_log))
+    }
+
+    /// One integration's log entries as rows.
+    pub fn log_rows(
+        &self,
+        integration: &str,
+        outcome: Option<Outcome>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<LogRows, Error> {
+        sled_only!(self, s => s.log_rows(integration, outcome, limit, cursor))
+    }
+
+    /// An integration's inputs since `since_ms`.
+    pub fn integration_stats(
+        &self,
+        integration: &str,
+        since_ms: u64,
+    ) -> Result<IntegrationStats, Error> {
+        sled_only!(self, s => s.integration_stats(integration, since_ms))
     }
 }
 

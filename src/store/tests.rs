@@ -39,6 +39,7 @@ fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
             urgency: Urgency::High,
             aggregate: None,
             auto_resolve: None,
+            fold: Default::default(),
         }),
         outcome: alert.is_none().then_some(Outcome::Ignored),
         error: None,

@@ -17,9 +17,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::fold::Folding;
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::outbox::{self, DeliveryState, Queued};
 use super::seam::Backend;
+use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, SledStore, Store, logs};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
@@ -67,17 +69,23 @@ pub struct WriterHandle {
     pub(super) unwritable: Arc<Mutex<Option<Arc<str>>>>,
     /// Why the store cannot take writes now (PostgreSQL unreachable), for `/readyz`.
     pub(super) down: Arc<Mutex<Option<String>>>,
+    /// The silences in force, which `commit` marks inputs with (`fold.rs`).
+    pub(super) folding: Folding,
 }
 
 impl WriterHandle {
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
+    pub(super) async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(job(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Writes the entries and their alert changes durably; returns what each came to, in order.
-    pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+    pub async fn commit(&self, mut logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+        self.folding.mark(&mut logs);
         self.submit(|reply| Job::Write(Request::Ingest(logs), Reply::Ingest(reply)))
             .await?
     }
@@ -111,6 +119,15 @@ impl WriterHandle {
     pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
         let request = Request::Delivery { id, outcome };
         self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
+            .await?
+    }
+
+    pub(super) async fn silence_request(
+        &self,
+        op: SilenceOp,
+    ) -> Result<Option<Box<silences::Record>>, Error> {
+        let request = Request::Silence(op);
+        self.submit(|reply| Job::Write(request, Reply::Silence(reply)))
             .await?
     }
 
@@ -174,12 +191,14 @@ impl Writer {
         metrics.set_outbox_depth(outbox_depth);
         metrics.set_store_writable(true);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let folding = Folding::load(&tree)?;
         let handle = WriterHandle {
             tx: tx.clone(),
             fault: Arc::new(AtomicBool::new(false)),
             deadline_moved: Arc::new(Notify::new()),
             unwritable: Arc::new(Mutex::new(None)),
             down: Arc::default(),
+            folding: folding.clone(),
         };
         let state = State {
             data_file: Arc::new(open_data_file(&store)?),
@@ -194,6 +213,7 @@ impl Writer {
             metrics,
             failing: None,
             unwritable: handle.unwritable.clone(),
+            folding,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((Writer { task, tx }, handle))
@@ -303,6 +323,7 @@ pub(super) struct State {
     pub failing: Option<Failing>,
     /// What [`WriterHandle::unwritable`] reads.
     pub unwritable: Arc<Mutex<Option<Arc<str>>>>,
+    pub folding: Folding,
 }
 
 /// One group's jobs as collected from the queue.

@@ -2,14 +2,18 @@
 
 mod alerts;
 mod api;
+mod budgets;
 mod config_errors;
+mod console;
 mod destinations;
 mod docs;
-
 mod email_parity;
+mod fairness;
+mod folding;
 mod fuzz_corpus;
 mod guard;
 mod helpers;
+mod hook;
 mod hostile;
 mod http_limits;
 mod inject;
@@ -22,6 +26,7 @@ mod pg_store;
 mod presets;
 mod process;
 mod reload;
+mod replay;
 mod retention;
 mod routing;
 mod rules;
@@ -29,7 +34,9 @@ mod samples;
 mod script;
 mod service;
 mod session;
+mod silences;
 mod store_heals;
+mod storm;
 mod template_errors;
 mod tls;
 mod webhooks;

@@ -132,6 +132,7 @@ impl Node {
                 urgency: Urgency::High,
                 aggregate: window,
                 auto_resolve: Some(Duration::from_secs(15 * 60)),
+                fold: Default::default(),
             }),
             outcome: None,
             error: None,

@@ -187,7 +187,7 @@ action = "drop"
     let want = [
         "integration zabbix (email), \"zabbix\"",
         "  addresses            zabbix@alerts.localhost",
-        "  title                {{default (extract data.subject \"^Problem: (.+)$\") data.subject}}    (preset zabbix)",
+        "  title                {{#if (matchRegex data.subject \"^Problem: .\")}}{{extract data.subject \"^Problem: (.+)$\"}}{{else}}{{data.subject}}{{/if}}    (preset zabbix)",
         "  description          {{data.text}}    (own)",
         "  preset               zabbix",
         "  guard                auto-replies, delivery reports and Siren's own mail are ignored",
@@ -210,6 +210,6 @@ action = "drop"
     }
     assert!(!out.contains("[5]"), "zabbix has four rules:\n{out}");
     let (code, _, err) = explain(&path, "nope");
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert_eq!(err, "siren: no integration \"nope\" in the configuration\n");
 }

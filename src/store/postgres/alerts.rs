@@ -91,6 +91,7 @@ pub(super) fn record(row: &Row) -> Result<(Record, String), super::Error> {
         resolved_by: resolved_by.map(|s| parse(&s, &what)).transpose()?,
         log_id: row.get::<_, i64>(11) as u64,
         auto_resolve_ms: row.get::<_, Option<i64>>(12).map(|v| v as u64),
+        storm: None,
     };
     Ok((record, row.get(13)))
 }
@@ -338,6 +339,7 @@ impl Txn<'_, '_> {
             resolved_by: None,
             log_id,
             auto_resolve_ms,
+            storm: None,
         };
         if status == Status::Dropped {
             return Ok((Outcome::Dropped, Some(id)));

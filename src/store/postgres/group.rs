@@ -134,6 +134,9 @@ async fn once(
             )),
             Work::AutoResolve { now } => auto_resolve(&mut txn, unix_ms(*now)).await?,
             Work::Delivery { id, outcome } => delivery(&txn, store, *id, outcome).await?,
+            Work::Silence(_) | Work::Retry(..) => {
+                return Err(Fail::Store(Error::Postgres("not yet on PostgreSQL".into())));
+            }
         });
     }
     rows.insert(&tx).await?;

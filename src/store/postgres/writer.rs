@@ -83,6 +83,7 @@ pub(in crate::store) fn spawn(
             deadline_moved,
             unwritable: Arc::default(),
             down,
+            folding: Default::default(),
         },
     ))
 }
@@ -207,5 +208,6 @@ fn fail_one(reply: Reply, e: &Arc<Error>) {
         Reply::Change(r) => drop(r.send(Err(err()))),
         Reply::AutoResolve(r) => drop(r.send(Err(err()))),
         Reply::Delivery(r) => drop(r.send(Err(err()))),
+        Reply::Silence(r) => drop(r.send(Err(err()))),
     }
 }

@@ -386,16 +386,6 @@ pub(in crate::template) fn format_moment(
                 wd
             })
             .to_string(),
-            "w" => week_of_year(d, 0, 6).0.to_string(),
-            "wo" => ordinal(week_of_year(d, 0, 6).0),
-            "ww" => pad(week_of_year(d, 0, 6).0, 2),
-            "W" => week_of_year(d, 1, 4).0.to_string(),
-            "Wo" => ordinal(week_of_year(d, 1, 4).0),
-            "WW" => pad(week_of_year(d, 1, 4).0, 2),
-            "gg" => pad(week_of_year(d, 0, 6).1 % 100, 2),
-            "gggg" => pad(week_of_year(d, 0, 6).1, 4),
-            "GG" => pad(week_of_year(d, 1, 4).1 % 100, 2),
-            "GGGG" => pad(week_of_year(d, 1, 4).1, 4),
             "H" => hour.to_string(),
             "HH" => pad(hour, 2),
             "h" => h12.to_string(),
@@ -414,11 +404,29 @@ pub(in crate::template) fn format_moment(
             "X" => ts.as_second().to_string(),
             "x" => ts.as_millisecond().to_string(),
             s if s.starts_with('S') => nanos[..s.len()].to_string(),
-            other => other.to_string(),
+            other => week_token(other, d).unwrap_or_else(|| other.to_string()),
         };
         out.push_str(&s);
     }
     out
+}
+
+/// moment's week and week-year tokens (locale weeks from Sunday, ISO weeks from Monday).
+fn week_token(token: &str, d: jiff::civil::Date) -> Option<String> {
+    let pad = |n: i64, w: usize| format!("{n:0w$}");
+    Some(match token {
+        "w" => week_of_year(d, 0, 6).0.to_string(),
+        "wo" => ordinal(week_of_year(d, 0, 6).0),
+        "ww" => pad(week_of_year(d, 0, 6).0, 2),
+        "W" => week_of_year(d, 1, 4).0.to_string(),
+        "Wo" => ordinal(week_of_year(d, 1, 4).0),
+        "WW" => pad(week_of_year(d, 1, 4).0, 2),
+        "gg" => pad(week_of_year(d, 0, 6).1 % 100, 2),
+        "gggg" => pad(week_of_year(d, 0, 6).1, 4),
+        "GG" => pad(week_of_year(d, 1, 4).1 % 100, 2),
+        "GGGG" => pad(week_of_year(d, 1, 4).1, 4),
+        _ => return None,
+    })
 }
 
 /// A literal format that prints itself: for the start-up check.

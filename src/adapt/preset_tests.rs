@@ -177,7 +177,10 @@ action = "drop"
     assert_eq!(i.own_rules, 1);
     assert_eq!(
         i.rules.len(),
-        1 + super::compiled(Nagios).unwrap().rules.len()
+        1 + crate::config::presets::compiled(Nagios)
+            .unwrap()
+            .rules
+            .len()
     );
     let e = adapt(
         mail("** PROBLEM Service Alert: staging/HTTP is CRITICAL **", ""),
