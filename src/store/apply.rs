@@ -1,28 +1,31 @@
-//! What each writer job does to a group commit's batch, one function per job kind: ingest
-//! (log entries and their alert requests), a user's change, auto resolve, and a delivery's
-//! outcome; then the outbox deliveries the group's alert changes call for. Nothing here is
-//! durable until the writer's sync returns.
+//! What each writer job does in a group commit, one function per job kind: ingest (log entries
+//! and their alert requests), a user's change, auto resolve, a delivery's outcome, a silence, a
+//! dead letter's retry; then the outbox deliveries the group's alert changes call for. Written
+//! once against [`Engine`], for both engines; [`State::apply_group`] is sled's group commit
+//! (PostgreSQL's is `postgres/group.rs`). Nothing here is durable until the engine's commit.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
+use super::alerts::{AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
+use super::engine::Engine;
 use super::jobs::{Answer, Job, Reply, Request};
-use super::outbox::{self, DeliveryState, Payload, Queued};
-use super::timeline;
+use super::outbox::{DeliveryState, Payload, Queued};
+use super::rules::Rules;
+use super::timeline::Note;
 use super::txn::Txn;
 use super::writer::{Applied, DeliveryOutcome, Receipt, State, WriterHandle};
-use super::{Error, NewLog, logs, unix_ms};
+use super::{Error, NewLog, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};
 
 /// Alerts auto-resolved in one group at most; the rest follow in the next.
 const AUTO_RESOLVE_BATCH: usize = 1000;
 
-/// One group commit being built: the transaction, and what it did so far.
-pub(super) struct Group<'a> {
-    pub txn: Txn<'a>,
+/// One group commit being built: the engine's transaction, and what it did so far.
+pub(super) struct Group<E> {
+    pub txn: E,
     /// The group's time (ms since the epoch).
     pub now: u64,
     /// Log entries added per integration (for count retention).
@@ -44,13 +47,10 @@ impl State {
             Ok(h) => h,
             Err(e) => return Applied::failed(started, e),
         };
-        let mut group = Group {
-            txn: Txn::new(&handles.tree, &handles.db),
-            now: unix_ms(crate::clock::now()),
-            added: HashMap::new(),
-            changes: Vec::new(),
-            retried: Vec::new(),
-        };
+        let mut group = Group::new(
+            Txn::new(&handles.tree, &handles.db),
+            unix_ms(crate::clock::now()),
+        );
         let config = self
             .outbox
             .as_ref()
@@ -64,7 +64,7 @@ impl State {
         for request in requests {
             let at = group.txn.savepoint();
             let changes = group.changes.len();
-            let result = match self.apply(&mut group, request) {
+            let result = match group.apply(request) {
                 Err(e) if e.is_store_failure() => return Applied::failed(started, e),
                 Err(e) => {
                     group.txn.rollback(at);
@@ -86,7 +86,7 @@ impl State {
         let mut queued = retried;
         let result = (|| {
             if let (Some(config), Some(events)) = (&config, txn.events.take()) {
-                queued.extend(self.enqueue(&mut txn, config, events, now)?);
+                queued.extend(enqueue(&mut txn, config, events, now)?);
             }
             let removed = self.prune_by_count(&handles.tree, &mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
@@ -110,29 +110,47 @@ impl State {
             Err(e) => Applied::failed(started, e),
         }
     }
+}
+
+impl<E: Engine> Group<E> {
+    pub fn new(txn: E, now: u64) -> Self {
+        Group {
+            txn,
+            now,
+            added: HashMap::new(),
+            changes: Vec::new(),
+            retried: Vec::new(),
+        }
+    }
 
     /// Applies one request to the group's transaction.
-    fn apply(&self, group: &mut Group<'_>, request: &Request) -> Result<Answer, Error> {
+    pub fn apply(&mut self, request: &Request) -> Result<Answer, Error> {
         match request {
-            Request::Ingest(logs) => ingest(group, logs),
-            Request::Change { id, change, now } => self.user_change(group, *id, *change, *now),
-            Request::AutoResolve { now } => self.auto_resolve(group, *now),
-            Request::Delivery { id, outcome } => self.delivery(group, *id, outcome),
-            Request::Silence(op) => super::silences::apply(group, op),
-            Request::Retry(id, now) => retry(group, *id, *now),
+            Request::Ingest(logs) => self.ingest(logs),
+            Request::Change { id, change, now } => self.user_change(*id, *change, *now),
+            Request::AutoResolve { now } => self.auto_resolve(*now),
+            Request::Delivery { id, outcome } => {
+                self.txn.delivery_outcome(*id, outcome)?;
+                // Whether it left the outbox (delivered or dead).
+                Ok(Answer::Delivery(!matches!(
+                    outcome,
+                    DeliveryOutcome::Retry(_)
+                )))
+            }
+            Request::Silence(op) => super::silences::apply(&mut self.txn, op),
+            Request::Retry(id, now) => self.retry(*id, *now),
         }
     }
 
     /// A user's acknowledge or resolve of one alert, as [`UserChange::from`] allows it.
     fn user_change(
-        &self,
-        group: &mut Group<'_>,
+        &mut self,
         id: u64,
         change: UserChange,
         now: SystemTime,
     ) -> Result<Answer, Error> {
         let now = unix_ms(now);
-        let record = match group.txn.record(id)? {
+        let record = match self.txn.record(id)? {
             None => Err(Error::NoSuchAlert(id)),
             Some(r) => match change.from(r.status) {
                 Transition::Refused => Err(Error::Conflict {
@@ -145,130 +163,156 @@ impl State {
                         UserChange::Acknowledge => AlertChange::Acknowledged(Actor::User),
                         UserChange::Resolve => AlertChange::Resolved(Actor::User),
                     };
-                    group.changes.push((r.integration.clone(), counted));
-                    group.txn.set_status(r, status, Some(ResolvedBy::User), now)
+                    self.changes.push((r.integration.clone(), counted));
+                    Rules::new(&mut self.txn).set_status(r, status, Some(ResolvedBy::User), now)
                 }
             },
         }?;
-        let description = self.store.description(record.id)?;
+        let description = self.txn.description(record.id)?;
         Ok(Answer::Change(Box::new(record.into_alert(description))))
     }
 
     /// Resolves (by `auto`) up to [`AUTO_RESOLVE_BATCH`] alerts whose deadline has passed.
-    fn auto_resolve(&self, group: &mut Group<'_>, now: SystemTime) -> Result<Answer, Error> {
+    fn auto_resolve(&mut self, now: SystemTime) -> Result<Answer, Error> {
         let now = unix_ms(now);
-        let txn = &mut group.txn;
-        let due = txn.due(now, AUTO_RESOLVE_BATCH)?;
-        for id in &due {
-            if let Some(r) = txn.record(*id)?
-                && let Transition::To(status) = UserChange::Resolve.from(r.status)
-            {
-                group
-                    .changes
-                    .push((r.integration.clone(), AlertChange::Resolved(Actor::Auto)));
-                txn.set_status(r, status, Some(ResolvedBy::Auto), now)?;
-            }
-        }
-        // The resolved alerts' deadlines leave the tree with this batch: skip them.
-        let next = alerts::next_deadline(txn.tree(), due.len())?;
-        let next = match txn.earliest_deadline {
-            Some(e) => Some(next.map_or(e, |n| n.min(e))),
-            None => next,
-        };
+        let due = self.txn.due(now, AUTO_RESOLVE_BATCH)?;
+        self.resolve_due(&due, now)?;
+        let next = self.txn.next_deadline(now, due.len())?;
         Ok(Answer::AutoResolve(next))
     }
 
-    /// Records how a delivery attempt ended: it leaves the outbox, waits for a retry, or moves
-    /// to the dead letters.
-    fn delivery(
-        &self,
-        group: &mut Group<'_>,
-        id: u64,
-        outcome: &DeliveryOutcome,
-    ) -> Result<Answer, Error> {
-        let leaves = !matches!(outcome, DeliveryOutcome::Retry(_));
-        let tree = group.txn.tree();
-        let batch = &mut group.txn.batch;
-        let pending = outbox::state_key(outbox::PENDING, id);
-        match outcome {
-            DeliveryOutcome::Delivered => {
-                batch.remove(&pending[..]);
-                logs::remove_chunks(tree, batch, outbox::PAYLOAD, id)?;
-            }
-            DeliveryOutcome::Retry(state) => batch.insert(&pending[..], outbox::encode(state, id)?),
-            DeliveryOutcome::Dead(state) => {
-                batch.remove(&pending[..]);
-                batch.insert(
-                    &outbox::state_key(outbox::DEAD, id)[..],
-                    outbox::encode(state, id)?,
-                );
+    /// Resolves (by `auto`) the alerts `due` that are not resolved yet.
+    pub fn resolve_due(&mut self, due: &[u64], now: u64) -> Result<(), Error> {
+        for id in due {
+            if let Some(r) = self.txn.record(*id)?
+                && let Transition::To(status) = UserChange::Resolve.from(r.status)
+            {
+                self.changes
+                    .push((r.integration.clone(), AlertChange::Resolved(Actor::Auto)));
+                Rules::new(&mut self.txn).set_status(r, status, Some(ResolvedBy::Auto), now)?;
             }
         }
-        Ok(Answer::Delivery(leaves))
+        Ok(())
     }
 
-    /// Adds one delivery per alert change and destination that wants it to the group's batch.
-    fn enqueue(
-        &self,
-        txn: &mut Txn<'_>,
-        config: &Config,
-        events: Vec<(Record, AlertEvent)>,
-        now: u64,
-    ) -> Result<Vec<(String, Queued)>, Error> {
-        let mut queued = Vec::new();
-        for (record, event) in events {
-            let wanted = wanted_destinations(config, &record.integration, event);
-            if wanted.is_empty() {
-                continue;
-            }
-            let description = match txn.descriptions.get(&record.id) {
-                Some(d) => d.clone(),
-                None => self.store.description(record.id)?,
-            };
-            let alert_id = record.id;
-            let payload = Payload {
-                event,
-                alert: record.into_alert(description),
-            };
-            let json = serde_json::to_vec(&payload).map_err(|source| Error::Corrupt {
-                key: format!("delivery payload of alert {alert_id}"),
-                source,
-            })?;
-            for destination in wanted {
-                let id = txn.generate_id()?;
-                let state = DeliveryState {
-                    destination: destination.to_string(),
-                    event,
-                    alert_id,
-                    created_ms: now,
-                    attempts: 0,
-                    next_ms: now,
-                    last_error: None,
-                    dead_ms: None,
-                };
-                alerts::put_chunks(&mut txn.batch, outbox::PAYLOAD, id, &json);
-                let note = timeline::Note::Delivery {
-                    destination: destination.to_string(),
-                    event,
-                };
-                timeline::note(&mut txn.batch, alert_id, id, &note);
-                txn.batch.insert(
-                    &outbox::state_key(outbox::PENDING, id)[..],
-                    outbox::encode(&state, id)?,
-                );
-                queued.push((
-                    destination.to_string(),
-                    Queued {
-                        id,
-                        alert_id,
-                        next_ms: now,
-                        attempts: 0,
-                    },
-                ));
-            }
-        }
-        Ok(queued)
+    /// A dead letter back to the outbox: attempts reset, due `now`, its payload as it was; the
+    /// group reports it to its destination's worker with the deliveries it adds.
+    fn retry(&mut self, id: u64, now: SystemTime) -> Result<Answer, Error> {
+        let Some(state) = self.txn.requeue_dead(id, unix_ms(now))? else {
+            return Err(Error::NoSuchDeadLetter(id));
+        };
+        let queued = Queued {
+            id,
+            alert_id: state.alert_id,
+            next_ms: state.next_ms,
+            attempts: 0,
+        };
+        self.retried.push((state.destination, queued));
+        Ok(Answer::Delivery(false))
     }
+
+    /// Log entries and the alert changes they ask for. Entries that share their raw input (one
+    /// input's events) store it once, under the first one's id.
+    pub fn ingest(&mut self, logs: &[NewLog]) -> Result<Answer, Error> {
+        let mut receipts = Vec::with_capacity(logs.len());
+        let mut raws: Vec<(*const u8, u64)> = Vec::new();
+        let mut added: HashMap<&str, usize> = HashMap::new();
+        for (i, log) in logs.iter().enumerate() {
+            let log_id = self.txn.generate_id()?;
+            let (outcome, alert_id) = match &log.alert {
+                Some(req) => {
+                    let (o, a) =
+                        Rules::new(&mut self.txn).apply(&log.integration, req, log_id, self.now)?;
+                    if let Some(change) = ingest_change(o) {
+                        self.changes.push((log.integration.clone(), change));
+                    }
+                    (Some(o), a)
+                }
+                None => (log.outcome, None),
+            };
+            let key = log.raw.as_ptr();
+            let raw_id = match raws.iter().find(|(k, _)| *k == key) {
+                Some(&(_, raw_id)) => raw_id,
+                None => {
+                    let sharing = logs[i..]
+                        .iter()
+                        .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
+                        .count();
+                    self.txn.put_raw(log_id, &log.raw, sharing as u64)?;
+                    raws.push((key, log_id));
+                    log_id
+                }
+            };
+            self.txn.put_log(log_id, raw_id, log, outcome, alert_id)?;
+            *added.entry(&log.integration).or_default() += 1;
+            receipts.push(Receipt {
+                log_id,
+                outcome,
+                alert_id,
+            });
+        }
+        // Counted only now: a request that failed half-way adds nothing.
+        for (integration, n) in added {
+            *self.added.entry(integration.to_string()).or_default() += n;
+        }
+        Ok(Answer::Ingest(receipts))
+    }
+}
+
+/// Adds one delivery per alert change and destination that wants it; answers them with their
+/// destinations, for the delivery workers.
+pub(super) fn enqueue<E: Engine>(
+    txn: &mut E,
+    config: &Config,
+    events: Vec<(Record, AlertEvent)>,
+    now: u64,
+) -> Result<Vec<(String, Queued)>, Error> {
+    let mut queued = Vec::new();
+    for (record, event) in events {
+        let wanted = wanted_destinations(config, &record.integration, event);
+        if wanted.is_empty() {
+            continue;
+        }
+        let description = txn.description(record.id)?;
+        let alert_id = record.id;
+        let payload = Payload {
+            event,
+            alert: record.into_alert(description),
+        };
+        let json = serde_json::to_vec(&payload).map_err(|source| Error::Corrupt {
+            key: format!("delivery payload of alert {alert_id}"),
+            source,
+        })?;
+        for destination in wanted {
+            let id = txn.generate_id()?;
+            let state = DeliveryState {
+                destination: destination.to_string(),
+                event,
+                alert_id,
+                created_ms: now,
+                attempts: 0,
+                next_ms: now,
+                last_error: None,
+                dead_ms: None,
+            };
+            txn.add_delivery(id, &state, &json)?;
+            let note = Note::Delivery {
+                destination: destination.to_string(),
+                event,
+            };
+            txn.note(alert_id, id, &note)?;
+            queued.push((
+                destination.to_string(),
+                Queued {
+                    id,
+                    alert_id,
+                    next_ms: now,
+                    attempts: 0,
+                },
+            ));
+        }
+    }
+    Ok(queued)
 }
 
 /// The destinations of `integration` that take `event`.
@@ -293,53 +337,6 @@ pub(super) fn wanted_destinations<'c>(
         .collect()
 }
 
-/// Log entries and the alert changes they ask for. Entries that share their raw input (one
-/// input's events) store it once, under the first one's id.
-pub(super) fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
-    let mut receipts = Vec::with_capacity(logs.len());
-    let mut raws: Vec<(*const u8, u64)> = Vec::new();
-    let mut added: HashMap<&str, usize> = HashMap::new();
-    for (i, log) in logs.iter().enumerate() {
-        let log_id = group.txn.generate_id()?;
-        let (outcome, alert_id) = match &log.alert {
-            Some(req) => {
-                let (o, a) = group.txn.apply(&log.integration, req, log_id, group.now)?;
-                if let Some(change) = ingest_change(o) {
-                    group.changes.push((log.integration.clone(), change));
-                }
-                (Some(o), a)
-            }
-            None => (log.outcome, None),
-        };
-        let key = log.raw.as_ptr();
-        let raw_id = match raws.iter().find(|(k, _)| *k == key) {
-            Some(&(_, raw_id)) => raw_id,
-            None => {
-                let sharing = logs[i..]
-                    .iter()
-                    .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
-                    .count();
-                logs::put_raw(&mut group.txn.batch, log_id, &log.raw, sharing as u64);
-                raws.push((key, log_id));
-                log_id
-            }
-        };
-        logs::put_log(&mut group.txn.batch, log_id, raw_id, log, outcome, alert_id)?;
-        timeline::index_log(&mut group.txn.batch, alert_id, log_id);
-        *added.entry(&log.integration).or_default() += 1;
-        receipts.push(Receipt {
-            log_id,
-            outcome,
-            alert_id,
-        });
-    }
-    // Counted only now: a request that failed half-way adds nothing.
-    for (integration, n) in added {
-        *group.added.entry(integration.to_string()).or_default() += n;
-    }
-    Ok(Answer::Ingest(receipts))
-}
-
 /// The alert change an input's outcome stands for, if any.
 fn ingest_change(outcome: Outcome) -> Option<AlertChange> {
     match outcome {
@@ -360,31 +357,4 @@ impl WriterHandle {
         self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
             .await?
     }
-}
-
-/// A dead letter back to the outbox: attempts reset, due `now`, its payload as it was; the
-/// group reports it to its destination's worker with the deliveries it adds.
-fn retry(group: &mut Group<'_>, id: u64, now: SystemTime) -> Result<Answer, Error> {
-    let dead = outbox::state_key(outbox::DEAD, id);
-    let Some(v) = group.txn.tree().get(dead)? else {
-        return Err(Error::NoSuchDeadLetter(id));
-    };
-    let mut state = outbox::decode(&v, id)?;
-    state.attempts = 0;
-    state.next_ms = unix_ms(now);
-    state.dead_ms = None;
-    let batch = &mut group.txn.batch;
-    batch.remove(&dead[..]);
-    batch.insert(
-        &outbox::state_key(outbox::PENDING, id)[..],
-        outbox::encode(&state, id)?,
-    );
-    let queued = Queued {
-        id,
-        alert_id: state.alert_id,
-        next_ms: state.next_ms,
-        attempts: 0,
-    };
-    group.retried.push((state.destination, queued));
-    Ok(Answer::Delivery(false))
 }

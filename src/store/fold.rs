@@ -10,22 +10,19 @@
 //! then new alerts are created again. The storm alert resolves itself when every member it
 //! took has resolved (by the integration), or `within` after its last member (`auto`).
 //!
-//! | key                                            | value                                    |
-//! |------------------------------------------------|------------------------------------------|
-//! | `T` integration `\0` len `siren:storm`, id     | (the storm alert, by its third-party id) |
-//! | `T` integration `\0` len member id, storm id   | (each member, so its repeats and resolve find the storm) |
+//! The storm alert is filed under the third-party id [`STORM_ID`], and each member's
+//! third-party id under the storm alert, so that its repeats and its resolve find the storm
+//! (sled: `T` keys, `alerts.rs`; PostgreSQL: `siren_alert_keys`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{
-    AlertEvent, AlertRequest, BY_THIRDPARTY, DESCRIPTION, Outcome, Record, ResolvedBy, Status,
-    deadline_key, integration_prefix, put_chunks, text_prefix, with_id,
-};
+use super::alerts::{AlertEvent, AlertRequest, Outcome, Record, ResolvedBy, Status};
+use super::engine::{Engine, Key};
+use super::rules::Rules;
 use super::silences::Silences;
-use super::txn::Txn;
 use super::{Error, NewLog};
 use crate::domain::{Action, Storm};
 
@@ -72,6 +69,14 @@ impl Folding {
         })
     }
 
+    /// The folding state of a PostgreSQL node: the stored silences `list`. Its storm windows
+    /// are in the database, shared by every node.
+    pub fn with_silences(list: Vec<super::silences::Record>) -> Folding {
+        let folding = Folding::default();
+        folding.silences.set(list);
+        folding
+    }
+
     /// Marks each entry's alert request with the silence in force that matches it.
     pub fn mark(&self, logs: &mut [NewLog]) {
         let now = super::unix_ms(crate::clock::now());
@@ -93,18 +98,13 @@ impl Folding {
 
     /// Counts one would-be new alert of `integration` at `now`; true when that makes more
     /// than `storm.alerts` within `storm.within`.
-    fn past(&self, integration: &str, storm: Storm, now: u64) -> bool {
+    pub(super) fn past(&self, integration: &str, storm: Storm, now: u64) -> bool {
         let mut windows = self.storms.lock().unwrap_or_else(|p| p.into_inner());
-        let times = windows.entry(integration.to_string()).or_default();
-        let from = now.saturating_sub(storm.within.as_millis() as u64);
-        while times.front().is_some_and(|&t| t <= from) {
-            times.pop_front();
-        }
-        times.push_back(now);
-        while times.len() > storm.alerts + 1 {
-            times.pop_front();
-        }
-        times.len() > storm.alerts
+        past_window(
+            windows.entry(integration.to_string()).or_default(),
+            storm,
+            now,
+        )
     }
 }
 
@@ -114,14 +114,29 @@ fn storm_title(members: u64, integration: &str, storm: Storm) -> String {
     format!("Storm: {members} alerts from {integration} in {within}")
 }
 
-impl Txn<'_> {
+/// Counts one would-be new alert at `now` into a storm window (the times of the last ones,
+/// oldest first, at most `storm.alerts + 1`); true when that makes more than `storm.alerts`
+/// within `storm.within`. The same on both engines: sled keeps the windows in memory,
+/// PostgreSQL in a row per integration that every node shares.
+pub(super) fn past_window(times: &mut VecDeque<u64>, storm: Storm, now: u64) -> bool {
+    let from = now.saturating_sub(storm.within.as_millis() as u64);
+    while times.front().is_some_and(|&t| t <= from) {
+        times.pop_front();
+    }
+    times.push_back(now);
+    while times.len() > storm.alerts + 1 {
+        times.pop_front();
+    }
+    times.len() > storm.alerts
+}
+
+impl<E: Engine> Rules<'_, E> {
     /// Folds `req`, which would create a new alert, into its integration's storm alert when the
     /// integration is past its storm rate; `None` when it is not (or has no storm setting).
     pub(super) fn storm_fold(
         &mut self,
         integration: &str,
         req: &AlertRequest,
-        member: Vec<u8>,
         log_id: u64,
         now: u64,
     ) -> Result<Option<(Outcome, Option<u64>)>, Error> {
@@ -131,20 +146,21 @@ impl Txn<'_> {
         if req.action != Action::Create || req.fold.silence.is_some() {
             return Ok(None);
         }
-        let Some(folding) = self.folding.clone() else {
-            return Ok(None);
-        };
-        if !folding.past(integration, storm, now) {
+        if !self.e.storm_past(integration, storm, now)? {
             return Ok(None);
         }
-        let storm_prefix = text_prefix(BY_THIRDPARTY, integration, STORM_ID);
-        let current = match self.newest(&storm_prefix, 1)?.first() {
-            Some(&id) => self.record(id)?.filter(|r| r.status.still_there()),
+        let member = Key::ThirdParty(&req.thirdparty_id);
+        let current = match self
+            .e
+            .newest(integration, Key::ThirdParty(STORM_ID), 1)?
+            .first()
+        {
+            Some(&id) => self.e.record(id)?.filter(|r| r.status.still_there()),
             None => None,
         };
         let Some(old) = current else {
-            let id = self.new_storm(integration, req, storm, storm_prefix, log_id, now)?;
-            self.index(member, id);
+            let id = self.new_storm(integration, req, storm, log_id, now)?;
+            self.e.index(integration, member, id)?;
             return Ok(Some((Outcome::Aggregated, Some(id))));
         };
         let mut r = old.clone();
@@ -154,11 +170,12 @@ impl Txn<'_> {
         r.title = storm_title(members.members, integration, storm);
         r.dedup_count += 1;
         r.updated_ms = now;
-        self.move_deadline(&mut r, now + storm.within.as_millis() as u64);
-        self.index(member, r.id);
+        // It resolves `within` after its last member.
+        r.auto_resolve_ms = Some(now + storm.within.as_millis() as u64);
+        self.e.index(integration, member, r.id)?;
         let id = r.id;
         // No event: the storm alert paged once, when it was created.
-        self.put(Some(&old), r)?;
+        self.e.update(&old, r)?;
         Ok(Some((Outcome::Aggregated, Some(id))))
     }
 
@@ -168,11 +185,10 @@ impl Txn<'_> {
         integration: &str,
         req: &AlertRequest,
         storm: Storm,
-        storm_prefix: Vec<u8>,
         log_id: u64,
         now: u64,
     ) -> Result<u64, Error> {
-        let id = self.generate_id()?;
+        let id = self.e.generate_id()?;
         let deadline = now + storm.within.as_millis() as u64;
         let record = Record {
             id,
@@ -201,14 +217,9 @@ impl Txn<'_> {
             storm.alerts,
             crate::email::escape_html(&req.title)
         );
-        self.index(storm_prefix, id);
-        self.index(integration_prefix(integration), id);
-        self.batch.insert(&deadline_key(deadline, id)[..], &[][..]);
-        self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
-        put_chunks(&mut self.batch, DESCRIPTION, id, description.as_bytes());
+        self.e.index(integration, Key::ThirdParty(STORM_ID), id)?;
         self.event(&record, AlertEvent::Create);
-        self.describe(id, description);
-        self.put(None, record)?;
+        self.e.insert(record, &description)?;
         Ok(id)
     }
 
@@ -227,12 +238,11 @@ impl Txn<'_> {
         if !resolve || !old.status.still_there() {
             return Ok((Outcome::Ignored, Some(id)));
         }
-        // Its key leaves the index, so that its resolve is counted once. (Two resolves of one
-        // member within one group commit can both count: the tree's key goes with the batch.)
-        self.batch.remove(with_id(
-            text_prefix(BY_THIRDPARTY, integration, thirdparty_id),
-            id,
-        ));
+        // Its key leaves the index, so that its resolve is counted once. (On sled, two resolves
+        // of one member within one group commit can both count: the tree's key goes with the
+        // batch.)
+        self.e
+            .unindex(integration, Key::ThirdParty(thirdparty_id), id)?;
         let mut r = old.clone();
         let members = r.storm.get_or_insert_with(StormMembers::default);
         members.open = members.open.saturating_sub(1);
@@ -241,17 +251,7 @@ impl Txn<'_> {
             return Ok((Outcome::Resolved, Some(id)));
         }
         r.updated_ms = now;
-        self.put(Some(&old), r)?;
+        self.e.update(&old, r)?;
         Ok((Outcome::Resolved, Some(id)))
-    }
-
-    /// Moves `r`'s auto-resolve deadline to `ms`.
-    fn move_deadline(&mut self, r: &mut Record, ms: u64) {
-        if let Some(old) = r.auto_resolve_ms {
-            self.batch.remove(&deadline_key(old, r.id)[..]);
-        }
-        r.auto_resolve_ms = Some(ms);
-        self.batch.insert(&deadline_key(ms, r.id)[..], &[][..]);
-        self.earliest_deadline = Some(self.earliest_deadline.map_or(ms, |e| e.min(ms)));
     }
 }

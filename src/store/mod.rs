@@ -12,6 +12,7 @@
 
 mod alerts;
 mod apply;
+mod engine;
 mod fold;
 mod heal;
 mod jobs;
@@ -19,6 +20,7 @@ mod logs;
 mod outbox;
 mod postgres;
 mod retention;
+mod rules;
 mod sandbox;
 mod seam;
 mod silences;

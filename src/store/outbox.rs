@@ -55,6 +55,16 @@ impl DeliveryState {
     }
 }
 
+impl DeliveryState {
+    /// As a user's retry of the dead letter leaves it: attempts reset, due `now`, not dead.
+    pub(super) fn retried(mut self, now: u64) -> Self {
+        self.attempts = 0;
+        self.next_ms = now;
+        self.dead_ms = None;
+        self
+    }
+}
+
 /// What a destination is sent: the event and the alert as it was right after the change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {

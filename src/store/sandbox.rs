@@ -1,14 +1,14 @@
 //! A store that nothing else sees, for `siren replay`: a temporary sled database, written by
-//! the same transaction and aggregation code as the writer's (`apply::ingest`, `Txn`), at the
+//! the same transaction and aggregation code as the writer's (`Group::ingest`, `Txn`), at the
 //! time each input arrived instead of now, and with no durability (nothing is synced; sled
 //! deletes it when it is dropped). An input marked with a silence is silenced in it as in the
 //! store; no silence list is consulted.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::alerts::{self, DESCRIPTION, ResolvedBy, Transition, UserChange};
-use super::apply::{self, Group};
+use super::alerts::{self, DESCRIPTION};
+use super::apply::Group;
+use super::engine::Engine;
 use super::fold::Folding;
 use super::jobs::Answer;
 use super::txn::Txn;
@@ -36,24 +36,12 @@ impl Sandbox {
     /// (by `auto`) what was due by then; answers what each came to.
     pub fn ingest(&self, logs: &[NewLog], at: SystemTime) -> Result<Vec<Receipt>, Error> {
         let now = unix_ms(at);
-        let mut group = Group {
-            txn: Txn::new(&self.tree, &self.db),
-            now,
-            added: HashMap::new(),
-            changes: Vec::new(),
-            retried: Vec::new(),
-        };
-        group.txn.folding = Some(self.folding.clone());
-        for id in group.txn.due(now, usize::MAX)? {
-            if let Some(r) = group.txn.record(id)?
-                && let Transition::To(status) = UserChange::Resolve.from(r.status)
-            {
-                group
-                    .txn
-                    .set_status(r, status, Some(ResolvedBy::Auto), now)?;
-            }
-        }
-        let receipts = match apply::ingest(&mut group, logs)? {
+        let mut txn = Txn::new(&self.tree, &self.db);
+        txn.folding = Some(self.folding.clone());
+        let mut group = Group::new(txn, now);
+        let due = group.txn.due(now, usize::MAX)?;
+        group.resolve_due(&due, now)?;
+        let receipts = match group.ingest(logs)? {
             Answer::Ingest(receipts) => receipts,
             _ => Vec::new(),
         };

@@ -113,20 +113,10 @@ impl Store {
     }
 }
 
-/// The console's and the silences' reads; PostgreSQL's follow in the next commits.
-macro_rules! sled_only {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &$self.0 {
-            Backend::Sled($s) => $e,
-            Backend::Postgres(_) => Err(Error::Postgres("not yet on PostgreSQL".into())),
-        }
-    };
-}
-
 impl Store {
     /// Silences, newest first, starting after `cursor`.
     pub fn silences(&self, limit: usize, cursor: Option<u64>) -> Result<Page<Silence>, Error> {
-        sled_only!(self, s => s.silences(limit, cursor))
+        either!(self, s => s.silences(limit, cursor))
     }
 
     /// The console's alert list (see `views.rs`).
@@ -136,12 +126,12 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<AlertRows, Error> {
-        sled_only!(self, s => s.alert_rows(search, limit, cursor))
+        either!(self, s => s.alert_rows(search, limit, cursor))
     }
 
     /// An alert's timeline and deliveries.
     pub fn history(&self, alert: u64, creating_log: u64) -> Result<History, Error> {
-        sled_only!(self, s => s.history(alert, creating_log))
+        either!(self, s => s.history(alert, creating_log))
     }
 
     /// One integration's log entries as rows.
@@ -152,7 +142,7 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<LogRows, Error> {
-        sled_only!(self, s => s.log_rows(integration, outcome, limit, cursor))
+        either!(self, s => s.log_rows(integration, outcome, limit, cursor))
     }
 
     /// An integration's inputs since `since_ms`.
@@ -161,7 +151,7 @@ impl Store {
         integration: &str,
         since_ms: u64,
     ) -> Result<IntegrationStats, Error> {
-        sled_only!(self, s => s.integration_stats(integration, since_ms))
+        either!(self, s => s.integration_stats(integration, since_ms))
     }
 }
 

@@ -17,8 +17,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::apply::Group;
+use super::engine::Engine;
 use super::jobs::Answer;
+use super::txn::Writes;
 use super::{Error, Page, SledStore, WriterHandle, rfc3339_ms, u64_at, unix_ms};
 
 const SILENCE: u8 = b'Y';
@@ -55,7 +56,16 @@ pub struct Silence {
 }
 
 impl Record {
-    fn view(&self, now: u64) -> Silence {
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(super) fn ends_ms(&self) -> u64 {
+        self.ends_ms
+    }
+
+    /// The silence as the API shows it at `now`.
+    pub(super) fn view(&self, now: u64) -> Silence {
         let state = if now < self.starts_ms {
             "pending"
         } else if now < self.ends_ms {
@@ -221,6 +231,18 @@ impl Silences {
         Ok(Silences(Arc::new(ArcSwap::from_pointee(list))))
     }
 
+    /// The stored silences `list` (those not ended), compiled: what a PostgreSQL node loads
+    /// from the database, at start and every few seconds after (other nodes add and end them).
+    pub fn set(&self, list: Vec<Record>) {
+        let now = unix_ms(crate::clock::now());
+        let compiled: Vec<Arc<Compiled>> = list
+            .iter()
+            .filter(|r| r.ends_ms > now)
+            .filter_map(|r| compiled(r).ok().map(Arc::new))
+            .collect();
+        self.0.store(Arc::new(compiled));
+    }
+
     /// The id of the first silence in force at `now` that matches the input.
     pub fn matching(&self, integration: &str, title: &str, data: &Value, now: u64) -> Option<u64> {
         let list = self.0.load();
@@ -290,29 +312,39 @@ pub(super) enum SilenceOp {
     End { id: u64, now: SystemTime },
 }
 
-/// Applies a silence request to the group's batch; answers the stored silence (`None`: no
-/// silence `id` to end).
-pub(super) fn apply(group: &mut Group<'_>, op: &SilenceOp) -> Result<Answer, Error> {
+/// Applies a silence request in the group; answers the stored silence (`None`: no silence
+/// `id` to end).
+pub(super) fn apply<E: Engine>(e: &mut E, op: &SilenceOp) -> Result<Answer, Error> {
     let record = match op {
         SilenceOp::Create(r) => Record {
-            id: group.txn.generate_id()?,
+            id: e.generate_id()?,
             ..r.clone()
         },
         SilenceOp::End { id, now } => {
-            let Some(v) = group.txn.tree().get(key(*id))? else {
+            let Some(mut r) = e.silence(*id)? else {
                 return Ok(Answer::Silence(None));
             };
-            let mut r = decode(&key(*id), &v)?;
             r.ends_ms = r.ends_ms.min(unix_ms(*now));
             r.starts_ms = r.starts_ms.min(r.ends_ms);
             r
         }
     };
-    group
-        .txn
-        .batch
-        .insert(&key(record.id)[..], encode(&record)?);
+    e.put_silence(&record)?;
     Ok(Answer::Silence(Some(Box::new(record))))
+}
+
+/// A stored silence (sled).
+pub(super) fn read(tree: &sled::Tree, id: u64) -> Result<Option<Record>, Error> {
+    match tree.get(key(id))? {
+        Some(v) => decode(&key(id), &v).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Stores a silence in a sled batch.
+pub(super) fn write(writes: &mut Writes, r: &Record) -> Result<(), Error> {
+    writes.insert(&key(r.id)[..], encode(r)?);
+    Ok(())
 }
 
 impl WriterHandle {

@@ -1,43 +1,21 @@
-//! One group commit's view of the alerts ([`Txn`]): the tree plus the group's own pending
-//! changes, and the aggregation rules of spec step 6 applied through it. Every lookup is a
-//! prefix seek from the newest end, so its cost does not grow with the number of alerts.
+//! One group commit's view of the sled store ([`Txn`]): the tree plus the group's own pending
+//! changes, as the rules (`rules.rs`) and the writer's jobs see it through [`Engine`]. Every
+//! lookup is a prefix seek from the newest end, so its cost does not grow with the number of
+//! alerts.
 
 use std::collections::HashMap;
 
 use super::alerts::{
-    Action, AlertEvent, AlertRequest, BY_THIRDPARTY, BY_TITLE, DEADLINE, DESCRIPTION, Outcome,
-    Record, ResolvedBy, Status, Transition, UserChange, alert_key, both_prefix, deadline_key,
-    integration_prefix, put_chunks, read_record, status_prefix, text_prefix, with_id,
+    AlertEvent, BY_THIRDPARTY, BY_TITLE, DEADLINE, DESCRIPTION, Outcome, Record, alert_key,
+    both_prefix, deadline_key, integration_prefix, next_deadline, put_chunks, read_record,
+    status_prefix, text_prefix, with_id,
 };
+use super::engine::{Engine, Key};
 use super::fold::Folding;
-use super::{Error, u64_at};
-
-/// How many same-title alerts, newest first, auto aggregate looks at. Only the newest can
-/// match unless the window was widened since; this bounds the work either way.
-const TITLE_LOOKBACK: usize = 8;
-/// How many alerts per third-party id, newest first, resolve/acknowledge look through.
-const THIRDPARTY_LOOKBACK: usize = 32;
-/// Third-party ids and titles are in index keys and in the record: bounded, so that no sled
-/// page can grow past the size at which sled moves it to a blob file it never syncs.
-const MAX_ID_BYTES: usize = 512;
-const MAX_TITLE_BYTES: usize = 4096;
-
-/// `text` if it fits in `max` bytes; else a prefix and a hash of the whole, so that distinct
-/// long values stay distinct (and the same long value always maps to the same key).
-pub(super) fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut cut = max - 20;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…{hash:016x}", &text[..cut])
-}
+use super::outbox::{self, DeliveryState};
+use super::timeline::{self, Note};
+use super::writer::DeliveryOutcome;
+use super::{Error, NewLog, logs, read_chunks, silences, u64_at};
 
 /// A group's writes in order; they become one sled `Batch` when the group is complete, and
 /// can be cut back to a [`Savepoint`] until then (a sled `Batch` cannot).
@@ -118,8 +96,6 @@ pub(super) struct Txn<'a> {
     pub descriptions: HashMap<u64, String>,
     /// The writer's storm windows and silences (`fold.rs`); none: no storm folding.
     pub folding: Option<Folding>,
-    /// Set while applying a silenced input: its changes notify no destination.
-    quiet: bool,
 }
 
 impl<'a> Txn<'a> {
@@ -135,7 +111,6 @@ impl<'a> Txn<'a> {
             events: None,
             descriptions: HashMap::new(),
             folding: None,
-            quiet: false,
         }
     }
 
@@ -170,24 +145,7 @@ impl<'a> Txn<'a> {
         self.earliest_deadline = at.earliest_deadline;
     }
 
-    pub(super) fn event(&mut self, record: &Record, event: AlertEvent) {
-        if self.quiet {
-            return;
-        }
-        if let Some(events) = &mut self.events {
-            events.push((record.clone(), event));
-        }
-    }
-
-    pub fn tree(&self) -> &'a sled::Tree {
-        self.tree
-    }
-
-    pub fn generate_id(&self) -> Result<u64, Error> {
-        Ok(self.db.generate_id()?)
-    }
-
-    pub fn record(&self, id: u64) -> Result<Option<Record>, Error> {
+    fn read(&self, id: u64) -> Result<Option<Record>, Error> {
         match self.records.get(&id) {
             Some(r) => Ok(Some(r.clone())),
             None => read_record(self.tree, id),
@@ -195,7 +153,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Ids under `prefix`, newest first, this group's additions before the tree's.
-    pub(super) fn newest(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>, Error> {
+    fn newest_under(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>, Error> {
         let mut ids: Vec<u64> = self
             .added
             .get(prefix)
@@ -215,14 +173,14 @@ impl<'a> Txn<'a> {
         Ok(ids)
     }
 
-    pub(super) fn index(&mut self, prefix: Vec<u8>, id: u64) {
+    fn index_under(&mut self, prefix: Vec<u8>, id: u64) {
         self.batch.insert(with_id(prefix.clone(), id), &[][..]);
         self.added.entry(prefix.clone()).or_default().push(id);
         self.undo.push(Undo::Index(prefix));
     }
 
     /// The description of an alert this group creates, for the outbox's payloads.
-    pub(super) fn describe(&mut self, id: u64, description: String) {
+    fn describe(&mut self, id: u64, description: String) {
         if self.events.is_some() {
             self.descriptions.insert(id, description);
             self.undo.push(Undo::Description(id));
@@ -230,7 +188,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Writes `new` (and its status indexes, when its status changed from `old`'s).
-    pub(super) fn put(&mut self, old: Option<&Record>, new: Record) -> Result<(), Error> {
+    fn put(&mut self, old: Option<&Record>, new: Record) -> Result<(), Error> {
         let status_changed = old.is_none_or(|o| o.status != new.status);
         if status_changed {
             if let Some(o) = old {
@@ -261,235 +219,78 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// Applies one input's request; returns what happened and to which alert.
-    pub fn apply(
-        &mut self,
-        integration: &str,
-        req: &AlertRequest,
-        log_id: u64,
-        now: u64,
-    ) -> Result<(Outcome, Option<u64>), Error> {
-        let req = &AlertRequest {
-            thirdparty_id: bounded(&req.thirdparty_id, MAX_ID_BYTES),
-            dedup_keys: req
-                .dedup_keys
-                .iter()
-                .map(|k| bounded(k, MAX_ID_BYTES))
-                .collect(),
-            title: bounded(&req.title, MAX_TITLE_BYTES),
-            fold: super::fold::Fold {
-                key: req.fold.key.as_deref().map(|k| bounded(k, MAX_TITLE_BYTES)),
-                ..req.fold.clone()
-            },
-            ..req.clone()
-        };
-        self.quiet = req.fold.silence.is_some();
-        match req.action {
-            Action::Other => Ok((Outcome::Ignored, None)),
-            Action::Create | Action::Drop => self.create(integration, req, log_id, now),
-            Action::Resolve => {
-                self.change_by_thirdparty(integration, &req.thirdparty_id, now, UserChange::Resolve)
-            }
-            Action::Acknowledge => self.change_by_thirdparty(
-                integration,
-                &req.thirdparty_id,
-                now,
-                UserChange::Acknowledge,
-            ),
+    fn key_prefix(integration: &str, key: Key<'_>) -> Vec<u8> {
+        match key {
+            Key::ThirdParty(t) => text_prefix(BY_THIRDPARTY, integration, t),
+            Key::Title(t) => text_prefix(BY_TITLE, integration, t),
         }
     }
 
-    fn create(
-        &mut self,
-        integration: &str,
-        req: &AlertRequest,
-        log_id: u64,
-        now: u64,
-    ) -> Result<(Outcome, Option<u64>), Error> {
-        let tp_prefix = text_prefix(BY_THIRDPARTY, integration, &req.thirdparty_id);
-        // Aggregation by third-party id: the newest alert with it, if still there.
-        if let Some(&id) = self.newest(&tp_prefix, 1)?.first()
-            && let Some(r) = self.record(id)?
-            && r.status.still_there()
+    /// Adds `ms` as a deadline of alert `id`.
+    fn add_deadline(&mut self, ms: u64, id: u64) {
+        self.batch.insert(&deadline_key(ms, id)[..], &[][..]);
+        self.earliest_deadline = Some(self.earliest_deadline.map_or(ms, |e| e.min(ms)));
+    }
+}
+
+impl Engine for Txn<'_> {
+    fn generate_id(&mut self) -> Result<u64, Error> {
+        Ok(self.db.generate_id()?)
+    }
+
+    fn record(&mut self, id: u64) -> Result<Option<Record>, Error> {
+        self.read(id)
+    }
+
+    fn description(&mut self, id: u64) -> Result<String, Error> {
+        if let Some(d) = self.descriptions.get(&id) {
+            return Ok(d.clone());
+        }
+        let bytes = read_chunks(self.tree, DESCRIPTION, id)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn newest(&mut self, integration: &str, key: Key<'_>, limit: usize) -> Result<Vec<u64>, Error> {
+        self.newest_under(&Self::key_prefix(integration, key), limit)
+    }
+
+    fn index(&mut self, integration: &str, key: Key<'_>, id: u64) -> Result<(), Error> {
+        self.index_under(Self::key_prefix(integration, key), id);
+        Ok(())
+    }
+
+    fn unindex(&mut self, integration: &str, key: Key<'_>, id: u64) -> Result<(), Error> {
+        self.batch
+            .remove(with_id(Self::key_prefix(integration, key), id));
+        Ok(())
+    }
+
+    fn insert(&mut self, record: Record, description: &str) -> Result<(), Error> {
+        let id = record.id;
+        self.index_under(integration_prefix(&record.integration), id);
+        if let Some(ms) = record.auto_resolve_ms
+            && record.status.still_there()
         {
-            return self.aggregate(r, now);
+            self.add_deadline(ms, id);
         }
-        // Then by the input's further ids (a thread's Message-IDs, a webhook's `dedup_keys`).
-        for key in &req.dedup_keys {
-            if let Some(&id) = self
-                .newest(&text_prefix(BY_THIRDPARTY, integration, key), 1)?
-                .first()
-                && let Some(r) = self.record(id)?
-                && r.status.still_there()
-            {
-                self.index(tp_prefix, r.id);
-                return self.aggregate(r, now);
-            }
-        }
-        // Auto aggregate: a still-there alert with exactly this key (the title, unless
-        // `aggregate_key`), created within the window. It takes the latest title.
-        let key = req.fold.key.as_deref().unwrap_or(&req.title);
-        if let Some(window) = req.aggregate {
-            let from = now.saturating_sub(window.as_millis() as u64);
-            for id in self.newest(&text_prefix(BY_TITLE, integration, key), TITLE_LOOKBACK)? {
-                let Some(r) = self.record(id)? else { continue };
-                if r.created_ms < from {
-                    break;
-                }
-                if r.status.still_there() {
-                    // Later inputs with this third-party id find the alert they folded into.
-                    self.index(tp_prefix, r.id);
-                    let mut titled = r.clone();
-                    titled.title = req.title.clone();
-                    return self.aggregate_into(r, titled, now);
-                }
-            }
-        }
-        if let Some(folded) = self.storm_fold(integration, req, tp_prefix.clone(), log_id, now)? {
-            return Ok(folded);
-        }
-        let id = self.generate_id()?;
-        // A silenced input's alert is dropped: kept, notifying no destination.
-        let status = if req.action == Action::Drop || req.fold.silence.is_some() {
-            Status::Dropped
-        } else {
-            Status::Open
-        };
-        let auto_resolve_ms = req.auto_resolve.map(|d| now + d.as_millis() as u64);
-        let record = Record {
-            id,
-            integration: integration.to_string(),
-            thirdparty_id: req.thirdparty_id.clone(),
-            title: req.title.clone(),
-            urgency: req.urgency,
-            status,
-            dedup_count: 0,
-            created_ms: now,
-            updated_ms: now,
-            resolved_ms: None,
-            resolved_by: None,
-            log_id,
-            auto_resolve_ms,
-            storm: None,
-        };
-        self.index(tp_prefix, id);
-        for key in &req.dedup_keys {
-            self.index(text_prefix(BY_THIRDPARTY, integration, key), id);
-        }
-        // Only auto aggregate looks alerts up by title: without a window, no title index.
-        if req.aggregate.is_some() {
-            self.index(text_prefix(BY_TITLE, integration, key), id);
-        }
-        self.index(integration_prefix(integration), id);
-        if let Some(ms) = auto_resolve_ms
-            && status.still_there()
-        {
-            self.batch.insert(&deadline_key(ms, id)[..], &[][..]);
-            self.earliest_deadline = Some(self.earliest_deadline.map_or(ms, |e| e.min(ms)));
-        }
-        put_chunks(&mut self.batch, DESCRIPTION, id, req.description.as_bytes());
-        let outcome = if status == Status::Dropped {
-            Outcome::Dropped
-        } else {
-            self.event(&record, AlertEvent::Create);
-            Outcome::Created
-        };
-        self.describe(id, req.description.clone());
-        self.put(None, record)?;
-        Ok((outcome, Some(id)))
+        put_chunks(&mut self.batch, DESCRIPTION, id, description.as_bytes());
+        self.describe(id, description.to_string());
+        self.put(None, record)
     }
 
-    fn aggregate(&mut self, old: Record, now: u64) -> Result<(Outcome, Option<u64>), Error> {
-        let new = old.clone();
-        self.aggregate_into(old, new, now)
-    }
-
-    /// Counts one more input into `old`, which becomes `r` (with a new title, say).
-    fn aggregate_into(
-        &mut self,
-        old: Record,
-        mut r: Record,
-        now: u64,
-    ) -> Result<(Outcome, Option<u64>), Error> {
-        r.dedup_count += 1;
-        r.updated_ms = now;
-        let id = r.id;
-        // A storm alert's repeats page no one: it paged once, for all of them.
-        if r.storm.is_none() {
-            self.event(&r, AlertEvent::Aggregate);
-        }
-        self.put(Some(&old), r)?;
-        Ok((Outcome::Aggregated, Some(id)))
-    }
-
-    /// Changes the newest alert with the third-party id that `change` applies to (by the
-    /// integration).
-    fn change_by_thirdparty(
-        &mut self,
-        integration: &str,
-        thirdparty_id: &str,
-        now: u64,
-        change: UserChange,
-    ) -> Result<(Outcome, Option<u64>), Error> {
-        let prefix = text_prefix(BY_THIRDPARTY, integration, thirdparty_id);
-        for id in self.newest(&prefix, THIRDPARTY_LOOKBACK)? {
-            let Some(old) = self.record(id)? else {
-                continue;
-            };
-            if old.storm.is_some() && old.thirdparty_id != thirdparty_id {
-                let resolve = change == UserChange::Resolve;
-                return self.storm_member(old, integration, thirdparty_id, resolve, now);
+    fn update(&mut self, old: &Record, new: Record) -> Result<(), Error> {
+        if new.status.still_there() && new.auto_resolve_ms != old.auto_resolve_ms {
+            if let Some(ms) = old.auto_resolve_ms {
+                self.batch.remove(&deadline_key(ms, old.id)[..]);
             }
-            if let Transition::To(status) = change.from(old.status) {
-                self.set_status(old, status, Some(ResolvedBy::Integration), now)?;
-                let outcome = match change {
-                    UserChange::Acknowledge => Outcome::Acknowledged,
-                    UserChange::Resolve => Outcome::Resolved,
-                };
-                return Ok((outcome, Some(id)));
+            if let Some(ms) = new.auto_resolve_ms {
+                self.add_deadline(ms, new.id);
             }
         }
-        Ok((Outcome::Ignored, None))
+        self.put(Some(old), new)
     }
 
-    pub fn set_status(
-        &mut self,
-        old: Record,
-        status: Status,
-        by: Option<ResolvedBy>,
-        now: u64,
-    ) -> Result<Record, Error> {
-        let mut r = old.clone();
-        r.status = status;
-        r.updated_ms = now;
-        if status == Status::Resolved {
-            r.resolved_ms = Some(now);
-            r.resolved_by = by;
-        }
-        let event = match status {
-            Status::Resolved => Some(AlertEvent::Resolve),
-            Status::Acknowledged => Some(AlertEvent::Acknowledge),
-            Status::Queued | Status::Open | Status::Dropped => None,
-        };
-        if let Some(event) = event {
-            self.event(&r, event);
-            // An integration's change is on the timeline as its log entry; these have none.
-            if let Some(by @ (ResolvedBy::User | ResolvedBy::Auto)) = by {
-                let note = super::timeline::Note::Change {
-                    event,
-                    by,
-                    at_ms: now,
-                };
-                let id = self.generate_id()?;
-                super::timeline::note(&mut self.batch, r.id, id, &note);
-            }
-        }
-        self.put(Some(&old), r.clone())?;
-        Ok(r)
-    }
-
-    /// Alerts whose auto-resolve deadline is at or before `now`, oldest deadline first.
-    pub fn due(&self, now: u64, limit: usize) -> Result<Vec<u64>, Error> {
+    fn due(&mut self, now: u64, limit: usize) -> Result<Vec<u64>, Error> {
         let mut out = Vec::new();
         for k in self.tree.scan_prefix([DEADLINE]).keys() {
             let k = k?;
@@ -500,21 +301,111 @@ impl<'a> Txn<'a> {
         }
         Ok(out)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::bounded;
+    fn next_deadline(&mut self, _now: u64, resolved: usize) -> Result<Option<u64>, Error> {
+        // The resolved alerts' deadlines leave the tree with this batch: skip them.
+        let next = next_deadline(self.tree, resolved)?;
+        Ok(match self.earliest_deadline {
+            Some(e) => Some(next.map_or(e, |n| n.min(e))),
+            None => next,
+        })
+    }
 
-    #[test]
-    fn long_keys_are_bounded_and_stay_distinct() {
-        assert_eq!(bounded("short", 512), "short");
-        let a = format!("{}a", "x".repeat(40_000));
-        let b = format!("{}b", "x".repeat(40_000));
-        assert!(bounded(&a, 512).len() <= 512);
-        assert_ne!(bounded(&a, 512), bounded(&b, 512));
-        assert_eq!(bounded(&a, 512), bounded(&a, 512));
-        let wide = "é".repeat(1000);
-        assert!(bounded(&wide, 512).len() <= 512);
+    fn storm_past(
+        &mut self,
+        integration: &str,
+        storm: crate::domain::Storm,
+        now: u64,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .folding
+            .as_ref()
+            .is_some_and(|f| f.past(integration, storm, now)))
+    }
+
+    fn event(&mut self, record: &Record, event: AlertEvent) {
+        if let Some(events) = &mut self.events {
+            events.push((record.clone(), event));
+        }
+    }
+
+    fn note(&mut self, alert: u64, id: u64, note: &Note) -> Result<(), Error> {
+        timeline::note(&mut self.batch, alert, id, note);
+        Ok(())
+    }
+
+    fn put_raw(&mut self, raw: u64, bytes: &[u8], entries: u64) -> Result<(), Error> {
+        logs::put_raw(&mut self.batch, raw, bytes, entries);
+        Ok(())
+    }
+
+    fn put_log(
+        &mut self,
+        id: u64,
+        raw: u64,
+        log: &NewLog,
+        outcome: Option<Outcome>,
+        alert: Option<u64>,
+    ) -> Result<(), Error> {
+        logs::put_log(&mut self.batch, id, raw, log, outcome, alert)?;
+        timeline::index_log(&mut self.batch, alert, id);
+        Ok(())
+    }
+
+    fn add_delivery(
+        &mut self,
+        id: u64,
+        state: &DeliveryState,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        put_chunks(&mut self.batch, outbox::PAYLOAD, id, payload);
+        self.batch.insert(
+            &outbox::state_key(outbox::PENDING, id)[..],
+            outbox::encode(state, id)?,
+        );
+        Ok(())
+    }
+
+    fn delivery_outcome(&mut self, id: u64, outcome: &DeliveryOutcome) -> Result<(), Error> {
+        let pending = outbox::state_key(outbox::PENDING, id);
+        match outcome {
+            DeliveryOutcome::Delivered => {
+                self.batch.remove(&pending[..]);
+                logs::remove_chunks(self.tree, &mut self.batch, outbox::PAYLOAD, id)?;
+            }
+            DeliveryOutcome::Retry(state) => {
+                self.batch.insert(&pending[..], outbox::encode(state, id)?)
+            }
+            DeliveryOutcome::Dead(state) => {
+                self.batch.remove(&pending[..]);
+                self.batch.insert(
+                    &outbox::state_key(outbox::DEAD, id)[..],
+                    outbox::encode(state, id)?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn requeue_dead(&mut self, id: u64, now: u64) -> Result<Option<DeliveryState>, Error> {
+        let dead = outbox::state_key(outbox::DEAD, id);
+        let Some(v) = self.tree.get(dead)? else {
+            return Ok(None);
+        };
+        let state = outbox::decode(&v, id)?.retried(now);
+        self.batch.remove(&dead[..]);
+        self.batch.insert(
+            &outbox::state_key(outbox::PENDING, id)[..],
+            outbox::encode(&state, id)?,
+        );
+        Ok(Some(state))
+    }
+
+    fn silence(&mut self, id: u64) -> Result<Option<silences::Record>, Error> {
+        silences::read(self.tree, id)
+    }
+
+    fn put_silence(&mut self, record: &silences::Record) -> Result<(), Error> {
+        silences::write(&mut self.batch, record)
     }
 }

@@ -1,8 +1,9 @@
 //! What a PostgreSQL node does besides answering requests: it checks the database every
-//! [`PING`] (`/readyz` and recovery), hands this node's delivery workers the deliveries that no
-//! live node holds (a node that died mid-delivery leaves its claim to expire, [`super::reads`]),
-//! wakes the auto-resolve timer so it sees deadlines other nodes added, and applies log
-//! retention under an advisory lock so that one node at a time does it.
+//! [`PING`] (`/readyz` and recovery) and reloads the silences in force (other nodes add and
+//! end them), hands this node's delivery workers the deliveries that no live node holds (a node
+//! that died mid-delivery leaves its claim to expire, [`super::reads`]), wakes the auto-resolve
+//! timer so it sees deadlines other nodes added, and applies log retention under an advisory
+//! lock so that one node at a time does it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::super::{Error, Queued, unix_ms};
+use super::super::fold::Folding;
+use super::super::{Error, Queued, silences, unix_ms};
+use super::rows::json;
 use super::{PgStore, db_error};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::Metrics;
@@ -38,6 +41,8 @@ pub(super) struct Background {
     /// Why the store cannot be used now (`/readyz`), or `None`.
     pub down: Arc<Mutex<Option<String>>>,
     pub stop: CancellationToken,
+    /// The silences this node's writer handles mark inputs with.
+    pub folding: Folding,
 }
 
 pub(super) async fn run(b: Background) {
@@ -61,6 +66,12 @@ pub(super) async fn run(b: Background) {
             }
         };
         b.metrics.set_store_writable(healthy);
+        if healthy {
+            match silences(&b.store).await {
+                Ok(list) => b.folding.silences.set(list),
+                Err(e) => tracing::warn!(error = %e, "cannot reload the silences"),
+            }
+        }
         if healthy
             && tick.is_multiple_of(SHARE_EVERY)
             && let Err(e) = share(&b).await
@@ -81,11 +92,53 @@ pub(super) async fn run(b: Background) {
     }
 }
 
+/// The silences not yet ended.
+pub(super) async fn silences(store: &PgStore) -> Result<Vec<silences::Record>, Error> {
+    let client = store.client().await?;
+    let now = unix_ms(crate::clock::now()) as i64;
+    let rows = client
+        .query(
+            "SELECT id, record FROM siren_silences WHERE ends_ms > $1 ORDER BY id",
+            &[&now],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    rows.iter()
+        .map(|r| json(r.get(1), || format!("silence {}", r.get::<_, i64>(0))))
+        .collect()
+}
+
+/// Deletes the log entries `sql` deletes (it returns their `raw_id`), then the raw inputs no
+/// entry points at any more.
+async fn remove_logs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), Error> {
+    let raws: Vec<i64> = tx
+        .query(sql, params)
+        .await
+        .map_err(|e| db_error(&e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !raws.is_empty() {
+        tx.execute(
+            "DELETE FROM siren_raws r WHERE r.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM siren_logs l WHERE l.raw_id = r.id)",
+            &[&raws],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    }
+    Ok(())
+}
+
 async fn ping(store: &PgStore) -> Result<(), Error> {
     let client = store.client().await?;
     let q = client.simple_query("SELECT 1");
     match tokio::time::timeout(super::POOL_WAIT, q).await {
-        Ok(r) => r.map(drop).map_err(db_error),
+        Ok(r) => r.map(drop).map_err(|e| db_error(&e)),
         Err(_) => Err(Error::Postgres("no answer to a ping within 5 s".into())),
     }
 }
@@ -97,7 +150,7 @@ async fn share(b: &Background) -> Result<(), Error> {
     let depth: i64 = client
         .query_one("SELECT count(*) FROM siren_deliveries WHERE NOT dead", &[])
         .await
-        .map_err(db_error)?
+        .map_err(|e| db_error(&e))?
         .get(0);
     b.metrics.set_outbox_depth(depth as u64);
     let Some(feed) = &b.queued else { return Ok(()) };
@@ -114,26 +167,26 @@ async fn count_retention(b: &Background) -> Result<(), Error> {
     let Some(live) = &b.live else { return Ok(()) };
     let config = live.get();
     let mut client = b.store.client().await?;
-    let tx = client.transaction().await.map_err(db_error)?;
+    let tx = client.transaction().await.map_err(|e| db_error(&e))?;
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&COUNT_LOCK])
         .await
-        .map_err(db_error)?
+        .map_err(|e| db_error(&e))?
         .get(0);
     if !locked {
         return Ok(());
     }
     let keep = b.retention.max_entries as i64;
     for integration in &config.integrations {
-        tx.execute(
+        remove_logs(
+            &tx,
             "DELETE FROM siren_logs WHERE integration = $1 AND id <= (SELECT id FROM siren_logs \
-             WHERE integration = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
+             WHERE integration = $1 ORDER BY id DESC OFFSET $2 LIMIT 1) RETURNING raw_id",
             &[&integration.id, &keep],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     }
-    tx.commit().await.map_err(db_error)
+    tx.commit().await.map_err(|e| db_error(&e))
 }
 
 /// Drops log entries (and dead letters) older than `max_age` unless another node is doing it;
@@ -145,28 +198,34 @@ pub(super) async fn prune(
 ) -> Result<Option<SystemTime>, Error> {
     let cutoff = unix_ms(now).saturating_sub(max_age.as_millis() as u64) as i64;
     let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(db_error)?;
+    let tx = client.transaction().await.map_err(|e| db_error(&e))?;
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
         .await
-        .map_err(db_error)?
+        .map_err(|e| db_error(&e))?
         .get(0);
     if locked {
-        tx.execute("DELETE FROM siren_logs WHERE received_ms < $1", &[&cutoff])
-            .await
-            .map_err(db_error)?;
+        remove_logs(
+            &tx,
+            "DELETE FROM siren_logs WHERE received_ms < $1 RETURNING raw_id",
+            &[&cutoff],
+        )
+        .await?;
+        // Dead letters follow the logs' age limit, and their timeline notes with them.
         tx.execute(
-            "DELETE FROM siren_deliveries WHERE dead AND dead_ms < $1",
+            "WITH d AS (DELETE FROM siren_deliveries WHERE dead AND dead_ms < $1 \
+             RETURNING alert_id, id) \
+             DELETE FROM siren_notes n USING d WHERE n.alert_id = d.alert_id AND n.id = d.id",
             &[&cutoff],
         )
         .await
-        .map_err(db_error)?;
+        .map_err(|e| db_error(&e))?;
     }
     let oldest: Option<i64> = tx
         .query_one("SELECT min(received_ms) FROM siren_logs", &[])
         .await
-        .map_err(db_error)?
+        .map_err(|e| db_error(&e))?
         .get(0);
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await.map_err(|e| db_error(&e))?;
     Ok(oldest.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64) + max_age))
 }

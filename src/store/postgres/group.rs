@@ -1,49 +1,44 @@
-//! One group commit on PostgreSQL: every job of the group in one transaction (committed with
-//! `synchronous_commit` on), retried whole when the server aborts it for a deadlock or a
-//! serialization failure. Nothing of a group is visible, or answered, before its COMMIT returns.
+//! One group commit on PostgreSQL: every request of the group applied by the shared rules
+//! (`apply.rs`) in one transaction ([`PgTxn`]), committed with `synchronous_commit` on, and
+//! retried whole when the server aborts it for a deadlock, a serialization failure or a unique
+//! violation another node's commit caused. Nothing of a group is visible, or answered, before
+//! its COMMIT returns. Runs on a blocking thread: the rules wait for each statement.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use super::super::alerts::{AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
-use super::super::apply::wanted_destinations;
-use super::super::outbox::{self, DeliveryState, Payload, Queued};
-use super::super::writer::{DeliveryOutcome, Receipt};
-use super::super::{Alert, Error, NewLog, unix_ms};
-use super::PgStore;
-use super::alerts::{COLUMNS, Fail, R, Txn, locks_of, record};
+use super::super::alerts::{Action, AlertRequest};
+use super::super::apply::{Group, enqueue};
+use super::super::fold::STORM_ID;
+use super::super::jobs::{Answer, Request};
+use super::super::rules::bounded_request;
+use super::super::{Error, Queued, unix_ms};
+use super::rows::fnv;
+use super::txn::PgTxn;
+use super::{PgStore, db_error, wait};
 use crate::config::Config;
-use crate::metrics::{Actor, AlertChange};
+use crate::metrics::AlertChange;
 
-/// Alerts auto-resolved in one group at most; the rest follow in the next.
-const AUTO_RESOLVE_BATCH: i64 = 1000;
-/// Whole-group retries after a deadlock or serialization failure.
+/// Whole-group retries after a conflict with another node.
 const RETRIES: u32 = 5;
-
-/// A job's data, apart from where its answer goes: the sled writer's requests.
-pub(super) use super::super::jobs::Request as Work;
-
-/// What a job came to, once its group committed.
-pub(super) enum Answer {
-    Ingest(Vec<Receipt>),
-    Change(Box<Result<Alert, Error>>),
-    AutoResolve(Option<u64>),
-    Delivery,
-}
+/// Ids fetched at the start of a group beyond one per log entry (its alerts, notes, deliveries).
+const SPARE_IDS: i64 = 8;
 
 /// A committed group.
 pub(super) struct Out {
-    pub answers: Vec<Answer>,
+    /// Each request's result, in order: its answer or its own error.
+    pub results: Vec<Result<Answer, Error>>,
     pub queued: Vec<(String, Queued)>,
     pub changes: Vec<(String, AlertChange)>,
     pub earliest: Option<u64>,
 }
 
-fn retryable(e: &Fail) -> bool {
-    let Fail::Pg(e) = e else { return false };
+/// A failed attempt: the store's error, and the database's whole when it came from there.
+type Failed = (Error, Option<tokio_postgres::Error>);
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED
@@ -52,350 +47,156 @@ fn retryable(e: &Fail) -> bool {
     )
 }
 
-/// Commits the group, retrying it whole when the server asks for that.
-pub(super) async fn commit(
+/// An error that is one request's answer, found before the request wrote anything: the rest of
+/// the group goes on. Any other error fails the group (nothing of it is committed).
+fn request_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NoSuchAlert(_) | Error::NoSuchDeadLetter(_) | Error::Conflict { .. }
+    )
+}
+
+/// Commits the group, retrying it whole when the server asks for that. Blocking.
+pub(super) fn commit(
     store: &PgStore,
-    works: &[Work],
-    config: Option<Arc<Config>>,
+    requests: &[Request],
+    config: Option<&Config>,
     fault: &AtomicBool,
 ) -> Result<Out, Error> {
     let mut attempt = 0;
     loop {
-        match once(store, works, config.as_deref(), fault).await {
+        match once(store, requests, config, fault) {
             Ok(out) => return Ok(out),
-            Err(e) if attempt < RETRIES && retryable(&e) => {
+            Err((e, Some(pg))) if attempt < RETRIES && retryable(&pg) => {
                 attempt += 1;
-                tracing::debug!(attempt, error = ?e, "group commit conflicted; retrying");
+                tracing::debug!(attempt, error = %e, "group commit conflicted; retrying");
                 let jitter = fastrand::u64(1..=10 * u64::from(attempt));
-                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                std::thread::sleep(Duration::from_millis(jitter));
             }
-            Err(Fail::Pg(e)) => return Err(super::db_error(e)),
-            Err(Fail::Store(e)) => return Err(e),
+            Err((e, _)) => return Err(e),
         }
     }
 }
 
-async fn once(
+fn once(
     store: &PgStore,
-    works: &[Work],
+    requests: &[Request],
     config: Option<&Config>,
     fault: &AtomicBool,
-) -> R<Out> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    // Every lock the group needs, in key order: two groups never wait for each other in a circle.
-    let mut keys = Vec::new();
-    let mut logs = 0;
-    for w in works {
-        if let Work::Ingest(l) = w {
-            logs += l.len() as i64;
-            for log in l {
-                if let Some(req) = &log.alert {
-                    locks_of(&log.integration, req, &mut keys);
+) -> Result<Out, Failed> {
+    let mut client = wait(store.client()).map_err(|e| (e, None))?;
+    let tx = wait(client.transaction()).map_err(|e| (db_error(&e), Some(e)))?;
+    let mut group = Group::new(PgTxn::new(&tx, &store.node), unix_ms(crate::clock::now()));
+    let (keys, logs) = locks(requests);
+    if !keys.is_empty() {
+        group
+            .txn
+            .execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k",
+                &[&keys],
+            )
+            .map_err(|e| failed(e, &mut group.txn))?;
+    }
+    group
+        .txn
+        .fetch_ids(logs + SPARE_IDS)
+        .map_err(|e| failed(e, &mut group.txn))?;
+    if config.is_some_and(|c| !c.destinations.is_empty()) {
+        group.txn.events = Some(Vec::new());
+    }
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let (changes, events) = (group.changes.len(), events_len(&group.txn));
+        match group.apply(request) {
+            Ok(answer) => results.push(Ok(answer)),
+            Err(e) if request_error(&e) => {
+                group.changes.truncate(changes);
+                if let Some(ev) = &mut group.txn.events {
+                    ev.truncate(events);
                 }
+                results.push(Err(e));
             }
+            Err(e) => return Err(failed(e, &mut group.txn)),
         }
     }
-    keys.sort_unstable();
-    keys.dedup();
-    if !keys.is_empty() {
-        tx.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k",
-            &[&keys],
-        )
-        .await?;
-    }
-    let ids: Vec<i64> = tx
-        .query(
-            "SELECT nextval('siren_ids') FROM generate_series(1::bigint, $1::bigint)",
-            &[&logs],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut txn = Txn {
-        tx: &tx,
-        events: config
-            .filter(|c| !c.destinations.is_empty())
-            .map(|_| Vec::new()),
-        earliest: None,
-        changes: Vec::new(),
-    };
-    let now = unix_ms(crate::clock::now());
-    let mut rows = LogRows::default();
-    let mut ids = ids.into_iter();
-    let mut answers = Vec::with_capacity(works.len());
-    for w in works {
-        answers.push(match w {
-            Work::Ingest(l) => ingest(&mut txn, l, &mut ids, now, &mut rows).await?,
-            Work::Change { id, change, now } => Answer::Change(Box::new(
-                user_change(&mut txn, *id, *change, unix_ms(*now)).await?,
-            )),
-            Work::AutoResolve { now } => auto_resolve(&mut txn, unix_ms(*now)).await?,
-            Work::Delivery { id, outcome } => delivery(&txn, store, *id, outcome).await?,
-            Work::Silence(_) | Work::Retry(..) => {
-                return Err(Fail::Store(Error::Postgres("not yet on PostgreSQL".into())));
-            }
-        });
-    }
-    rows.insert(&tx).await?;
-    let mut queued = Vec::new();
-    if let (Some(config), Some(events)) = (config, txn.events.take()) {
-        queued = enqueue(&txn, config, events, now).await?;
-    }
-    let (changes, earliest) = (std::mem::take(&mut txn.changes), txn.earliest);
-    if fault.load(Ordering::SeqCst) {
-        return Err(Fail::Store(Error::Injected));
-    }
-    tx.commit().await?;
+    let now = group.now;
+    let mut queued = std::mem::take(&mut group.retried);
+    let finish = (|| {
+        group.txn.flush()?;
+        if let (Some(config), Some(events)) = (config, group.txn.events.take()) {
+            queued.extend(enqueue(&mut group.txn, config, events, now)?);
+        }
+        if fault.load(Ordering::SeqCst) {
+            return Err(Error::Injected);
+        }
+        Ok(())
+    })();
+    finish.map_err(|e| failed(e, &mut group.txn))?;
+    let Group { changes, txn, .. } = group;
+    let earliest = txn.earliest;
+    drop(txn);
+    wait(tx.commit()).map_err(|e| (db_error(&e), Some(e)))?;
     Ok(Out {
-        answers,
+        results,
         queued,
         changes,
         earliest,
     })
 }
 
-/// The group's log entries, inserted in one statement.
-#[derive(Default)]
-struct LogRows {
-    id: Vec<i64>,
-    integration: Vec<String>,
-    received: Vec<i64>,
-    entry: Vec<String>,
-    raw: Vec<Arc<[u8]>>,
+/// The store's error and, when the database failed, its error whole.
+fn failed(e: Error, txn: &mut PgTxn<'_, '_>) -> Failed {
+    (e, txn.failed.take())
 }
 
-impl LogRows {
-    async fn insert(self, tx: &deadpool_postgres::Transaction<'_>) -> R<()> {
-        if self.id.is_empty() {
-            return Ok(());
-        }
-        let raw: Vec<&[u8]> = self.raw.iter().map(|r| &r[..]).collect();
-        tx.execute(
-            "INSERT INTO siren_logs (id, integration, received_ms, entry, raw) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])",
-            &[
-                &self.id,
-                &self.integration,
-                &self.received,
-                &self.entry,
-                &raw,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
+fn events_len(txn: &PgTxn<'_, '_>) -> usize {
+    txn.events.as_ref().map_or(0, Vec::len)
 }
 
-async fn ingest(
-    txn: &mut Txn<'_, '_>,
-    logs: &[NewLog],
-    ids: &mut impl Iterator<Item = i64>,
-    now: u64,
-    rows: &mut LogRows,
-) -> R<Answer> {
-    let mut receipts = Vec::with_capacity(logs.len());
-    for log in logs {
-        let log_id = ids.next().expect("one id per log entry") as u64;
-        let (outcome, alert_id) = match &log.alert {
-            Some(req) => {
-                let (o, a) = txn.apply(&log.integration, req, log_id, now).await?;
-                if let Some(change) = ingest_change(o) {
-                    txn.changes.push((log.integration.clone(), change));
-                }
-                (Some(o), a)
-            }
-            None => (log.outcome, None),
-        };
-        let json = super::logs::stored(log, log_id, outcome, alert_id)?;
-        rows.id.push(log_id as i64);
-        rows.integration.push(log.integration.clone());
-        rows.received.push(unix_ms(log.received_at) as i64);
-        rows.entry.push(json);
-        rows.raw.push(log.raw.clone());
-        receipts.push(Receipt {
-            log_id,
-            outcome,
-            alert_id,
-        });
-    }
-    Ok(Answer::Ingest(receipts))
+/// The advisory lock key of a text under a kind: the same on every node.
+fn lock_key(kind: &str, integration: &str, text: &str) -> i64 {
+    fnv(&[kind.as_bytes(), integration.as_bytes(), text.as_bytes()])
 }
 
-/// The alert change an input's outcome stands for, if any.
-fn ingest_change(outcome: Outcome) -> Option<AlertChange> {
-    match outcome {
-        Outcome::Created => Some(AlertChange::Created),
-        Outcome::Dropped => Some(AlertChange::Dropped),
-        Outcome::Aggregated => Some(AlertChange::Aggregated),
-        Outcome::Resolved => Some(AlertChange::Resolved(Actor::Integration)),
-        Outcome::Acknowledged => Some(AlertChange::Acknowledged(Actor::Integration)),
-        Outcome::Ignored | Outcome::Rejected => None,
-    }
-}
-
-/// A user's acknowledge or resolve of one alert, as [`UserChange::from`] allows it.
-async fn user_change(
-    txn: &mut Txn<'_, '_>,
-    id: u64,
-    change: UserChange,
-    now: u64,
-) -> R<Result<Alert, Error>> {
-    let Some((r, d)) = txn.locked(id).await? else {
-        return Ok(Err(Error::NoSuchAlert(id)));
-    };
-    let r = match change.from(r.status) {
-        Transition::Refused => {
-            return Ok(Err(Error::Conflict {
-                id,
-                status: r.status,
-            }));
-        }
-        Transition::Already => r,
-        Transition::To(status) => {
-            let counted = match change {
-                UserChange::Acknowledge => AlertChange::Acknowledged(Actor::User),
-                UserChange::Resolve => AlertChange::Resolved(Actor::User),
-            };
-            txn.changes.push((r.integration.clone(), counted));
-            txn.set_status(r, &d, status, Some(ResolvedBy::User), now)
-                .await?
-        }
-    };
-    Ok(Ok(r.into_alert(d)))
-}
-
-/// Resolves (by `auto`) the alerts whose deadline passed that no other node is resolving now
-/// (`SKIP LOCKED`); answers the next deadline.
-async fn auto_resolve(txn: &mut Txn<'_, '_>, now: u64) -> R<Answer> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM siren_alerts WHERE status <> 'resolved' \
-         AND auto_resolve_ms <= $1 ORDER BY auto_resolve_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
-    );
-    let rows = txn
-        .tx
-        .query(&sql, &[&(now as i64), &AUTO_RESOLVE_BATCH])
-        .await?;
-    for row in &rows {
-        let (r, d) = record(row)?;
-        if let Transition::To(status) = UserChange::Resolve.from(r.status) {
-            txn.changes
-                .push((r.integration.clone(), AlertChange::Resolved(Actor::Auto)));
-            txn.set_status(r, &d, status, Some(ResolvedBy::Auto), now)
-                .await?;
-        }
-    }
-    let next: Option<i64> = txn
-        .tx
-        .query_one(
-            "SELECT min(auto_resolve_ms) FROM siren_alerts \
-             WHERE status <> 'resolved' AND auto_resolve_ms IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    // A due alert another node holds locked is that node's: look again in a second, not now.
-    let next = next.map(|n| (n as u64).max(now + 1000));
-    let next = match txn.earliest {
-        Some(e) => Some(next.map_or(e, |n| n.min(e))),
-        None => next,
-    };
-    Ok(Answer::AutoResolve(next))
-}
-
-/// Records how a delivery attempt ended. A retry or a dead letter is recorded only by the node
-/// whose claim it was; the claim is released either way.
-async fn delivery(
-    txn: &Txn<'_, '_>,
-    store: &PgStore,
-    id: u64,
-    outcome: &DeliveryOutcome,
-) -> R<Answer> {
-    let id = id as i64;
-    match outcome {
-        DeliveryOutcome::Delivered => {
-            txn.tx
-                .execute("DELETE FROM siren_deliveries WHERE id = $1", &[&id])
-                .await?;
-        }
-        DeliveryOutcome::Retry(state) | DeliveryOutcome::Dead(state) => {
-            let json = outbox::encode(state, id as u64)?;
-            let json = String::from_utf8_lossy(&json).into_owned();
-            let dead = matches!(outcome, DeliveryOutcome::Dead(_));
-            txn.tx
-                .execute(
-                    "UPDATE siren_deliveries SET state = $2, dead = $3, dead_ms = $4, \
-                     claimed_by = NULL, claim_until = NULL \
-                     WHERE id = $1 AND NOT dead AND claimed_by = $5",
-                    &[
-                        &id,
-                        &json,
-                        &dead,
-                        &state.dead_ms.map(|v| v as i64),
-                        &&*store.node,
-                    ],
-                )
-                .await?;
-        }
-    }
-    Ok(Answer::Delivery)
-}
-
-/// Adds one delivery per alert change and destination that wants it, in this transaction.
-async fn enqueue(
-    txn: &Txn<'_, '_>,
-    config: &Config,
-    events: Vec<(Record, String, AlertEvent)>,
-    now: u64,
-) -> R<Vec<(String, Queued)>> {
-    let mut queued = Vec::new();
-    for (record, description, event) in events {
-        let wanted = wanted_destinations(config, &record.integration, event);
-        if wanted.is_empty() {
+/// Every lock the group's inputs need, in key order (two groups never wait for each other in a
+/// circle), and how many log entries it writes.
+fn locks(requests: &[Request]) -> (Vec<i64>, i64) {
+    let mut keys = Vec::new();
+    let mut logs = 0;
+    for request in requests {
+        let Request::Ingest(entries) = request else {
             continue;
-        }
-        let alert_id = record.id;
-        let payload = Payload {
-            event,
-            alert: record.into_alert(description),
         };
-        let json = serde_json::to_vec(&payload).map_err(|source| Error::Corrupt {
-            key: format!("delivery payload of alert {alert_id}"),
-            source,
-        })?;
-        for destination in wanted {
-            let state = DeliveryState {
-                destination: destination.to_string(),
-                event,
-                alert_id,
-                created_ms: now,
-                attempts: 0,
-                next_ms: now,
-                last_error: None,
-                dead_ms: None,
-            };
-            let encoded = String::from_utf8_lossy(&outbox::encode(&state, alert_id)?).into_owned();
-            let row = txn
-                .tx
-                .query_one(
-                    "INSERT INTO siren_deliveries (id, destination, alert_id, state, payload) \
-                     VALUES (nextval('siren_ids'), $1, $2, $3, $4) RETURNING id",
-                    &[&destination, &(alert_id as i64), &encoded, &json],
-                )
-                .await?;
-            let id = row.get::<_, i64>(0) as u64;
-            queued.push((
-                destination.to_string(),
-                Queued {
-                    id,
-                    alert_id,
-                    next_ms: now,
-                    attempts: 0,
-                },
-            ));
+        logs += entries.len() as i64;
+        for log in entries {
+            if let Some(req) = &log.alert {
+                locks_of(&log.integration, req, &mut keys);
+            }
         }
     }
-    Ok(queued)
+    keys.sort_unstable();
+    keys.dedup();
+    (keys, logs)
+}
+
+/// The locks one request needs: each third-party id it looks up or adds, its title window key,
+/// and its integration's storm alert (which also guards the storm window).
+fn locks_of(integration: &str, req: &AlertRequest, out: &mut Vec<i64>) {
+    if req.action == Action::Other {
+        return;
+    }
+    let req = bounded_request(req);
+    out.push(lock_key("tp", integration, &req.thirdparty_id));
+    if matches!(req.action, Action::Create | Action::Drop) {
+        for key in &req.dedup_keys {
+            out.push(lock_key("tp", integration, key));
+        }
+        if req.aggregate.is_some() {
+            let key = req.fold.key.as_deref().unwrap_or(&req.title);
+            out.push(lock_key("title", integration, key));
+        }
+        if req.fold.storm.is_some() {
+            out.push(lock_key("tp", integration, STORM_ID));
+        }
+    }
 }

@@ -6,12 +6,13 @@
 //! Only `src/store/` knows this module: the pipeline keeps using [`super::Store`] and
 //! [`super::WriterHandle`].
 
-mod alerts;
 mod background;
 mod group;
-mod logs;
 mod reads;
+mod rows;
 mod schema;
+mod txn;
+mod views;
 mod writer;
 
 use std::future::Future;
@@ -62,6 +63,12 @@ fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T 
         .expect("the PostgreSQL runtime ended a query without an answer")
 }
 
+/// Waits for `fut` on this thread, the PostgreSQL runtime driving its I/O: what a group commit
+/// does for each statement (it runs on a blocking thread, never on a runtime's own).
+fn wait<F: Future>(fut: F) -> F::Output {
+    runtime().block_on(fut)
+}
+
 /// Runs `fut` on the PostgreSQL runtime; awaitable from any runtime.
 async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
     match runtime().spawn(fut).await {
@@ -71,10 +78,10 @@ async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'st
 }
 
 /// A database error as the store reports it: the server's message and code when it sent one.
-pub(super) fn db_error(e: tokio_postgres::Error) -> Error {
+pub(super) fn db_error(e: &tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(db) => Error::Postgres(format!("{} ({})", db.message(), db.code().code())),
-        None => match std::error::Error::source(&e) {
+        None => match std::error::Error::source(e) {
             Some(cause) => Error::Postgres(format!("{e}: {cause}")),
             None => Error::Postgres(e.to_string()),
         },
@@ -83,7 +90,7 @@ pub(super) fn db_error(e: tokio_postgres::Error) -> Error {
 
 pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        deadpool_postgres::PoolError::Backend(e) => db_error(&e),
         e => Error::Postgres(format!("no database connection: {e}")),
     }
 }

@@ -1,14 +1,14 @@
-//! Reads on PostgreSQL, the same answers as the sled store's: logs, alerts, the outbox. Each
-//! blocks its thread on the PostgreSQL runtime (the callers are on the blocking pool, or a
-//! delivery worker about to make an attempt). [`PgStore::pending_delivery`] is also the claim:
+//! Reads on PostgreSQL, the same answers as the sled store's: logs, alerts, the outbox,
+//! silences (the console's are in `views.rs`). Each blocks its thread on the PostgreSQL runtime
+//! (the callers are on the blocking pool, or a delivery worker about to make an attempt). [`PgStore::pending_delivery`] is also the claim:
 //! the node that gets a delivery's state holds it for [`CLAIM`], and no other node attempts it
 //! meanwhile.
 
 use super::super::alerts::{Alert, Status};
 use super::super::outbox::{DeliveryState, DeliveryView, Payload, Queued};
-use super::super::{AlertFilter, Error, LogEntry, LogSummary, Page, rfc3339_ms};
-use super::alerts::{COLUMNS, record, text};
-use super::logs::{entry, summary};
+use super::super::silences::{self, Silence};
+use super::super::{AlertFilter, Error, LogEntry, LogSummary, Page, rfc3339_ms, unix_ms};
+use super::rows::{COLUMNS, entry, json, record_at, summary, text};
 use super::{PgStore, block, db_error};
 
 /// How long a claim on a delivery lasts: a node that died mid-attempt leaves it to another
@@ -40,7 +40,7 @@ pub(super) async fn unheld(
             &[&limit],
         )
         .await
-        .map_err(db_error)?;
+        .map_err(|e| db_error(&e))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: i64 = row.get(0);
@@ -70,12 +70,12 @@ impl PgStore {
             let client = s.client().await?;
             let rows = client
                 .query(
-                    "SELECT id, entry FROM siren_logs WHERE integration = $1 AND id < $2 \
+                    "SELECT id, summary FROM siren_logs WHERE integration = $1 AND id < $2 \
                      ORDER BY id DESC LIMIT $3",
                     &[&integration, &below(cursor), &(limit as i64 + 1)],
                 )
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| db_error(&e))?;
             let more = rows.len() > limit;
             let mut items = Vec::with_capacity(limit);
             for row in rows.iter().take(limit) {
@@ -94,12 +94,17 @@ impl PgStore {
             let client = s.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT id, entry, raw FROM siren_logs WHERE id = $1",
+                    "SELECT l.id, l.summary, l.data, r.raw FROM siren_logs l \
+                     LEFT JOIN siren_raws r ON r.id = l.raw_id WHERE l.id = $1",
                     &[&(id as i64)],
                 )
                 .await
-                .map_err(db_error)?;
-            row.map(|r| entry(r.get(0), r.get(1), r.get(2))).transpose()
+                .map_err(|e| db_error(&e))?;
+            row.map(|r| {
+                let raw: Option<Vec<u8>> = r.get(3);
+                entry(r.get(0), r.get(1), r.get(2), &raw.unwrap_or_default())
+            })
+            .transpose()
         })
     }
 
@@ -108,10 +113,14 @@ impl PgStore {
         block(async move {
             let client = s.client().await?;
             let row = client
-                .query_opt("SELECT raw FROM siren_logs WHERE id = $1", &[&(id as i64)])
+                .query_opt(
+                    "SELECT r.raw FROM siren_logs l LEFT JOIN siren_raws r ON r.id = l.raw_id \
+                     WHERE l.id = $1",
+                    &[&(id as i64)],
+                )
                 .await
-                .map_err(db_error)?;
-            Ok(row.map(|r| r.get(0)))
+                .map_err(|e| db_error(&e))?;
+            Ok(row.map(|r| r.get::<_, Option<Vec<u8>>>(0).unwrap_or_default()))
         })
     }
 
@@ -119,18 +128,13 @@ impl PgStore {
         let s = self.clone();
         block(async move {
             let client = s.client().await?;
-            let sql = format!("SELECT {COLUMNS} FROM siren_alerts WHERE id = $1");
+            let sql = format!("SELECT description, {COLUMNS} FROM siren_alerts WHERE id = $1");
             let row = client
                 .query_opt(&sql, &[&(id as i64)])
                 .await
-                .map_err(db_error)?;
-            match row {
-                Some(row) => {
-                    let (r, d) = record(&row)?;
-                    Ok(Some(r.into_alert(d)))
-                }
-                None => Ok(None),
-            }
+                .map_err(|e| db_error(&e))?;
+            row.map(|row| Ok(record_at(&row, 1)?.into_alert(row.get(0))))
+                .transpose()
         })
     }
 
@@ -148,7 +152,8 @@ impl PgStore {
             let client = s.client().await?;
             // Planned with the actual values (unnamed statement): a NULL filter folds away.
             let sql = format!(
-                "SELECT {COLUMNS} FROM siren_alerts WHERE ($1::text IS NULL OR status = $1) \
+                "SELECT description, {COLUMNS} FROM siren_alerts \
+                 WHERE ($1::text IS NULL OR status = $1) \
                  AND ($2::text IS NULL OR integration = $2) AND id < $3 AND created_ms >= $4 \
                  ORDER BY id DESC LIMIT $5"
             );
@@ -164,12 +169,11 @@ impl PgStore {
                     ],
                 )
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| db_error(&e))?;
             let more = rows.len() > limit;
             let mut items = Vec::with_capacity(limit);
             for row in rows.iter().take(limit) {
-                let (r, d) = record(row)?;
-                items.push(r.into_alert(d));
+                items.push(record_at(row, 1)?.into_alert(row.get(0)));
             }
             let next = more
                 .then(|| items.last().map(|a: &Alert| a.id.clone()))
@@ -207,7 +211,7 @@ impl PgStore {
             let row = client
                 .query_opt(&sql, &[&(id as i64), &&*s.node])
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| db_error(&e))?;
             let Some(row) = row else { return Ok(None) };
             let state = state(row.get(0), id as i64)?;
             let payload: Payload = serde_json::from_slice(row.get(1))
@@ -235,7 +239,7 @@ impl PgStore {
                     &[&dead, &after, &destination, &(limit as i64 + 1)],
                 )
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| db_error(&e))?;
             let more = rows.len() > limit;
             let mut items = Vec::with_capacity(limit);
             for row in rows.iter().take(limit) {
@@ -256,6 +260,33 @@ impl PgStore {
             }
             let next = more
                 .then(|| items.last().map(|d: &DeliveryView| d.id.clone()))
+                .flatten();
+            Ok(Page { items, next })
+        })
+    }
+
+    /// Silences, newest first, starting after `cursor`.
+    pub fn silences(&self, limit: usize, cursor: Option<u64>) -> Result<Page<Silence>, Error> {
+        let s = self.clone();
+        block(async move {
+            let client = s.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id, record FROM siren_silences WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                    &[&below(cursor), &(limit as i64 + 1)],
+                )
+                .await
+                .map_err(|e| db_error(&e))?;
+            let now = unix_ms(crate::clock::now());
+            let more = rows.len() > limit;
+            let mut items = Vec::with_capacity(limit);
+            for row in rows.iter().take(limit) {
+                let id: i64 = row.get(0);
+                let r: silences::Record = json(row.get(1), || format!("silence {id}"))?;
+                items.push(r.view(now));
+            }
+            let next = more
+                .then(|| items.last().map(|s: &Silence| s.id.clone()))
                 .flatten();
             Ok(Page { items, next })
         })

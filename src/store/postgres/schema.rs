@@ -24,13 +24,13 @@ pub(super) async fn migrate(pool: &Pool) -> Result<(), Error> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
         .await
-        .map_err(db_error)?;
+        .map_err(|e| db_error(&e))?;
     let result = apply(&mut client).await;
     // Unlock even after a failure: the connection goes back to the pool.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
         .await
-        .map_err(db_error);
+        .map_err(|e| db_error(&e));
     result.and(unlocked.map(drop))
 }
 
@@ -43,11 +43,11 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), Error> {
              )",
         )
         .await
-        .map_err(db_error)?;
+        .map_err(|e| db_error(&e))?;
     let row = client
         .query_one("SELECT coalesce(max(version), 0) FROM siren_schema", &[])
         .await
-        .map_err(db_error)?;
+        .map_err(|e| db_error(&e))?;
     let current: i32 = row.get(0);
     if current > latest() {
         return Err(Error::Postgres(format!(
@@ -57,17 +57,17 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), Error> {
         )));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let tx = client.transaction().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(|e| db_error(&e))?;
         tx.batch_execute(sql).await.map_err(|e| {
-            let Error::Postgres(m) = db_error(e) else {
+            let Error::Postgres(m) = db_error(&e) else {
                 unreachable!()
             };
             Error::Postgres(format!("schema migration {version} failed: {m}"))
         })?;
         tx.execute("INSERT INTO siren_schema (version) VALUES ($1)", &[version])
             .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+            .map_err(|e| db_error(&e))?;
+        tx.commit().await.map_err(|e| db_error(&e))?;
         tracing::info!(version, "database schema migrated");
     }
     Ok(())

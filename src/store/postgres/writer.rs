@@ -6,17 +6,18 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::super::Error;
-use super::super::jobs::{Job, Reply};
+use super::super::fold::Folding;
+use super::super::jobs::{Job, Reply, Request};
 use super::super::writer::{OutboxFeed, Writer, WriterHandle};
-use super::group::{self, Answer, Out, Work};
-use super::{PgStore, background, on_runtime};
+use super::group::{self, Out};
+use super::{PgStore, background, block, on_runtime};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::Metrics;
 
@@ -50,8 +51,13 @@ pub(in crate::store) fn spawn(
         Some(o) => (Some(o.live), Some(o.queued)),
         None => (None, None),
     };
+    let folding = Folding::with_silences(block({
+        let store = store.clone();
+        async move { background::silences(&store).await }
+    })?);
     let stop = CancellationToken::new();
     super::runtime().spawn(background::run(background::Background {
+        folding: folding.clone(),
         store: store.clone(),
         retention: retention.clone(),
         live: live.clone(),
@@ -83,7 +89,7 @@ pub(in crate::store) fn spawn(
             deadline_moved,
             unwritable: Arc::default(),
             down,
-            folding: Default::default(),
+            folding,
         },
     ))
 }
@@ -104,7 +110,7 @@ async fn run(
             break;
         };
         let Some(first) = rx.recv().await else { break };
-        let mut works = Vec::new();
+        let mut requests = Vec::new();
         let mut replies = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
@@ -125,22 +131,22 @@ async fn run(
                         let _ = reply.send(next);
                     });
                 }
-                Job::Write(work, reply) => {
-                    works.push(work);
+                Job::Write(request, reply) => {
+                    requests.push(request);
                     replies.push(reply);
                 }
             }
-            if works.len() < MAX_GROUP {
+            if requests.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
         }
-        if works.is_empty() {
+        if requests.is_empty() {
             continue;
         }
         let ctx = ctx.clone();
         groups.spawn(async move {
             let _permit = permit;
-            commit(&ctx, works, replies).await;
+            commit(&ctx, requests, replies).await;
         });
     }
     groups.close();
@@ -148,25 +154,28 @@ async fn run(
     stop.cancel();
 }
 
-/// Commits one group and answers each of its callers.
-async fn commit(ctx: &Arc<Ctx>, works: Vec<Work>, replies: Vec<Reply>) {
+/// Commits one group on a blocking thread and answers each of its callers.
+async fn commit(ctx: &Arc<Ctx>, requests: Vec<Request>, replies: Vec<Reply>) {
     let started = Instant::now();
-    let requests = works.len();
+    let count = requests.len();
     let config = ctx.live.as_ref().map(|l| l.get());
     let c = ctx.clone();
-    let result =
-        on_runtime(async move { group::commit(&c.store, &works, config, &c.fault).await }).await;
+    let result = tokio::task::spawn_blocking(move || {
+        group::commit(&c.store, &requests, config.as_deref(), &c.fault)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Postgres(format!("the group commit panicked: {e}"))));
     match result {
         Ok(Out {
-            answers,
+            results,
             queued,
             changes,
             earliest,
         }) => {
             let elapsed = started.elapsed();
-            ctx.metrics.commit(elapsed, requests);
+            ctx.metrics.commit(elapsed, count);
             ctx.metrics.alert_changes(&changes);
-            tracing::trace!(requests, ?elapsed, "group commit");
+            tracing::trace!(requests = count, ?elapsed, "group commit");
             if earliest.is_some() {
                 ctx.deadline_moved.notify_one();
             }
@@ -175,39 +184,17 @@ async fn commit(ctx: &Arc<Ctx>, works: Vec<Work>, replies: Vec<Reply>) {
             {
                 let _ = feed.send(queued);
             }
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                answer_one(reply, answer);
+            for (reply, result) in replies.into_iter().zip(results) {
+                reply.send(result);
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
+            tracing::error!(error = %e, requests = count, "group commit failed; every request in it was answered with a failure");
             ctx.metrics.commit_failed();
             let shared = Arc::new(e);
             for reply in replies {
-                fail_one(reply, &shared);
+                reply.fail(Error::Commit(shared.clone()));
             }
         }
-    }
-}
-
-fn answer_one(reply: Reply, answer: Answer) {
-    let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-    match (reply, answer) {
-        (Reply::Ingest(r), Answer::Ingest(receipts)) => drop(r.send(Ok(receipts))),
-        (Reply::Change(r), Answer::Change(result)) => drop(r.send(*result)),
-        (Reply::AutoResolve(r), Answer::AutoResolve(next)) => drop(r.send(Ok(next.map(at)))),
-        (Reply::Delivery(r), Answer::Delivery) => drop(r.send(Ok(()))),
-        (reply, _) => fail_one(reply, &Arc::new(Error::Stopped)),
-    }
-}
-
-fn fail_one(reply: Reply, e: &Arc<Error>) {
-    let err = || Error::Commit(e.clone());
-    match reply {
-        Reply::Ingest(r) => drop(r.send(Err(err()))),
-        Reply::Change(r) => drop(r.send(Err(err()))),
-        Reply::AutoResolve(r) => drop(r.send(Err(err()))),
-        Reply::Delivery(r) => drop(r.send(Err(err()))),
-        Reply::Silence(r) => drop(r.send(Err(err()))),
     }
 }
