@@ -3,9 +3,9 @@
 //! through its HTTP API (`GET /api/v1/integrations/{id}/logs`, `GET /api/v1/logs/{id}` for the
 //! data and raw input, `GET /api/v1/alerts/{id}`): consistent reads, the daemon untouched.
 //! When no daemon answers, the store is opened directly: Siren's `Store` only reads, and
-//! holding sled's lock meanwhile keeps a daemon from starting on it half-way through.
+//! holding sled's lock meanwhile keeps a daemon from starting on it half-way through (a
+//! PostgreSQL store is shared: its nodes keep running).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
@@ -68,21 +68,19 @@ impl Live {
             Err(e) if given => return Err(e),
             Err(_) => {}
         }
-        let path = &config.store.path;
-        if !Path::new(path).join("db").exists() {
-            bail!(
+        let store = match Store::open_existing(&config.store) {
+            Ok(Some(store)) => store,
+            Ok(None) => bail!(
                 "no daemon answers at {} and there is no store at {}",
                 api.base(),
-                path.display()
-            );
-        }
-        let store = Store::open(path).map_err(|e| {
-            anyhow::anyhow!("{e}; if a daemon runs on this store, give its address with --url")
-        })?;
+                config.store.path.display()
+            ),
+            Err(e) => bail!("{e}; if a daemon runs on this store, give its address with --url"),
+        };
         let how = format!(
-            "no daemon answers at {}: reading the store at {} directly (read only; the daemon cannot start meanwhile)",
+            "no daemon answers at {}: reading {}",
             api.base(),
-            path.display()
+            store.reading()
         );
         Ok((Live::Store(store), how))
     }

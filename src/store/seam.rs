@@ -54,6 +54,28 @@ impl Store {
         }
     }
 
+    /// The store `[store]` configures if it exists (`None`: no sled store at `path`), for
+    /// reading only (`siren replay`). Blocking.
+    pub fn open_existing(config: &StoreConfig) -> Result<Option<Self>, Error> {
+        if config.postgres.is_none() && !config.path.join("db").exists() {
+            return Ok(None);
+        }
+        Self::open_configured(config).map(Some)
+    }
+
+    /// What a reader of this store reads and what that means for the daemon, for the user.
+    pub fn reading(&self) -> String {
+        match &self.0 {
+            Backend::Sled(s) => format!(
+                "the store at {} directly (read only; the daemon cannot start meanwhile)",
+                s.path.display()
+            ),
+            Backend::Postgres(_) => {
+                "the PostgreSQL store directly (read only; its nodes keep running)".into()
+            }
+        }
+    }
+
     /// Log entries of one integration, newest first, starting after `cursor`: summaries only.
     pub fn logs(
         &self,

@@ -5,6 +5,7 @@
 //! timer so it sees deadlines other nodes added, and applies log retention under an advisory
 //! lock so that one node at a time does it.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,11 @@ pub(super) struct Background {
     pub stop: CancellationToken,
     /// The silences this node's writer handles mark inputs with.
     pub folding: Folding,
+    /// The failure drill's switch: while it is on, writes are not healthy whatever the ping.
+    pub fault: Arc<AtomicBool>,
+    pub unwritable: super::writer::Unwritable,
+    /// The outbox gauge's count, set here from the database.
+    pub depth: Arc<AtomicU64>,
 }
 
 pub(super) async fn run(b: Background) {
@@ -65,8 +71,10 @@ pub(super) async fn run(b: Background) {
                 false
             }
         };
-        b.metrics.set_store_writable(healthy);
+        let failing = b.unwritable.lock().map(|u| u.is_some()).unwrap_or(true);
+        b.metrics.set_store_writable(healthy && !failing);
         if healthy {
+            probe(&b).await;
             match silences(&b.store).await {
                 Ok(list) => b.folding.silences.set(list),
                 Err(e) => tracing::warn!(error = %e, "cannot reload the silences"),
@@ -134,6 +142,30 @@ async fn remove_logs(
     Ok(())
 }
 
+/// While commits fail, one small write every ping shows when the database takes them again
+/// (`/readyz` then says ready, and the load comes back).
+async fn probe(b: &Background) {
+    let failing = b.unwritable.lock().map(|u| u.is_some()).unwrap_or(true);
+    if !failing || b.fault.load(Ordering::SeqCst) {
+        return;
+    }
+    let written = async {
+        let client = b.store.client().await?;
+        client
+            .execute(
+                "INSERT INTO siren_storms (integration, times) VALUES ('siren:probe', '{}') \
+                 ON CONFLICT (integration) DO UPDATE SET times = '{}'",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(&e))
+    };
+    if written.await.is_ok() {
+        tracing::warn!("database takes writes again");
+        super::writer::writable(&b.unwritable, &b.metrics, None);
+    }
+}
+
 async fn ping(store: &PgStore) -> Result<(), Error> {
     let client = store.client().await?;
     let q = client.simple_query("SELECT 1");
@@ -152,6 +184,7 @@ async fn share(b: &Background) -> Result<(), Error> {
         .await
         .map_err(|e| db_error(&e))?
         .get(0);
+    b.depth.store(depth as u64, Ordering::SeqCst);
     b.metrics.set_outbox_depth(depth as u64);
     let Some(feed) = &b.queued else { return Ok(()) };
     let found = super::reads::unheld(&client, SHARE_LIMIT).await?;

@@ -69,14 +69,6 @@ fn wait<F: Future>(fut: F) -> F::Output {
     runtime().block_on(fut)
 }
 
-/// Runs `fut` on the PostgreSQL runtime; awaitable from any runtime.
-async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
-    match runtime().spawn(fut).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 /// A database error as the store reports it: the server's message and code when it sent one.
 pub(super) fn db_error(e: &tokio_postgres::Error) -> Error {
     match e.as_db_error() {

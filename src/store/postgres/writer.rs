@@ -4,7 +4,7 @@
 //! flight at once on different connections (the server group-commits their WAL flushes), and
 //! each caller is answered only after its own group's COMMIT returned.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 
 use super::super::Error;
 use super::super::fold::Folding;
-use super::super::jobs::{Job, Reply, Request};
+use super::super::jobs::{Answer, Job, Reply, Request};
 use super::super::writer::{OutboxFeed, Writer, WriterHandle};
 use super::group::{self, Out};
-use super::{PgStore, background, block, on_runtime};
+use super::{PgStore, background, block, wait};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::Metrics;
 
@@ -34,6 +34,21 @@ struct Ctx {
     metrics: Arc<Metrics>,
     fault: Arc<AtomicBool>,
     deadline_moved: Arc<Notify>,
+    /// Why commits are failing, while they are (`/readyz`).
+    unwritable: Unwritable,
+    /// Pending deliveries (the outbox gauge): followed commit by commit, counted again from
+    /// the database by the background work (other nodes add and take deliveries too).
+    depth: Arc<AtomicU64>,
+}
+
+/// What [`WriterHandle::unwritable`] reads.
+pub(super) type Unwritable = Arc<Mutex<Option<Arc<str>>>>;
+
+/// Records whether writes work: the reason while they fail, cleared by the next success.
+pub(super) fn writable(unwritable: &Unwritable, metrics: &Metrics, failure: Option<&Error>) {
+    let mut u = unwritable.lock().unwrap_or_else(|e| e.into_inner());
+    *u = failure.map(|e| Arc::from(e.to_string()));
+    metrics.set_store_writable(failure.is_none());
 }
 
 /// Starts the PostgreSQL writer and its background work (health, shared outbox, retention).
@@ -47,6 +62,8 @@ pub(in crate::store) fn spawn(
     let fault = Arc::new(AtomicBool::new(false));
     let deadline_moved = Arc::new(Notify::new());
     let down = Arc::new(Mutex::new(None));
+    let unwritable: Unwritable = Arc::default();
+    let depth = Arc::new(AtomicU64::new(0));
     let (live, queued) = match outbox {
         Some(o) => (Some(o.live), Some(o.queued)),
         None => (None, None),
@@ -66,6 +83,9 @@ pub(in crate::store) fn spawn(
         deadline_moved: deadline_moved.clone(),
         down: down.clone(),
         stop: stop.clone(),
+        fault: fault.clone(),
+        unwritable: unwritable.clone(),
+        depth: depth.clone(),
     }));
     // Groups in flight at once: half the pool, leaving connections for reads and claims.
     let slots = (store.pool.status().max_size / 2).max(1);
@@ -76,6 +96,8 @@ pub(in crate::store) fn spawn(
         metrics,
         fault: fault.clone(),
         deadline_moved: deadline_moved.clone(),
+        unwritable: unwritable.clone(),
+        depth,
     });
     let task = tokio::spawn(run(ctx, rx, slots, retention, stop));
     Ok((
@@ -87,7 +109,7 @@ pub(in crate::store) fn spawn(
             tx,
             fault,
             deadline_moved,
-            unwritable: Arc::default(),
+            unwritable,
             down,
             folding,
         },
@@ -120,14 +142,23 @@ async fn run(
                     break;
                 }
                 Job::Prune { now, reply } => {
-                    let store = ctx.store.clone();
+                    let (store, ctx) = (ctx.store.clone(), ctx.clone());
                     let max_age = retention.max_age;
                     groups.spawn(async move {
-                        let next =
-                            on_runtime(
-                                async move { background::prune(&store, now, max_age).await },
-                            )
-                            .await;
+                        let next = if ctx.fault.load(Ordering::SeqCst) {
+                            Err(Error::Injected)
+                        } else {
+                            // On a blocking thread, as a group commit: tokio knows work is in
+                            // flight (paused-time tests do not run the clock ahead meanwhile).
+                            tokio::task::spawn_blocking(move || {
+                                wait(background::prune(&store, now, max_age))
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(Error::Postgres(format!("pruning panicked: {e}")))
+                            })
+                        };
+                        writable(&ctx.unwritable, &ctx.metrics, next.as_ref().err());
                         let _ = reply.send(next);
                     });
                 }
@@ -179,6 +210,21 @@ async fn commit(ctx: &Arc<Ctx>, requests: Vec<Request>, replies: Vec<Reply>) {
             if earliest.is_some() {
                 ctx.deadline_moved.notify_one();
             }
+            writable(&ctx.unwritable, &ctx.metrics, None);
+            let left = results
+                .iter()
+                .filter(|r| matches!(r, Ok(Answer::Delivery(true))))
+                .count() as u64;
+            if !queued.is_empty() || left > 0 {
+                let added = queued.len() as u64;
+                let depth = ctx
+                    .depth
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                        Some((d + added).saturating_sub(left))
+                    })
+                    .map_or(0, |d| (d + added).saturating_sub(left));
+                ctx.metrics.set_outbox_depth(depth);
+            }
             if let Some(feed) = &ctx.queued
                 && !queued.is_empty()
             {
@@ -191,6 +237,7 @@ async fn commit(ctx: &Arc<Ctx>, requests: Vec<Request>, replies: Vec<Reply>) {
         Err(e) => {
             tracing::error!(error = %e, requests = count, "group commit failed; every request in it was answered with a failure");
             ctx.metrics.commit_failed();
+            writable(&ctx.unwritable, &ctx.metrics, Some(&e));
             let shared = Arc::new(e);
             for reply in replies {
                 reply.fail(Error::Commit(shared.clone()));
