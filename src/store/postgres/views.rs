@@ -138,7 +138,8 @@ impl PgStore {
                 ..History::default()
             };
             let mut seen_creating = false;
-            for row in &newest {
+            // Oldest first, so that entries of the same millisecond stay in id order.
+            for row in newest.iter().rev() {
                 let id: i64 = row.get(0);
                 match row.get::<_, Option<&str>>(3) {
                     None => {

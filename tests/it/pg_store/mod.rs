@@ -2,6 +2,10 @@
 //! `postgresql://postgres@127.0.0.1:55432/postgres`; `tests/e2e/cluster/run` starts one). Each
 //! test works in a schema of its own. Without the variable every test here prints why it is
 //! skipped (to the real stderr, past the test harness's capture) and returns.
+//!
+//! Here: the rules, races between two nodes, auto resolve once, delivery claims, migrations;
+//! `folding.rs`: storms, `aggregate_key`, silences across nodes; `console.rs`: the console's
+//! reads, timelines, dead letters, raw inputs stored once; `daemon.rs`: the whole daemon.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -17,6 +21,10 @@ use siren::store::{
     UserChange, Writer, WriterHandle,
 };
 use tokio::sync::mpsc;
+
+mod console;
+mod daemon;
+mod folding;
 
 /// A fresh schema on the test server, and the URL that uses it; `None` (after saying so) when
 /// no server is configured.
@@ -117,28 +125,15 @@ impl Node {
         title: &str,
         window: Option<Duration>,
     ) -> Receipt {
-        let log = NewLog {
-            integration: "ops".to_string(),
-            received_at: clock::now(),
-            source: Source::Http,
-            remote_addr: "127.0.0.1:1".into(),
-            data: serde_json::json!({"tp": tp}),
-            alert: Some(AlertRequest {
-                action,
-                thirdparty_id: tp.to_string(),
-                dedup_keys: keys.iter().map(|k| k.to_string()).collect(),
-                title: title.to_string(),
-                description: "d".into(),
-                urgency: Urgency::High,
-                aggregate: window,
-                auto_resolve: Some(Duration::from_secs(15 * 60)),
-                fold: Default::default(),
-            }),
-            outcome: None,
-            error: None,
-            raw: Arc::from(&b"{}"[..]),
-            email: None,
-        };
+        let mut req = request(action, tp, title);
+        req.dedup_keys = keys.iter().map(|k| k.to_string()).collect();
+        req.aggregate = window;
+        self.send_request(req).await
+    }
+
+    /// Commits one input of `ops` asking for `req`.
+    async fn send_request(&self, req: AlertRequest) -> Receipt {
+        let log = entry(&req.thirdparty_id, Some(req.clone()), Arc::from(&b"{}"[..]));
         self.handle.commit(vec![log]).await.unwrap().remove(0)
     }
 
@@ -152,6 +147,37 @@ impl Node {
     ) -> impl Future<Output = T> {
         let store = self.store.clone();
         async move { tokio::task::spawn_blocking(move || f(store)).await.unwrap() }
+    }
+}
+
+/// A request of `action` for `tp` titled `title`, auto-resolving in 15 minutes.
+fn request(action: Action, tp: &str, title: &str) -> AlertRequest {
+    AlertRequest {
+        action,
+        thirdparty_id: tp.to_string(),
+        dedup_keys: Vec::new(),
+        title: title.to_string(),
+        description: "d".into(),
+        urgency: Urgency::High,
+        aggregate: None,
+        auto_resolve: Some(Duration::from_secs(15 * 60)),
+        fold: Default::default(),
+    }
+}
+
+/// One log entry of `ops` over HTTP whose data names `tp`, with `raw` as its input.
+fn entry(tp: &str, alert: Option<AlertRequest>, raw: Arc<[u8]>) -> NewLog {
+    NewLog {
+        integration: "ops".to_string(),
+        received_at: clock::now(),
+        source: Source::Http,
+        remote_addr: "127.0.0.1:1".into(),
+        data: serde_json::json!({"tp": tp}),
+        outcome: alert.is_none().then_some(Outcome::Ignored),
+        alert,
+        error: None,
+        raw,
+        email: None,
     }
 }
 
