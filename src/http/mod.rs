@@ -88,11 +88,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Some("shutting down".to_string())
     } else if !state.writer.is_running() {
         Some("store writer stopped".to_string())
-    } else if let Some(why) = state.writer.unwritable() {
-        Some(format!("store cannot write ({why}); retrying"))
-    } else {
+    } else if let Some(why) = state.writer.unavailable() {
         // PostgreSQL: the database is unreachable (the writer reconnects by itself).
-        state.writer.unavailable()
+        Some(why)
+    } else {
+        state
+            .writer
+            .unwritable()
+            .map(|why| format!("store cannot write ({why}); retrying"))
     };
     match reason {
         Some(reason) => {

@@ -140,11 +140,13 @@ def check(args):
     result = json.load(open(args.load))
     acked = result["acked"]
     problems = []
-    # Third-party ids as stored: e-mails by Message-ID, webhooks by their Id.
+    # Third-party ids as stored: e-mails by Message-ID, webhooks by their Id (each input makes
+    # one entry here, so each entry's raw input is its own).
     logged = {}
-    for row in psql(args.url, "SELECT integration, coalesce(substring(convert_from(raw, 'UTF8') "
-                    "from 'Message-ID: <m([0-9]+)@cluster.test>'), substring(convert_from(raw, "
-                    "'UTF8') from '\"Id\": ?\"w([0-9]+)\"')) FROM siren_logs"):
+    for row in psql(args.url, "SELECT l.integration, coalesce(substring(convert_from(r.raw, "
+                    "'UTF8') from 'Message-ID: <m([0-9]+)@cluster.test>'), "
+                    "substring(convert_from(r.raw, 'UTF8') from '\"Id\": ?\"w([0-9]+)\"')) "
+                    "FROM siren_logs l JOIN siren_raws r ON r.id = l.raw_id"):
         integration, n = row.split("|")
         if n:
             key = ("smtp" if integration == "ops" else "http", int(n))
