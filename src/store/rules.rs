@@ -295,7 +295,79 @@ impl<'e, E: Engine> Rules<'e, E> {
 
 #[cfg(test)]
 mod tests {
-    use super::bounded;
+    use std::sync::Arc;
+
+    use super::super::alerts::{AlertEvent, UserChange};
+    use super::super::apply::Group;
+    use super::super::jobs::{Answer, Request};
+    use super::super::txn::Txn;
+    use super::super::{NewLog, Source};
+    use super::*;
+
+    fn input(tp: &str, silence: Option<u64>) -> NewLog {
+        NewLog {
+            integration: "i".into(),
+            received_at: std::time::SystemTime::now(),
+            source: Source::Http,
+            remote_addr: "127.0.0.1:1".into(),
+            data: serde_json::json!({}),
+            alert: Some(AlertRequest {
+                action: Action::Create,
+                thirdparty_id: tp.into(),
+                dedup_keys: Vec::new(),
+                title: tp.into(),
+                description: String::new(),
+                urgency: crate::domain::Urgency::High,
+                aggregate: None,
+                auto_resolve: None,
+                fold: Fold {
+                    silence,
+                    ..Fold::default()
+                },
+            }),
+            outcome: None,
+            error: None,
+            raw: Arc::from(&b"{}"[..]),
+            email: None,
+        }
+    }
+
+    /// Regression: a silenced input left the rest of its group commit quiet, so a user's
+    /// acknowledge committed with it notified no destination.
+    #[test]
+    fn a_silenced_input_leaves_the_changes_after_it_in_its_group_heard() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("siren").unwrap();
+        let mut txn = Txn::new(&tree, &db);
+        txn.events = Some(Vec::new());
+        let mut group = Group::new(txn, 1_000);
+        let Ok(Answer::Ingest(open)) = group.apply(&Request::Ingest(vec![input("a", None)])) else {
+            panic!("ingest");
+        };
+        let silenced = group.apply(&Request::Ingest(vec![input("b", Some(7))]));
+        assert!(
+            matches!(&silenced, Ok(Answer::Ingest(r)) if r[0].outcome == Some(Outcome::Dropped))
+        );
+        let id = open[0].alert_id.unwrap();
+        let change = Request::Change {
+            id,
+            change: UserChange::Acknowledge,
+            now: std::time::SystemTime::now(),
+        };
+        assert!(group.apply(&change).is_ok());
+        let events: Vec<_> = group
+            .txn
+            .events
+            .take()
+            .unwrap()
+            .into_iter()
+            .map(|(r, e)| (r.id, e))
+            .collect();
+        assert_eq!(
+            events,
+            [(id, AlertEvent::Create), (id, AlertEvent::Acknowledge)]
+        );
+    }
 
     #[test]
     fn long_keys_are_bounded_and_stay_distinct() {
