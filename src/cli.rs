@@ -148,7 +148,7 @@ pub(crate) fn encode(s: &str) -> String {
 /// Where the API is and how to authenticate.
 pub struct Api {
     base: String,
-    token: Option<String>,
+    token: Option<crate::domain::Secret>,
     client: reqwest::Client,
 }
 
@@ -183,7 +183,7 @@ impl Api {
         let url = format!("{}{path}", self.base);
         let mut req = self.client.request(method, &url);
         if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.as_str());
         }
         if let Some(body) = body {
             req = req.json(body);
