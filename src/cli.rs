@@ -282,3 +282,13 @@ pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     }
     out
 }
+
+/// What `check-config` found: "3 integrations, 1 destination".
+pub fn loaded(config: &Config) -> String {
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}",
+        count(config.integrations.len(), "integration"),
+        count(config.destinations.len(), "destination")
+    )
+}
