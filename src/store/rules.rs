@@ -60,6 +60,19 @@ pub(super) fn bounded_request(req: &AlertRequest) -> AlertRequest {
     }
 }
 
+/// Whether `req` is dropped on arrival: by its rule's action, or by a silence in force.
+fn quiet(req: &AlertRequest) -> bool {
+    req.action == Action::Drop || req.fold.silence.is_some()
+}
+
+/// Whether the alert `r` takes `req` in as a repeat. A dropped alert takes only inputs that
+/// would be dropped themselves: once its silence has ended (or the drop rule no longer
+/// matches), a repeat of the problem makes a new alert that pages, instead of folding quietly
+/// into the one nobody was told about.
+fn takes(r: &Record, req: &AlertRequest) -> bool {
+    r.status.still_there() && (r.status != Status::Dropped || quiet(req))
+}
+
 /// The rules applied through one group's engine.
 pub(super) struct Rules<'e, E> {
     pub(super) e: &'e mut E,
@@ -106,10 +119,15 @@ impl<'e, E: Engine> Rules<'e, E> {
         applied
     }
 
-    /// The newest alert under `key` if it is still there.
-    fn still_there(&mut self, integration: &str, key: Key<'_>) -> Result<Option<Record>, Error> {
+    /// The newest alert under `key` if it takes `req` in ([`takes`]).
+    fn taking(
+        &mut self,
+        integration: &str,
+        key: Key<'_>,
+        req: &AlertRequest,
+    ) -> Result<Option<Record>, Error> {
         match self.e.newest(integration, key, 1)?.first() {
-            Some(&id) => Ok(self.e.record(id)?.filter(|r| r.status.still_there())),
+            Some(&id) => Ok(self.e.record(id)?.filter(|r| takes(r, req))),
             None => Ok(None),
         }
     }
@@ -123,12 +141,12 @@ impl<'e, E: Engine> Rules<'e, E> {
     ) -> Result<(Outcome, Option<u64>), Error> {
         let tp = Key::ThirdParty(&req.thirdparty_id);
         // Aggregation by third-party id: the newest alert with it, if still there.
-        if let Some(r) = self.still_there(integration, tp)? {
+        if let Some(r) = self.taking(integration, tp, req)? {
             return self.aggregate(r, now);
         }
         // Then by the input's further ids (a thread's Message-IDs, a webhook's `dedup_keys`).
         for key in &req.dedup_keys {
-            if let Some(r) = self.still_there(integration, Key::ThirdParty(key))? {
+            if let Some(r) = self.taking(integration, Key::ThirdParty(key), req)? {
                 self.e.index(integration, tp, r.id)?;
                 return self.aggregate(r, now);
             }
@@ -148,7 +166,7 @@ impl<'e, E: Engine> Rules<'e, E> {
                 if r.created_ms < from {
                     break;
                 }
-                if r.status.still_there() {
+                if takes(&r, req) {
                     // Later inputs with this third-party id find the alert they folded into.
                     self.e.index(integration, tp, r.id)?;
                     let mut titled = r.clone();
@@ -162,7 +180,7 @@ impl<'e, E: Engine> Rules<'e, E> {
         }
         let id = self.e.generate_id()?;
         // A silenced input's alert is dropped: kept, notifying no destination.
-        let status = if req.action == Action::Drop || req.fold.silence.is_some() {
+        let status = if quiet(req) {
             Status::Dropped
         } else {
             Status::Open

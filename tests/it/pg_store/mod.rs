@@ -53,7 +53,7 @@ fn store_config(url: &str) -> StoreConfig {
         path: "unused".into(),
         cache_size: 64 << 20,
         postgres: Some(PostgresConfig {
-            url: url.to_string(),
+            url: siren::config::Secret::new(url),
             pool_size: 4,
         }),
     }

@@ -50,10 +50,11 @@ CREATE TABLE siren_alerts (
     storm_members   bigint,
     storm_open      bigint
 );
--- At most one alert still there (not resolved) per integration and third-party id: two nodes
--- that receive the same alert at once cannot both create it.
+-- At most one alert open or acknowledged (still there and not dropped) per integration and
+-- third-party id: two nodes that receive the same alert at once cannot both create it. (A
+-- dropped alert takes in only dropped repeats, so an alert that pages may follow it.)
 CREATE UNIQUE INDEX siren_alerts_one_open ON siren_alerts (integration, thirdparty_id)
-    WHERE status <> 'resolved';
+    WHERE status NOT IN ('resolved', 'dropped');
 CREATE INDEX siren_alerts_by_integration ON siren_alerts (integration, id);
 CREATE INDEX siren_alerts_by_status ON siren_alerts (status, id);
 CREATE INDEX siren_alerts_by_both ON siren_alerts (integration, status, id);
