@@ -169,6 +169,13 @@ async fn pg_a_silence_made_on_one_node_drops_alerts_on_every_node() {
         .send(Action::Create, "d2", "Disk full on db02", None)
         .await;
     assert_eq!(open.outcome, Some(Outcome::Created));
+    // The silenced problem seen again once the silence ended: a new alert that pages, beside
+    // the dropped one (which takes in only dropped repeats).
+    let again = c
+        .send(Action::Create, "d1", "Disk full on db01", None)
+        .await;
+    assert_eq!(again.outcome, Some(Outcome::Created));
+    assert_ne!(again.alert_id, dropped.alert_id);
     assert_eq!(
         b.handle
             .end_silence(id + 1_000_000, siren::clock::now())
