@@ -2,8 +2,8 @@
 //! window's key (`aggregate_key`, `normalize`), storm folding, and silences.
 //!
 //! Storm folding (`storm = { alerts, within }`): every input that would create a new alert of
-//! the integration is counted in a sliding window kept in memory (at most `alerts + 1` times
-//! per integration). Past `alerts` within `within`, the input folds into the integration's
+//! the integration is counted in a sliding window ([`past_window`], at most `alerts + 1` times
+//! per integration; kept in memory on sled, in a row every node shares on PostgreSQL). Past `alerts` within `within`, the input folds into the integration's
 //! storm alert instead: created by the first one, with one `create` event (one page), and
 //! after that each new member adds to its dedup count and title ("Storm: 312 alerts from
 //! zabbix in 1m") without notifying. The storm lasts while the rate stays past the threshold;
