@@ -21,6 +21,7 @@ fn request(n: u64, tp: &str) -> NewLog {
         remote_addr: "127.0.0.1:1".into(),
         data: serde_json::json!({ "n": n }),
         alert: Some(AlertRequest {
+            dedup_keys: Vec::new(),
             action: Action::Create,
             thirdparty_id: tp.to_string(),
             title: format!("Disk usage high on host{n:07}"),

@@ -254,6 +254,7 @@ fn new_log(n: u64, action: Action) -> NewLog {
         remote_addr: format!("192.0.2.{}:{}", 10 + n % 200, 30_000 + n % 30_000),
         data: i.data,
         alert: Some(AlertRequest {
+            dedup_keys: Vec::new(),
             action,
             thirdparty_id: i.thirdparty_id,
             title: i.title,

@@ -55,16 +55,56 @@ pub enum IntegrationType {
     Email,
     Webhook,
     Alertmanager,
+    Grafana,
 }
 
 impl IntegrationType {
+    /// Every type, in the order the documentation lists them.
+    pub const ALL: [IntegrationType; 4] = [
+        IntegrationType::Email,
+        IntegrationType::Webhook,
+        IntegrationType::Alertmanager,
+        IntegrationType::Grafana,
+    ];
+
     /// The name used in the configuration, templates and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrationType::Email => "email",
             IntegrationType::Webhook => "webhook",
             IntegrationType::Alertmanager => "alertmanager",
+            IntegrationType::Grafana => "grafana",
         }
+    }
+
+    /// Whether inputs arrive over HTTP (`POST /webhooks/{id}`) rather than SMTP.
+    pub fn is_http(self) -> bool {
+        self != IntegrationType::Email
+    }
+}
+
+/// How an `alertmanager` integration turns a notification into alerts (`group_by`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// One alert per element of `alerts`, keyed by its fingerprint.
+    #[default]
+    Alert,
+    /// One alert per notification, keyed by `groupKey` (as PagerTree does).
+    Group,
+}
+
+/// An `email` integration's spam check: a message whose `header` is present and whose value
+/// `pass` does not match is spam, logged as `ignored` without an alert.
+#[derive(Debug, Clone)]
+pub struct SpamCheck {
+    pub header: String,
+    pub pass: Regex,
+}
+
+impl PartialEq for SpamCheck {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header && self.pass.as_str() == other.pass.as_str()
     }
 }
 
@@ -86,6 +126,33 @@ pub struct Integration {
     pub token: Option<String>,
     /// `email` only: tried in order, the first match decides the action (`adapt::email`).
     pub rules: Vec<Rule>,
+    /// `email` only: `spam_header` and `spam_pass`.
+    pub spam: Option<SpamCheck>,
+    /// `alertmanager` only.
+    pub group_by: GroupBy,
+}
+
+impl Integration {
+    /// An integration of `kind` with only its id set: no claims, tokens, windows, rules, and
+    /// empty templates. What `config` fills in, and what unit tests build on without a file.
+    pub fn new(id: &str, kind: IntegrationType) -> Self {
+        Integration {
+            id: id.into(),
+            name: id.into(),
+            kind,
+            addresses: Vec::new(),
+            urgency: Urgency::Medium,
+            destinations: Vec::new(),
+            aggregate: None,
+            auto_resolve: None,
+            title: String::new(),
+            description: String::new(),
+            token: None,
+            rules: Vec::new(),
+            spam: None,
+            group_by: GroupBy::Alert,
+        }
+    }
 }
 
 /// What a matching e-mail rule does with the message.

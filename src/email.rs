@@ -28,12 +28,17 @@ impl Envelope {
     }
 }
 
+/// A part of the message that is not its body: listed with its name, type and size (the part
+/// itself stays in the raw message, which is stored).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Attachment {
     pub name: String,
     #[serde(rename = "type")]
     pub content_type: String,
     pub size: usize,
+    /// The part's Content-ID without `<>`, which an HTML body's `cid:` URLs name (inline
+    /// images); null when it has none.
+    pub content_id: Option<String>,
 }
 
 /// The e-mail data of spec step 2: what templates see as `data` and what the log shows.
@@ -152,6 +157,7 @@ pub fn parse(raw: &[u8], envelope: Envelope) -> EmailData {
                     .unwrap_or_else(|| "application/octet-stream".into())
                     .to_ascii_lowercase(),
                 size: a.len(),
+                content_id: a.content_id().map(content_id),
             })
             .collect(),
         envelope,
@@ -182,7 +188,16 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// A Content-ID as `cid:` URLs name it: without the angle brackets.
+fn content_id(raw: &str) -> String {
+    raw.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
 /// Sanitizes HTML for display: no scripts, event handlers, `javascript:`/`data:` URLs or styles.
+/// `cid:` URLs stay (they name parts of the message itself; [`embed_inline_images`]).
 pub fn sanitize_html(html: &str) -> String {
     // Text with none of these is one text node that the sanitizer would return unchanged
     // (its serializer escapes only `&`, `<`, `>` and U+00A0; parsing rewrites CR and NUL).
@@ -197,11 +212,79 @@ static SANITIZER: std::sync::LazyLock<ammonia::Builder<'static>> = std::sync::La
     let mut b = ammonia::Builder::default();
     // Relative URLs mean nothing in an alert (there is no base), and a "relative" URL such as
     // `` `javascript:… `` is one old browsers ran: only absolute http(s)/mailto URLs stay.
-    b.url_schemes(["http", "https", "mailto"].into())
+    b.url_schemes(["http", "https", "mailto", "cid"].into())
         .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer"));
     b
 });
+
+/// Image types a browser shows from a `data:` URL without running anything (no SVG).
+const INLINE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Makes the `cid:` images of sanitized `html` resolvable wherever it is shown: each
+/// `src="cid:…"` that names an inline image part of `raw` becomes a `data:` URL of it, as long
+/// as the result stays within `max` bytes (an image that does not fit keeps its `cid:` URL, and
+/// stays listed in `attachments`). Only a fixed image type and base64 go into the attribute, so
+/// nothing active can be introduced.
+pub fn embed_inline_images(html: &str, raw: &[u8], max: usize) -> String {
+    const MARK: &str = "src=\"cid:";
+    if !html.contains(MARK) {
+        return html.to_string();
+    }
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return html.to_string();
+    };
+    let (mut out, mut len) = (String::with_capacity(html.len()), html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find(MARK) {
+        let start = at + MARK.len();
+        let Some(end) = rest[start..].find('"').map(|n| start + n) else {
+            break;
+        };
+        let cid = rest[start..end].replace("&amp;", "&");
+        out.push_str(&rest[..at]);
+        match inline_image(&msg, &cid) {
+            // `cid:` (4 bytes) and the id give way to the URL.
+            Some(url) if len + url.len() <= max + 4 + (end - start) => {
+                len = len + url.len() - 4 - (end - start);
+                out.push_str("src=\"");
+                out.push_str(&url);
+            }
+            _ => out.push_str(&rest[at..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `data:` URL of the part whose Content-ID is `cid`, when it is an image of a safe type.
+fn inline_image(msg: &mail_parser::Message<'_>, cid: &str) -> Option<String> {
+    use base64::Engine as _;
+    let decoded = percent_decoded(cid);
+    let part = msg.parts.iter().find(|p| {
+        p.content_id()
+            .map(content_id)
+            .is_some_and(|id| id == cid || decoded.as_deref() == Some(id.as_str()))
+    })?;
+    let ct = part.content_type()?;
+    let mime = format!("{}/{}", ct.ctype(), ct.subtype()?).to_ascii_lowercase();
+    if !INLINE_TYPES.contains(&mime.as_str()) {
+        return None;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(part.contents());
+    Some(format!("data:{mime};base64,{b64}"))
+}
+
+/// `cid:` URLs are percent-encoded (RFC 2392); `None` when there is nothing to decode.
+fn percent_decoded(cid: &str) -> Option<String> {
+    cid.contains('%').then(|| {
+        form_urlencoded::parse(format!("x={}", cid.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    })
+}
 
 /// Everything after the header block, as text.
 fn raw_body(raw: &[u8]) -> String {
@@ -381,5 +464,71 @@ mod tests {
             "plain text is escaped, not parsed"
         );
         assert_eq!(d.headers.get("Subject").map(String::as_str), Some("café"));
+    }
+
+    /// A multipart/related message: HTML naming two inline parts by Content-ID, a PNG and an
+    /// SVG, and a PDF attachment.
+    const RELATED: &str = "From: nas@x\r\nTo: ops@alerts.localhost\r\nSubject: Disk\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/html\r\n\r\n\
+        <p>Graph:<img src=\"cid:graph@nas\" alt=\"graph\"><img src=\"cid:logo@nas\"><img src=\"cid:gone@nas\"></p>\r\n\
+        --b\r\nContent-Type: image/png; name=\"graph.png\"\r\nContent-ID: <graph@nas>\r\n\
+        Content-Disposition: inline; filename=\"graph.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        iVBORw0KGgo=\r\n\
+        --b\r\nContent-Type: image/svg+xml\r\nContent-ID: <logo@nas>\r\n\r\n\
+        <svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>\r\n\
+        --b\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n\
+        Content-Disposition: attachment; filename=\"report.pdf\"\r\n\r\n%PDF-1.4\r\n\
+        --b--\r\n";
+
+    #[test]
+    fn attachments_are_listed_and_inline_images_embed_within_the_budget() {
+        let d = parse(RELATED.as_bytes(), env());
+        let listed: Vec<(&str, &str, Option<&str>)> = d
+            .attachments
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.content_type.as_str(),
+                    a.content_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("graph.png", "image/png", Some("graph@nas")),
+                ("", "image/svg+xml", Some("logo@nas")),
+                ("report.pdf", "application/pdf", None),
+            ]
+        );
+        assert_eq!(d.attachments[0].size, 8, "the decoded size");
+        assert!(
+            d.message.contains(r#"src="cid:graph@nas""#),
+            "{}",
+            d.message
+        );
+
+        let shown = embed_inline_images(&d.message, RELATED.as_bytes(), 1 << 20);
+        assert!(
+            shown.contains(r#"src="data:image/png;base64,iVBORw0KGgo=""#),
+            "{shown}"
+        );
+        // An SVG could carry script: it keeps its cid: URL; so does a part that is not there.
+        assert!(shown.contains(r#"src="cid:logo@nas""#) && shown.contains(r#"src="cid:gone@nas""#));
+        // Over the budget, nothing is embedded.
+        assert_eq!(
+            embed_inline_images(&d.message, RELATED.as_bytes(), d.message.len()),
+            d.message
+        );
+        // Percent-encoded cid: URLs (RFC 2392) name the same part.
+        let encoded = d.message.replace("cid:graph@nas", "cid:graph%40nas");
+        assert!(embed_inline_images(&encoded, RELATED.as_bytes(), 1 << 20).contains("base64,"));
+        // Only sanitized src attributes are touched.
+        assert_eq!(
+            embed_inline_images("cid:graph@nas", RELATED.as_bytes(), 1 << 20),
+            "cid:graph@nas"
+        );
     }
 }

@@ -12,10 +12,12 @@ use crate::domain::{Action, Integration, IntegrationType};
 use crate::email::{self, EmailData, Envelope};
 use crate::route::{Route, Routes};
 use crate::store::{self, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle};
-use crate::template::Rendered;
+use crate::template::{DESCRIPTION_MAX, Rendered};
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
 const PARSE_INLINE_MAX: usize = 64 * 1024;
+/// The title of an e-mail alert whose template renders nothing (no subject), as PagerTree's.
+pub const UNTITLED_EMAIL: &str = "Incoming Email - Untitled Alert";
 
 /// Parses one message once and logs it for each integration it was routed to (each once, with
 /// only the recipients that route there in its envelope), returning only after everything is
@@ -74,7 +76,7 @@ fn adapt_email(
     let mut data = data.clone();
     data.tag = route.tag.clone();
     data.envelope.rcpt_to = rcpts.to_vec();
-    adapt::email::adapt(data, &integration.rules)
+    adapt::email::adapt(data, integration)
 }
 
 /// Where an input came from, shared by the log entries it makes.
@@ -93,7 +95,7 @@ pub fn event_log(
     event: Event,
     error: Option<String>,
 ) -> NewLog {
-    let (rendered, errors) = render(config, integration, &event, error);
+    let (rendered, errors) = render(config, integration, &event, error, &input.raw);
     NewLog {
         integration: integration.id.clone(),
         received_at: input.received_at,
@@ -102,6 +104,7 @@ pub fn event_log(
         alert: Some(AlertRequest {
             action: event.action,
             thirdparty_id: event.thirdparty_id,
+            dedup_keys: event.dedup_keys,
             title: rendered.title,
             description: rendered.description,
             urgency: event.urgency.unwrap_or(integration.urgency),
@@ -119,24 +122,41 @@ pub fn event_log(
 /// The title and description of an event, and every error on the way (`error` first, then
 /// the templates'). Only a new alert takes a title and description; a resolve or
 /// acknowledge renders nothing.
+///
+/// An e-mail alert whose title renders empty (no subject) takes PagerTree's
+/// [`UNTITLED_EMAIL`], and its description's `cid:` images are embedded from `raw`.
 fn render(
     config: &Config,
     integration: &Integration,
     event: &Event,
     error: Option<String>,
+    raw: &[u8],
 ) -> (Rendered, Vec<String>) {
     let mut rendered = match event.action {
         Action::Create | Action::Drop => config.templates.render(integration, &event.data),
         Action::Resolve | Action::Acknowledge | Action::Other => Rendered::default(),
     };
-    let errors = error.into_iter().chain(rendered.errors.drain(..)).collect();
+    if integration.kind == IntegrationType::Email
+        && matches!(event.action, Action::Create | Action::Drop)
+    {
+        if rendered.title.is_empty() {
+            rendered.title = UNTITLED_EMAIL.to_string();
+        }
+        rendered.description =
+            email::embed_inline_images(&rendered.description, raw, DESCRIPTION_MAX);
+    }
+    let errors = error
+        .into_iter()
+        .chain(event.reason.clone())
+        .chain(rendered.errors.drain(..))
+        .collect();
     (rendered, errors)
 }
 
 /// `siren inject`: runs one input through stages 2 to 5 (parse, route, adapt, template) as the
 /// daemon would, and returns what each resulting event would ask of the store, without
 /// touching it. An e-mail goes to `integration`, or else to every integration its `To` and
-/// `Cc` addresses reach; JSON needs `integration` (a webhook or alertmanager one).
+/// `Cc` addresses reach; JSON needs `integration` (a webhook, alertmanager or grafana one).
 pub fn inject(
     config: &Config,
     input: &[u8],
@@ -154,10 +174,11 @@ pub fn inject(
     let is_json = serde_json::from_slice::<serde_json::Value>(input).is_ok();
     let named_kind = named.map(|i| config.integrations[i].kind);
     let events = if is_json && named_kind != Some(IntegrationType::Email) {
-        let index = named
-            .ok_or("a JSON input needs --integration (a webhook or alertmanager integration)")?;
+        let index = named.ok_or(
+            "a JSON input needs --integration (a webhook, alertmanager or grafana integration)",
+        )?;
         let body: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
-        adapt::payload(config.integrations[index].kind, &body)
+        adapt::payload(&config.integrations[index], &body, None)
             .map_err(|e| format!("the payload cannot be read: {e}"))?
             .into_iter()
             .map(|event| (index, event, None))
@@ -169,7 +190,7 @@ pub fn inject(
         .into_iter()
         .map(|(index, event, error)| {
             let integration = &config.integrations[index];
-            let (rendered, errors) = render(config, integration, &event, error);
+            let (rendered, errors) = render(config, integration, &event, error, input);
             serde_json::json!({
                 "integration": integration.id,
                 "action": event.action,

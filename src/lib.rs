@@ -16,24 +16,26 @@
 //! ```
 //!
 //! Stages 2 to 5 are pure functions of their input and the configuration; I/O lives at the
-//! edges (`smtp`, `http`, `store`). `app` wires them together and owns shutdown.
+//! edges (`smtp`, `http`, `store`). `app` wires them together and owns shutdown. Imports point
+//! down: `domain` at the bottom, then `email`, then `route`/`adapt`/`template`, then `config`,
+//! `store`, `ingest`, and the front ends (`tests/it/layout.rs` keeps it so).
 
-pub mod adapt;
-pub mod app;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod deliver;
-pub mod domain;
-pub mod email;
-pub mod http;
-pub mod ingest;
-pub mod metrics;
-pub mod resolver;
-pub mod route;
-pub mod smtp;
-pub mod store;
-pub mod template;
+pub mod adapt; // stage 4: one file per integration type turns input into events
+pub mod app; // builds the daemon and runs it until shutdown
+pub mod cli; // `siren alerts` / `siren logs`, a client of the HTTP API
+pub mod clock; // wall-clock time that follows tokio's paused clock in tests
+pub mod config; // the only place that reads TOML: raw -> validated `Config`, and `Live` reload
+pub mod deliver; // stage 8: destinations and their outbox workers
+pub mod domain; // the shared vocabulary at the bottom: urgency, action, alert events, integrations
+pub mod email; // stage 2: raw message -> sanitized e-mail data
+pub mod http; // webhook intake, alert API, health and metrics
+pub mod ingest; // accepted input -> adapt, render, one durable commit
+pub mod metrics; // the Prometheus registry
+pub mod resolver; // stage 7: the auto-resolve timer
+pub mod route; // stage 3: recipient -> integration
+pub mod smtp; // stage 1: the SMTP listener and sessions
+pub mod store; // stage 6: the only code that touches sled; the group-commit writer
+pub mod template; // stage 5: handlebars titles and descriptions, checked at load
 
 pub use app::App;
 pub use config::Config;

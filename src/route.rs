@@ -113,18 +113,8 @@ mod tests {
     /// An integration of `kind` claiming `addresses`; the router reads nothing else.
     fn integration(id: &str, kind: IntegrationType, addresses: &[&str]) -> Integration {
         Integration {
-            id: id.into(),
-            name: id.into(),
-            kind,
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
-            urgency: crate::domain::Urgency::Medium,
-            destinations: Vec::new(),
-            aggregate: None,
-            auto_resolve: None,
-            title: String::new(),
-            description: String::new(),
-            token: None,
-            rules: Vec::new(),
+            ..Integration::new(id, kind)
         }
     }
 

@@ -1,13 +1,14 @@
 //! The `alertmanager` integration type: the Prometheus Alertmanager webhook payload, version 4.
-//! One event per element of `alerts`: its `fingerprint` is the third-party id, `firing` creates
-//! and `resolved` resolves. Each event's `data` is the alert as sent plus the group's fields,
-//! with a default `title` and `description` for the default templates; `labels.severity` sets
-//! the urgency.
+//! By default (`group_by = "alert"`) one event per element of `alerts`: its `fingerprint` is the
+//! third-party id, `firing` creates and `resolved` resolves. Each event's `data` is the alert as
+//! sent plus the group's fields, with a default `title` and `description` for the default
+//! templates; `labels.severity` sets the urgency. `group_by = "group"` is PagerTree's reading:
+//! one event per notification, keyed by `groupKey`, from the common labels and annotations.
 
 use serde_json::{Map, Value};
 
-use super::{AdaptError, Event, random_id};
-use crate::domain::{Action, Urgency};
+use super::{AdaptError, Event, random_id, severity};
+use crate::domain::{Action, GroupBy};
 
 /// The payload's group-level fields copied into each alert's `data`.
 const GROUP_FIELDS: [&str; 6] = [
@@ -19,7 +20,7 @@ const GROUP_FIELDS: [&str; 6] = [
     "groupLabels",
 ];
 
-pub fn adapt(body: &Value) -> Result<Vec<Event>, AdaptError> {
+pub fn adapt(body: &Value, group_by: GroupBy) -> Result<Vec<Event>, AdaptError> {
     let not_alertmanager =
         |why: &str| AdaptError(format!("not an Alertmanager webhook payload: {why}"));
     let payload = body
@@ -41,7 +42,9 @@ pub fn adapt(body: &Value) -> Result<Vec<Event>, AdaptError> {
         }
     }
     let group_status = payload.get("status").and_then(Value::as_str);
-
+    if group_by == GroupBy::Group {
+        return Ok(vec![adapt_group(payload)]);
+    }
     alerts
         .iter()
         .enumerate()
@@ -74,30 +77,11 @@ fn adapt_alert(
         .and_then(Value::as_str)
         .or(group_status)
         .unwrap_or_default();
-    let action = match status.trim().to_ascii_lowercase().as_str() {
-        "firing" => Action::Create,
-        "resolved" => Action::Resolve,
-        _ => Action::Other,
-    };
-
     let thirdparty_id = non_empty(alert.get("fingerprint"))
         .map(str::to_string)
         .or_else(|| Some(label_list(labels, ",")).filter(|id| !id.is_empty()))
         .unwrap_or_else(random_id);
-
-    let alertname = non_empty(labels.get("alertname"));
-    let summary = non_empty(annotations.get("summary"));
-    let title = match (alertname, summary) {
-        (Some(name), Some(summary)) => format!("{name}: {summary}"),
-        (Some(text), None) | (None, Some(text)) => text.to_string(),
-        (None, None) => thirdparty_id.clone(),
-    };
-    let description = non_empty(annotations.get("description"))
-        .or(summary)
-        .map(str::to_string)
-        .unwrap_or_else(|| label_list(labels, ", "));
-
-    let urgency = non_empty(labels.get("severity")).and_then(severity);
+    let (title, description) = title_and_description(labels, annotations, &thirdparty_id);
 
     let mut data = alert.clone();
     for field in GROUP_FIELDS {
@@ -111,16 +95,83 @@ fn adapt_alert(
     data.insert("description".to_string(), Value::String(description));
 
     Event {
-        action,
-        thirdparty_id,
-        data: Value::Object(data),
-        urgency,
-        rule: None,
+        urgency: non_empty(labels.get("severity")).and_then(severity),
+        ..Event::new(action(status), thirdparty_id, Value::Object(data))
     }
 }
 
+/// `group_by = "group"`, as PagerTree reads a notification: `groupKey` is the id, `status` the
+/// action, the title `commonLabels.alertname` (else "Prometheus <receiver> firing"), the
+/// description `commonAnnotations.summary`, the urgency `commonLabels.severity`; `data` is the
+/// whole notification plus that `title` and `description`.
+fn adapt_group(payload: &Map<String, Value>) -> Event {
+    let empty = Map::new();
+    let object = |key: &str| {
+        payload
+            .get(key)
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+    };
+    let (labels, annotations) = (object("commonLabels"), object("commonAnnotations"));
+    let status = payload.get("status").and_then(Value::as_str).unwrap_or("");
+    let thirdparty_id = non_empty(payload.get("groupKey"))
+        .map(str::to_string)
+        .unwrap_or_else(random_id);
+    let title = non_empty(labels.get("alertname"))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let receiver = non_empty(payload.get("receiver"));
+            ["Prometheus", receiver.unwrap_or(""), "firing"]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+    let description = non_empty(annotations.get("summary"))
+        .unwrap_or("")
+        .to_string();
+    let mut data = payload.clone();
+    data.insert("title".to_string(), Value::String(title));
+    data.insert("description".to_string(), Value::String(description));
+    Event {
+        urgency: non_empty(labels.get("severity")).and_then(severity),
+        ..Event::new(action(status), thirdparty_id, Value::Object(data))
+    }
+}
+
+/// `firing` creates, `resolved` resolves (ignoring case); anything else changes nothing.
+pub(super) fn action(status: &str) -> Action {
+    match status.trim().to_ascii_lowercase().as_str() {
+        "firing" => Action::Create,
+        "resolved" => Action::Resolve,
+        _ => Action::Other,
+    }
+}
+
+/// The default title (`alertname: summary`, either alone, else `id`) and description
+/// (`description`, else `summary`, else the label list) of a Prometheus-style alert.
+pub(super) fn title_and_description(
+    labels: &Map<String, Value>,
+    annotations: &Map<String, Value>,
+    id: &str,
+) -> (String, String) {
+    let alertname = non_empty(labels.get("alertname"));
+    let summary = non_empty(annotations.get("summary"));
+    let title = match (alertname, summary) {
+        (Some(name), Some(summary)) => format!("{name}: {summary}"),
+        (Some(text), None) | (None, Some(text)) => text.to_string(),
+        (None, None) => id.to_string(),
+    };
+    let description = non_empty(annotations.get("description"))
+        .or(summary)
+        .map(str::to_string)
+        .unwrap_or_else(|| label_list(labels, ", "));
+    (title, description)
+}
+
 /// A string value that is not blank, trimmed.
-fn non_empty(value: Option<&Value>) -> Option<&str> {
+pub(super) fn non_empty(value: Option<&Value>) -> Option<&str> {
     value
         .and_then(Value::as_str)
         .map(str::trim)
@@ -128,7 +179,7 @@ fn non_empty(value: Option<&Value>) -> Option<&str> {
 }
 
 /// `key=value` for every label, sorted by key (a JSON map is), joined by `separator`.
-fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
+pub(super) fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
     labels
         .iter()
         .map(|(key, value)| match value {
@@ -139,21 +190,16 @@ fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
         .join(separator)
 }
 
-/// The urgency a `severity` label names, in the vocabularies rules commonly use.
-fn severity(severity: &str) -> Option<Urgency> {
-    match severity.to_ascii_lowercase().as_str() {
-        "critical" | "page" => Some(Urgency::Critical),
-        "error" | "high" => Some(Urgency::High),
-        "warning" | "warn" => Some(Urgency::Medium),
-        "info" | "none" | "low" => Some(Urgency::Low),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Urgency;
     use serde_json::json;
+
+    /// The default reading, one event per alert.
+    fn adapt(body: &Value) -> Result<Vec<Event>, AdaptError> {
+        super::adapt(body, GroupBy::Alert)
+    }
 
     fn alert(status: &str, fingerprint: &str, instance: &str) -> Value {
         json!({
@@ -310,7 +356,8 @@ mod tests {
             ("info", Some(Urgency::Low)),
             ("none", Some(Urgency::Low)),
             ("low", Some(Urgency::Low)),
-            ("medium", None),
+            // PagerTree's own value (issue 14; was None before).
+            ("medium", Some(Urgency::Medium)),
             ("p1", None),
             ("", None),
         ];
@@ -421,5 +468,71 @@ mod tests {
             "node02.example.com:9100"
         );
         assert_eq!(firing[0].data["receiver"], "siren");
+    }
+
+    #[test]
+    fn group_by_group_makes_one_event_per_notification() {
+        let body = payload(vec![
+            alert("firing", "0a1b2c3d4e5f6a7b", "db1:9100"),
+            alert("firing", "1b2c3d4e5f6a7b8c", "db2:9100"),
+        ]);
+        let mut body_with_summary = body.clone();
+        body_with_summary["commonAnnotations"] = json!({"summary": "Instances are down"});
+        let events = super::adapt(&body_with_summary, GroupBy::Group).unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.action, Action::Create);
+        assert_eq!(e.thirdparty_id, "{}:{alertname=\"InstanceDown\"}");
+        assert_eq!(e.data["title"], "InstanceDown");
+        assert_eq!(e.data["description"], "Instances are down");
+        assert_eq!(e.urgency, Some(Urgency::Critical));
+        assert_eq!(e.data["alerts"].as_array().map(Vec::len), Some(2));
+        assert_eq!(e.data["receiver"], "siren");
+
+        let mut resolved = body.clone();
+        resolved["status"] = json!("resolved");
+        let e = super::adapt(&resolved, GroupBy::Group).unwrap().remove(0);
+        assert_eq!(e.action, Action::Resolve);
+        assert_eq!(e.thirdparty_id, "{}:{alertname=\"InstanceDown\"}");
+        assert_eq!(e.data["description"], "", "no commonAnnotations.summary");
+    }
+
+    #[test]
+    fn group_by_group_without_alertname_or_group_key() {
+        let body = json!({"status": "firing", "receiver": "team-x", "alerts": [],
+                          "commonLabels": {"severity": "warning"}});
+        let e = super::adapt(&body, GroupBy::Group).unwrap().remove(0);
+        assert_eq!(e.data["title"], "Prometheus team-x firing");
+        assert_eq!(e.thirdparty_id.len(), 36, "a random id");
+        assert_eq!(e.urgency, Some(Urgency::Medium));
+        let e = super::adapt(&json!({"status": "x", "alerts": []}), GroupBy::Group)
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (e.action, e.data["title"].as_str()),
+            (Action::Other, Some("Prometheus firing"))
+        );
+        // The payload must still be an Alertmanager one.
+        assert!(super::adapt(&json!({"status": "firing"}), GroupBy::Group).is_err());
+    }
+
+    #[test]
+    fn group_samples() {
+        for (file, action) in [
+            (
+                include_str!("../../samples/alertmanager-firing.json"),
+                Action::Create,
+            ),
+            (
+                include_str!("../../samples/alertmanager-resolved.json"),
+                Action::Resolve,
+            ),
+        ] {
+            let body: Value = serde_json::from_str(file).unwrap();
+            let e = super::adapt(&body, GroupBy::Group).unwrap().remove(0);
+            assert_eq!(e.action, action);
+            assert_eq!(e.thirdparty_id, body["groupKey"].as_str().unwrap());
+            assert_eq!(e.data["title"], "HighCPUUsage");
+        }
     }
 }

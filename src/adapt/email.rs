@@ -6,9 +6,14 @@
 //! matchers all match sets the action, and the named group `(?P<id>…)` of one of its matchers,
 //! when it matched something, becomes the third-party id. So a RECOVERY mail can resolve its
 //! PROBLEM alert. Rules are compiled once, when the configuration loads.
+//!
+//! As PagerTree's `email/v3`: a reply aggregates on the Message-ID of any message of its
+//! thread (every `References` entry, `In-Reply-To`, its own Message-ID are extra ids that
+//! aggregate, when the id is the thread's default), and with `spam_header`/`spam_pass` a
+//! message the verdict calls spam changes nothing (outcome `ignored`, the reason logged).
 
-use super::{Event, random_id};
-use crate::domain::{Action, Field, ID_GROUP, Rule};
+use super::{Event, dedup_keys, random_id};
+use crate::domain::{Action, Field, ID_GROUP, Integration, Rule, SpamCheck};
 use crate::email::EmailData;
 
 /// `None` when some matcher of `rule` does not match; else the captured id, when there is a
@@ -59,10 +64,20 @@ fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>
     })
 }
 
-/// The message's event: the first matching rule's action and id, else `create` with the
-/// default id. The index of the rule that matched is [`Event::rule`] and `data.rule`.
-pub fn adapt(mut data: EmailData, rules: &[Rule]) -> Event {
-    let matched = rules
+/// The message's event for `integration`: spam changes nothing; else the first matching
+/// rule's action and id, else `create` with the default id. The index of the rule that
+/// matched is [`Event::rule`] and `data.rule`.
+pub fn adapt(mut data: EmailData, integration: &Integration) -> Event {
+    if let Some(reason) = integration.spam.as_ref().and_then(|s| spam(s, &data)) {
+        let id = default_id(&data);
+        let data = serde_json::to_value(&data).unwrap_or_default();
+        return Event {
+            reason: Some(reason),
+            ..Event::new(Action::Other, id, data)
+        };
+    }
+    let matched = integration
+        .rules
         .iter()
         .enumerate()
         .find_map(|(i, r)| apply(r, &data).map(|id| (i, r.action, id)));
@@ -70,15 +85,48 @@ pub fn adapt(mut data: EmailData, rules: &[Rule]) -> Event {
         Some((_, action, id)) => (Action::from(*action), id.clone()),
         None => (Action::Create, None),
     };
+    // A rule's id names the problem, not the thread: only the thread's id takes its keys.
+    let keys = rule_id.is_none();
     let thirdparty_id = rule_id.unwrap_or_else(|| default_id(&data));
     data.rule = matched.map(|(i, _, _)| i);
     Event {
-        action,
-        thirdparty_id,
-        data: serde_json::to_value(&data).unwrap_or_default(),
-        urgency: None,
         rule: data.rule,
+        dedup_keys: if keys {
+            thread_ids(&data, &thirdparty_id)
+        } else {
+            Vec::new()
+        },
+        ..Event::new(
+            action,
+            thirdparty_id,
+            serde_json::to_value(&data).unwrap_or_default(),
+        )
     }
+}
+
+/// Why the message is spam by `check`, or `None`: its header is present (any spelling of the
+/// name; every value when repeated) and some value does not match `spam_pass`.
+fn spam(check: &SpamCheck, data: &EmailData) -> Option<String> {
+    let value = field(data, &Field::Header(check.header.clone()))?;
+    let failed = value.split('\n').find(|v| !check.pass.is_match(v.trim()))?;
+    Some(format!(
+        "spam: {} is \"{}\", which does not match spam_pass \"{}\"",
+        check.header,
+        failed.trim(),
+        check.pass.as_str()
+    ))
+}
+
+/// Every Message-ID of the thread the message belongs to, its own included, newest first:
+/// a reply aggregates into the alert of any of them (bounded, see [`dedup_keys`]).
+fn thread_ids(data: &EmailData, thirdparty_id: &str) -> Vec<String> {
+    let ids = data
+        .message_id
+        .iter()
+        .chain(data.in_reply_to.iter())
+        .chain(data.references.iter().rev())
+        .map(String::as_str);
+    dedup_keys(ids, thirdparty_id)
 }
 
 /// References[0], else In-Reply-To, else Message-ID, else a random id.
@@ -100,6 +148,15 @@ mod tests {
     use crate::email::{Envelope, parse};
     use regex::Regex;
     use std::path::Path;
+
+    /// The event of an e-mail integration with these rules and nothing else.
+    fn adapt(data: EmailData, rules: &[Rule]) -> Event {
+        let integration = Integration {
+            rules: rules.to_vec(),
+            ..Integration::new("ops", crate::domain::IntegrationType::Email)
+        };
+        super::adapt(data, &integration)
+    }
 
     fn data(headers: &str) -> EmailData {
         let raw = format!("From: a@b\r\nTo: ops@x\r\nSubject: s\r\n{headers}\r\nbody\r\n");
@@ -337,5 +394,75 @@ mod tests {
             (e.action, e.thirdparty_id.as_str()),
             (Action::Create, "m@x")
         );
+    }
+
+    #[test]
+    fn a_reply_carries_every_message_id_of_its_thread() {
+        let e = adapt(
+            data(
+                "Message-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\nReferences: <m0@x> <m1@x> <m2@x>\r\n",
+            ),
+            &[],
+        );
+        assert_eq!(
+            e.thirdparty_id, "m0@x",
+            "the thread's first message, as before"
+        );
+        assert_eq!(
+            e.dedup_keys,
+            ["m3@x", "m2@x", "m1@x"],
+            "newest first, without the id"
+        );
+        let e = adapt(data("Message-ID: <m1@x>\r\n"), &[]);
+        assert_eq!((e.thirdparty_id.as_str(), e.dedup_keys.len()), ("m1@x", 0));
+        // A rule's own id names the problem: the thread's ids do not aggregate into it.
+        let rules = rules("[[integrations.rules]]\nsubject = '^(?P<id>s)$'\naction = \"create\"\n");
+        let e = adapt(data("Message-ID: <m3@x>\r\nReferences: <m0@x>\r\n"), &rules);
+        assert_eq!((e.thirdparty_id.as_str(), e.dedup_keys.len()), ("s", 0));
+    }
+
+    #[test]
+    fn spam_is_ignored_with_the_reason() {
+        let integration = |header: &str, pass: &str| Integration {
+            spam: Some(SpamCheck {
+                header: header.into(),
+                pass: Regex::new(pass).unwrap(),
+            }),
+            // A rule that would otherwise resolve: spam goes before rules.
+            rules: rules("[[integrations.rules]]\nsubject = \"\"\naction = \"resolve\"\n"),
+            ..Integration::new("ops", crate::domain::IntegrationType::Email)
+        };
+        let ses = integration("X-SES-Spam-Verdict", "^PASS$");
+        let e = super::adapt(data("X-SES-Spam-Verdict: FAIL\r\n"), &ses);
+        assert_eq!(e.action, Action::Other);
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("spam: X-SES-Spam-Verdict is \"FAIL\", which does not match spam_pass \"^PASS$\"")
+        );
+        assert_eq!(e.data["rule"], serde_json::Value::Null);
+        for headers in [
+            "X-SES-Spam-Verdict: PASS\r\n",
+            "x-ses-spam-verdict:  PASS \r\n",
+            "",
+        ] {
+            let e = super::adapt(data(headers), &ses);
+            assert_eq!(
+                (e.action, e.reason.as_deref()),
+                (Action::Resolve, None),
+                "{headers:?}"
+            );
+        }
+        let flag = integration("X-Spam-Flag", "(?i)^no$");
+        assert_eq!(
+            super::adapt(data("X-Spam-Flag: YES\r\n"), &flag).action,
+            Action::Other
+        );
+        assert_eq!(
+            super::adapt(data("X-Spam-Flag: No\r\n"), &flag).action,
+            Action::Resolve
+        );
+        // A repeated header is spam when any of its values fails.
+        let e = super::adapt(data("X-Spam-Flag: NO\r\nX-Spam-Flag: YES\r\n"), &flag);
+        assert_eq!(e.action, Action::Other);
     }
 }

@@ -1,18 +1,29 @@
-//! The `webhook` integration type: a generic, PagerTree-compatible JSON body. `event_type`
-//! (`create`, `acknowledge`, `resolve`) is the action, `Id` the third-party id, and `Title`,
-//! `Description`, `urgency` are optional. Keys and the values of `event_type` and `urgency` are
-//! case-insensitive. `data` is the body as sent, plus the canonical key names (`Title`, ...)
-//! when the sender spelled them another way, so the default templates find them.
+//! The `webhook` integration type: a generic body read as PagerTree's `webhook/v3` reads it.
+//! `event_type` (`create`, `acknowledge`, `resolve`) is the action, `Id` the third-party id,
+//! `dedup_keys` further ids that aggregate, and `Title`, `Description`, `urgency`, `Tags` and
+//! `Meta` are optional. Lenient where PagerTree is: keys ignore case (the lower-case spelling
+//! wins), `urgency` is found anywhere in its value (`"P1 - critical"`) and falls back to the
+//! integration's when there is none, an `event_type` that is not one of the three (or not a
+//! string) is `other`, and `Id` may be any scalar. `data` is the body as sent, plus the
+//! canonical key names (`Title`, ...) when the sender spelled them another way, so the default
+//! templates find them.
 
 use serde_json::{Map, Value};
 
-use super::{AdaptError, Event, random_id};
+use super::{AdaptError, Event, dedup_keys, random_id};
 use crate::domain::{Action, Urgency};
 
-/// The keys the adapter reads, spelled as the default templates and PagerTree spell them.
-const CANONICAL_KEYS: [&str; 5] = ["event_type", "Id", "Title", "Description", "urgency"];
-
-const URGENCIES: &str = "low, medium, high, critical";
+/// The keys the adapter and the default templates read, spelled as PagerTree documents them.
+const CANONICAL_KEYS: [&str; 8] = [
+    "event_type",
+    "Id",
+    "Title",
+    "Description",
+    "urgency",
+    "Tags",
+    "Meta",
+    "dedup_keys",
+];
 
 pub fn adapt(body: &Value) -> Result<Event, AdaptError> {
     let object = body.as_object().ok_or_else(|| {
@@ -21,9 +32,10 @@ pub fn adapt(body: &Value) -> Result<Event, AdaptError> {
             kind(body)
         ))
     })?;
-    let action = action(lookup(object, "event_type"))?;
+    let action = action(lookup(object, "event_type"));
     let thirdparty_id = thirdparty_id(lookup(object, "Id"))?.unwrap_or_else(random_id);
-    let urgency = urgency(lookup(object, "urgency"))?;
+    let urgency = urgency(lookup(object, "urgency"));
+    let dedup_keys = extra_ids(lookup(object, "dedup_keys"), &thirdparty_id);
 
     let mut data = object.clone();
     for key in CANONICAL_KEYS {
@@ -34,82 +46,91 @@ pub fn adapt(body: &Value) -> Result<Event, AdaptError> {
         }
     }
     Ok(Event {
-        action,
-        thirdparty_id,
-        data: Value::Object(data),
         urgency,
-        rule: None,
+        dedup_keys,
+        ..Event::new(action, thirdparty_id, Value::Object(data))
     })
 }
 
-/// The value of `key`, matched case-insensitively; an exact match wins over other spellings,
-/// and among those the first in key order wins.
+/// The value of `key`, matched ignoring case: the lower-case spelling wins, then the spelling
+/// given, then the first other spelling in key order.
 fn lookup<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object.get(key).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    object
+        .get(&key.to_ascii_lowercase())
+        .or_else(|| object.get(key))
+        .or_else(|| {
+            object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
 }
 
-fn action(value: Option<&Value>) -> Result<Action, AdaptError> {
-    let event_type = match value {
-        None | Some(Value::Null) => return Ok(Action::Other),
-        Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
-        Some(other) => {
-            return Err(AdaptError(format!(
-                "event_type must be a string (create, acknowledge or resolve), not {}",
-                kind(other)
-            )));
-        }
-    };
-    Ok(match event_type.as_str() {
+/// A scalar as text, as Ruby's `to_s` would give it; `None` for null, arrays and objects.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// `create`, `acknowledge` or `resolve`, ignoring case and spaces; anything else, including a
+/// value that is not a string, is `other` (logged, no alert change).
+fn action(value: Option<&Value>) -> Action {
+    let event_type = value
+        .and_then(scalar_text)
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match event_type.as_str() {
         "create" => Action::Create,
         "acknowledge" => Action::Acknowledge,
         "resolve" => Action::Resolve,
         _ => Action::Other,
-    })
+    }
 }
 
-/// `Id` as text; `None` when absent, null or blank.
+/// `Id` as text (a string, number or boolean); `None` when absent, null or blank.
 fn thirdparty_id(value: Option<&Value>) -> Result<Option<String>, AdaptError> {
     let id = match value {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
+        Some(v @ (Value::Array(_) | Value::Object(_))) => {
             return Err(AdaptError(format!(
-                "Id must be a string or a number, not {}",
-                kind(other)
+                "Id must be a string, a number or a boolean, not {}",
+                kind(v)
             )));
         }
+        Some(v) => scalar_text(v).unwrap_or_default(),
     };
     Ok(Some(id).filter(|id| !id.trim().is_empty()))
 }
 
-/// `urgency`; `None` when absent, null or blank.
-fn urgency(value: Option<&Value>) -> Result<Option<Urgency>, AdaptError> {
-    let text = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
-        Some(other) => {
-            return Err(AdaptError(format!(
-                "urgency must be a string ({URGENCIES}), not {}",
-                kind(other)
-            )));
-        }
+/// The first of `low`, `medium`, `high`, `critical` found in the value, ignoring case (so
+/// `"P1 - Critical"` is critical); `None`, and so the integration's urgency, otherwise.
+fn urgency(value: Option<&Value>) -> Option<Urgency> {
+    let text = value.and_then(scalar_text)?.to_ascii_lowercase();
+    [
+        ("low", Urgency::Low),
+        ("medium", Urgency::Medium),
+        ("high", Urgency::High),
+        ("critical", Urgency::Critical),
+    ]
+    .into_iter()
+    .filter_map(|(word, urgency)| text.find(word).map(|at| (at, urgency)))
+    .min_by_key(|(at, _)| *at)
+    .map(|(_, urgency)| urgency)
+}
+
+/// `dedup_keys`: one scalar or an array of them, as text.
+fn extra_ids(value: Option<&Value>, thirdparty_id: &str) -> Vec<String> {
+    let texts: Vec<String> = match value {
+        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
+        Some(v) => scalar_text(v).into_iter().collect(),
+        None => Vec::new(),
     };
-    match text.as_str() {
-        "" => Ok(None),
-        "low" => Ok(Some(Urgency::Low)),
-        "medium" => Ok(Some(Urgency::Medium)),
-        "high" => Ok(Some(Urgency::High)),
-        "critical" => Ok(Some(Urgency::Critical)),
-        _ => Err(AdaptError(format!(
-            "unknown urgency {text:?}: allowed values are {URGENCIES}"
-        ))),
-    }
+    dedup_keys(texts.iter().map(String::as_str), thirdparty_id)
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -171,11 +192,13 @@ mod tests {
         assert_eq!(adapt(&json!({"Id": "x"})).unwrap().action, Action::Other);
     }
 
+    /// Issue 14: PagerTree reads `event_type.to_s`, so a value that is not a string is
+    /// `other` (logged, 202), not a 400 as before.
     #[test]
-    fn non_string_event_type_is_an_error() {
+    fn non_string_event_type_is_other() {
         for event_type in [json!(1), json!(true), json!(["create"]), json!({})] {
-            let err = adapt(&json!({ "event_type": event_type })).unwrap_err();
-            assert!(err.0.contains("event_type"), "{err}");
+            let e = adapt(&json!({ "event_type": event_type, "Id": "x" })).unwrap();
+            assert_eq!(e.action, Action::Other, "{event_type}");
         }
     }
 
@@ -215,6 +238,46 @@ mod tests {
     }
 
     #[test]
+    fn the_lower_case_spelling_wins() {
+        let e = adapt(
+            &json!({"Id": "A", "id": "b", "EVENT_TYPE": "create", "event_type": "resolve",
+                              "URGENCY": "low", "urgency": "high"}),
+        )
+        .unwrap();
+        assert_eq!(e.thirdparty_id, "b");
+        assert_eq!(e.action, Action::Resolve);
+        assert_eq!(e.urgency, Some(Urgency::High));
+        // Then the documented spelling, then the first other one.
+        let e = adapt(&json!({"ID": "X", "Id": "Y"})).unwrap();
+        assert_eq!(e.thirdparty_id, "Y");
+        let e = adapt(&json!({"TITLE": "upper", "title": "lower"})).unwrap();
+        assert_eq!(
+            e.data["Title"], "lower",
+            "the canonical copy for the default template"
+        );
+    }
+
+    #[test]
+    fn tags_meta_and_dedup_keys_are_kept() {
+        let e = adapt(&json!({
+            "event_type": "create", "id": "main",
+            "tags": ["db", "prod"], "meta": {"incident": true, "team": "db"},
+            "Dedup_Keys": ["other-1", "", 42, "main", "other-1", ["nested"]]
+        }))
+        .unwrap();
+        assert_eq!(e.data["Tags"], json!(["db", "prod"]));
+        assert_eq!(e.data["Meta"]["team"], "db");
+        assert_eq!(e.data["tags"], json!(["db", "prod"]), "as sent too");
+        assert_eq!(
+            e.dedup_keys,
+            ["other-1", "42"],
+            "text, without blanks, repeats or the id"
+        );
+        let e = adapt(&json!({"Id": "a", "dedup_keys": "single"})).unwrap();
+        assert_eq!(e.dedup_keys, ["single"]);
+    }
+
+    #[test]
     fn canonical_keys_are_not_invented() {
         let e = adapt(&json!({"event_type": "create"})).unwrap();
         assert_eq!(e.data, json!({"event_type": "create"}));
@@ -227,6 +290,7 @@ mod tests {
             (json!(42), Some("42")),
             (json!(-7), Some("-7")),
             (json!(1.5), Some("1.5")),
+            (json!(true), Some("true")),
             (json!(""), None),
             (json!("   "), None),
             (Value::Null, None),
@@ -255,35 +319,33 @@ mod tests {
 
     #[test]
     fn bad_id_type_is_an_error() {
-        for id in [json!(true), json!([1]), json!({"a": 1})] {
+        for id in [json!([1]), json!({"a": 1})] {
             let err = adapt(&json!({"event_type": "create", "Id": id})).unwrap_err();
             assert!(err.0.contains("Id"), "{err}");
         }
     }
 
+    /// Issue 14: the urgency is found anywhere in the value, and an unknown one falls back to
+    /// the integration's (`None` here) instead of a 400.
     #[test]
     fn urgency_by_table() {
         let cases = [
-            (json!("low"), Ok(Some(Urgency::Low))),
-            (json!("Medium"), Ok(Some(Urgency::Medium))),
-            (json!("HIGH"), Ok(Some(Urgency::High))),
-            (json!("critical"), Ok(Some(Urgency::Critical))),
-            (json!(""), Ok(None)),
-            (Value::Null, Ok(None)),
-            (json!("urgent"), Err(())),
-            (json!("p1"), Err(())),
-            (json!(3), Err(())),
+            (json!("low"), Some(Urgency::Low)),
+            (json!("Medium"), Some(Urgency::Medium)),
+            (json!("HIGH"), Some(Urgency::High)),
+            (json!("critical"), Some(Urgency::Critical)),
+            (json!("P1 - Critical"), Some(Urgency::Critical)),
+            (json!("sev: high (was low)"), Some(Urgency::High)),
+            (json!(""), None),
+            (Value::Null, None),
+            (json!("urgent"), None),
+            (json!("p1"), None),
+            (json!(3), None),
+            (json!(["high"]), None),
         ];
         for (urgency, want) in cases {
-            let got = adapt(&json!({"event_type": "create", "urgency": urgency}));
-            match (got, want) {
-                (Ok(e), Ok(want)) => assert_eq!(e.urgency, want, "{urgency}"),
-                (Err(err), Err(())) => {
-                    assert!(err.0.contains("urgency"), "{err}");
-                    assert!(err.0.contains(URGENCIES), "names the allowed values: {err}");
-                }
-                (got, _) => panic!("{urgency}: unexpected {got:?}"),
-            }
+            let e = adapt(&json!({"event_type": "create", "urgency": urgency})).unwrap();
+            assert_eq!(e.urgency, want, "{urgency}");
         }
         assert_eq!(adapt(&example()).unwrap().urgency, None);
     }

@@ -57,7 +57,8 @@ impl App {
                 )
             })?;
         let path = config.store.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        let cache = config.store.cache_size;
+        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, Some(cache)))
             .await
             .context("store open task failed")??;
         let metrics = Arc::new(Metrics::new());
@@ -161,21 +162,24 @@ impl App {
             live: live.clone(),
             store,
             writer: handle.clone(),
-            metrics,
+            metrics: metrics.clone(),
             stopping: stop.clone(),
         });
         // HTTP outlives the SMTP drain, so that /readyz answers 503 and /metrics can be scraped
         // while sessions finish.
+        let limits = http::Limits::new(
+            &config.http,
+            config.smtp.max_sessions,
+            http::open_file_limit(),
+        );
         let http_stop = CancellationToken::new();
-        let http_stopped = http_stop.clone();
-        let http_task = tokio::spawn(async move {
-            axum::serve(
-                http,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(http_stopped.cancelled_owned())
-            .await
-        });
+        let http_task = tokio::spawn(http::serve(
+            http,
+            router,
+            limits,
+            metrics,
+            http_stop.clone(),
+        ));
         background.spawn(crate::resolver::run(handle.clone(), stop.clone()));
         background.spawn(prune_logs(handle, config.logs.max_age, stop.clone()));
 
@@ -198,13 +202,12 @@ impl App {
         }
         http_stop.cancel();
         let abort_http = http_task.abort_handle();
-        match tokio::time::timeout(Duration::from_secs(5), http_task).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
-            Ok(_) => {}
-            Err(_) => {
-                tracing::warn!("http connections still open at shutdown; closed");
-                abort_http.abort();
-            }
+        if tokio::time::timeout(Duration::from_secs(5), http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("http connections still open at shutdown; closed");
+            abort_http.abort();
         }
         // Sessions are done: the writer commits what it holds, flushes and ends.
         writer.join().await;
@@ -213,18 +216,25 @@ impl App {
     }
 }
 
-/// Removes log entries past `logs.max_age`, sleeping until the oldest one expires.
+/// How soon a failed age-prune is tried again.
+const PRUNE_RETRY: Duration = Duration::from_secs(30);
+
+/// Removes log entries past `logs.max_age`, sleeping until the oldest one expires, or
+/// [`PRUNE_RETRY`] after a failure.
 async fn prune_logs(writer: WriterHandle, max_age: Duration, stop: CancellationToken) {
     loop {
-        let next = match writer.prune(crate::clock::now()).await {
-            Ok(next) => next,
-            Err(_) => return,
+        let wait = match writer.prune(crate::clock::now()).await {
+            Ok(next) => next
+                .and_then(|t| t.duration_since(crate::clock::now()).ok())
+                // Nothing stored: nothing can expire sooner than max_age from now.
+                .unwrap_or(max_age)
+                .max(Duration::from_secs(1)),
+            Err(crate::store::Error::Stopped) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?PRUNE_RETRY, "pruning old log entries failed");
+                PRUNE_RETRY.min(max_age)
+            }
         };
-        let wait = next
-            .and_then(|t| t.duration_since(crate::clock::now()).ok())
-            // Nothing stored: nothing can expire sooner than max_age from now.
-            .unwrap_or(max_age)
-            .max(Duration::from_secs(1));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

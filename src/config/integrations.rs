@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::{Field, ID_GROUP, Integration, IntegrationType, Matcher, Rule, Urgency};
+use crate::domain::{
+    Field, ID_GROUP, Integration, IntegrationType, Matcher, Rule, SpamCheck, Urgency,
+};
 
 use super::ConfigError;
 use super::key::Key;
@@ -57,7 +59,9 @@ fn addresses(
         IntegrationType::Email if out.is_empty() => {
             Err(at.err("an email integration needs at least one address"))
         }
-        IntegrationType::Webhook | IntegrationType::Alertmanager if !out.is_empty() => {
+        IntegrationType::Webhook | IntegrationType::Alertmanager | IntegrationType::Grafana
+            if !out.is_empty() =>
+        {
             Err(at.err("only email integrations claim addresses"))
         }
         _ => Ok(out),
@@ -85,6 +89,12 @@ fn integration(
     if r.kind != IntegrationType::Email && !r.rules.is_empty() {
         return Err(at.at("rules").err("only email integrations have rules"));
     }
+    if r.kind != IntegrationType::Alertmanager && r.group_by.is_some() {
+        return Err(at
+            .at("group_by")
+            .err("only alertmanager integrations group (\"alert\" or \"group\")"));
+    }
+    let spam = spam(at, r.kind, r.spam_header, r.spam_pass)?;
     let rules = r
         .rules
         .into_iter()
@@ -104,7 +114,43 @@ fn integration(
         description: r.description.unwrap_or_else(|| default_description.into()),
         token,
         rules,
+        spam,
+        group_by: r.group_by.unwrap_or_default(),
     })
+}
+
+/// `spam_header` and `spam_pass`, given together on an e-mail integration: the header to read
+/// and the regular expression its value matches when the message is not spam.
+fn spam(
+    at: &Key,
+    kind: IntegrationType,
+    header: Option<String>,
+    pass: Option<String>,
+) -> Result<Option<SpamCheck>, ConfigError> {
+    let (header, pass) = match (header, pass) {
+        (None, None) => return Ok(None),
+        _ if kind != IntegrationType::Email => {
+            return Err(at
+                .at("spam_header")
+                .err("only email integrations check for spam"));
+        }
+        (Some(header), Some(pass)) => (header, pass),
+        (Some(_), None) => {
+            return Err(at.at("spam_pass").err(
+                "is required with spam_header: a regular expression the header's value matches when the message is not spam, e.g. \"^PASS$\"",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(at.at("spam_header").err(
+                "is required with spam_pass: the header that carries the verdict, e.g. \"X-SES-Spam-Verdict\"",
+            ));
+        }
+    };
+    if header.is_empty() || header.contains(|c: char| c == ':' || !c.is_ascii_graphic()) {
+        return Err(at.at("spam_header").err("is not a header name"));
+    }
+    let pass = crate::template::build_regex(&pass).map_err(|e| at.at("spam_pass").err(e))?;
+    Ok(Some(SpamCheck { header, pass }))
 }
 
 /// Compiles one e-mail rule; errors name the rule (`integrations[ops].rules[1]`) and its key.

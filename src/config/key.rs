@@ -141,6 +141,14 @@ impl<'a> Key<'a> {
         }
     }
 
+    /// A size in bytes between `min` and `max`.
+    pub fn size_in(&self, v: i64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match u64::try_from(v) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(format!("{v} is out of range; allowed: {min} to {max}"))),
+        }
+    }
+
     pub fn duration(&self, raw: &str) -> Result<Duration, ConfigError> {
         match humantime::parse_duration(raw) {
             Ok(d) if !d.is_zero() => Ok(d),
@@ -198,5 +206,74 @@ impl<'a> Key<'a> {
             return Err(self.err("must not be empty"));
         }
         Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("not an Invalid error: {other}"),
+        }
+    }
+
+    #[test]
+    fn key_paths_compose_as_the_file_reads() {
+        let file = Path::new("/etc/siren/siren.toml");
+        let root = Key::root(file);
+        let rule = root.at("integrations").item("ops").at("rules").item(0);
+        assert_eq!(
+            key_of(rule.at("headers").at("X-Status").err("r")),
+            "integrations[ops].rules[0].headers.X-Status"
+        );
+        let token = root.at("integrations").item("hook").at("token");
+        assert_eq!(token.name(), "token");
+        assert_eq!(
+            key_of(token.suffixed("_file").err("r")),
+            "integrations[hook].token_file"
+        );
+        assert_eq!(
+            root.at("smtp").relative(Path::new("tls.crt")),
+            Path::new("/etc/siren/tls.crt")
+        );
+        let e = root
+            .at("smtp")
+            .at("max_sessions")
+            .positive(0, 10)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/siren/siren.toml: smtp.max_sessions: 0 is out of range; allowed: 1 to 10"
+        );
+    }
+
+    #[test]
+    fn a_secret_is_given_one_way_only() {
+        let at = Key::root(Path::new("s.toml")).at("http").at("api_token");
+        assert_eq!(at.secret(None, None, None).unwrap(), None);
+        assert_eq!(
+            at.secret(Some("t".into()), None, None).unwrap().as_deref(),
+            Some("t")
+        );
+        let both = at
+            .secret(Some("t".into()), Some("f".into()), None)
+            .unwrap_err();
+        assert!(
+            both.to_string()
+                .contains("set only one of api_token, api_token_file and api_token_env")
+        );
+        let missing = at
+            .secret(None, Some("/nonexistent/token".into()), None)
+            .unwrap_err();
+        assert_eq!(key_of(missing), "http.api_token_file");
+        assert!(
+            at.secret(Some(String::new()), None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("must not be empty")
+        );
     }
 }

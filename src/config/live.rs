@@ -48,3 +48,61 @@ impl Live {
         kept
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(dir: &std::path::Path, text: &str) -> Config {
+        Config::parse(text, &dir.join("siren.toml")).expect("valid test configuration")
+    }
+
+    /// A fresh self-signed certificate and key as `tls.crt` and `tls.key` in `dir`.
+    fn certificate(dir: &std::path::Path) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("tls.crt"), c.cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), c.signing_key.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn reload_names_each_section_whose_value_changed_and_keeps_its_running_value() {
+        let dir = tempfile::tempdir().unwrap();
+        certificate(dir.path());
+        let tls = "[smtp]\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n\
+                   [[smtp.users]]\nname = \"am\"\npassword = \"one\"\n";
+        let live = Live::new(parse(dir.path(), tls));
+        let hook = "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\n";
+        // The same file again, plus an integration: nothing is kept back, the integration is in.
+        let same = parse(dir.path(), &format!("{tls}{hook}"));
+        assert_eq!(live.reload(same), Vec::<&str>::new());
+        assert_eq!(live.get().integrations.len(), 1);
+
+        let cases: &[(&str, String)] = &[
+            (
+                "smtp",
+                tls.replace("password = \"one\"", "password = \"two\""),
+            ),
+            (
+                "smtp",
+                tls.replace("[[smtp.users]]", "max_recipients = 7\n[[smtp.users]]"),
+            ),
+            ("http", format!("{tls}[http]\nmax_body_size = 10\n")),
+            ("store", format!("{tls}[store]\npath = \"elsewhere\"\n")),
+            ("logs", format!("{tls}[logs]\nmax_age = \"1d\"\n")),
+        ];
+        for (section, text) in cases {
+            let before = live.get();
+            assert_eq!(live.reload(parse(dir.path(), text)), [*section], "{text}");
+            let after = live.get();
+            assert!(after.smtp == before.smtp && after.http == before.http);
+            assert!(after.store == before.store && after.logs == before.logs);
+            assert!(
+                after.integrations.is_empty(),
+                "the new integrations are in force"
+            );
+        }
+        // A renewed certificate under the same file names needs a restart too.
+        certificate(dir.path());
+        assert_eq!(live.reload(parse(dir.path(), tls)), ["smtp"]);
+    }
+}

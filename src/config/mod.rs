@@ -173,11 +173,26 @@ pub struct HttpConfig {
     pub max_body_size: usize,
     /// How others reach this port (for links in notifications); `http://<listen>` by default.
     pub public_url: String,
+    /// Most alerts one webhook request may carry (an Alertmanager group); more get 413.
+    pub max_alerts_per_request: usize,
+    /// Longest a client may take to send a request's headers (and to start the next one on a
+    /// kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time allowed for a body before `body_min_rate` is applied.
+    pub body_timeout: Duration,
+    /// Each `body_min_rate` bytes of body received earn one more second.
+    pub body_min_rate: u64,
+    /// A connection with no traffic this long is closed once its request is answered.
+    pub keepalive_timeout: Duration,
+    /// Concurrent HTTP connections at most (also bounded by the open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_size: u64,
 }
 
 /// Retention of integration logs, applied per integration.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{AlertEvent, IntegrationType, RuleAction, Urgency};
+use crate::domain::{AlertEvent, GroupBy, IntegrationType, RuleAction, Urgency};
 
 use super::DestinationType;
 
@@ -85,6 +85,12 @@ pub(super) struct RawHttp {
     pub api_token_env: Option<String>,
     pub max_body_size: i64,
     pub public_url: Option<String>,
+    pub max_alerts_per_request: i64,
+    pub header_timeout: String,
+    pub body_timeout: String,
+    pub body_min_rate: i64,
+    pub keepalive_timeout: String,
+    pub max_connections: i64,
 }
 
 impl Default for RawHttp {
@@ -96,6 +102,12 @@ impl Default for RawHttp {
             api_token_env: None,
             max_body_size: 1024 * 1024,
             public_url: None,
+            max_alerts_per_request: 10_000,
+            header_timeout: "30s".into(),
+            body_timeout: "30s".into(),
+            body_min_rate: 1024,
+            keepalive_timeout: "60s".into(),
+            max_connections: 1024,
         }
     }
 }
@@ -104,12 +116,14 @@ impl Default for RawHttp {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
     pub path: PathBuf,
+    pub cache_size: i64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data"),
+            cache_size: 64 << 20,
         }
     }
 }
@@ -151,6 +165,9 @@ pub(super) struct RawIntegration {
     pub token_env: Option<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    pub spam_header: Option<String>,
+    pub spam_pass: Option<String>,
+    pub group_by: Option<GroupBy>,
 }
 
 /// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Integration, IntegrationType};
+use crate::domain::Integration;
 use crate::route::Router;
 use crate::template::Templates;
 
@@ -35,6 +35,11 @@ pub(super) fn config(at: &Key, raw: RawConfig) -> Result<Config, ConfigError> {
         http,
         store: StoreConfig {
             path: raw.store.path,
+            cache_size: at.at("store").at("cache_size").size_in(
+                raw.store.cache_size,
+                1 << 20,
+                1 << 40,
+            )?,
         },
         logs,
         router: Arc::new(Router::new(&integrations)),
@@ -71,6 +76,20 @@ fn http(at: &Key, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
         api_token,
         max_body_size,
         public_url,
+        max_alerts_per_request: at
+            .at("max_alerts_per_request")
+            .positive(raw.max_alerts_per_request, 1_000_000)?,
+        header_timeout: at.at("header_timeout").duration(&raw.header_timeout)?,
+        body_timeout: at.at("body_timeout").duration(&raw.body_timeout)?,
+        body_min_rate: at
+            .at("body_min_rate")
+            .positive(raw.body_min_rate, 1 << 30)? as u64,
+        keepalive_timeout: at
+            .at("keepalive_timeout")
+            .duration(&raw.keepalive_timeout)?,
+        max_connections: at
+            .at("max_connections")
+            .positive(raw.max_connections, 1 << 20)?,
     })
 }
 
@@ -93,10 +112,10 @@ fn open_intake(
     }
     match integrations
         .iter()
-        .find(|i| i.kind != IntegrationType::Email && i.token.is_none())
+        .find(|i| i.kind.is_http() && i.token.is_none())
     {
         Some(open) => Err(at.at("integrations").item(&open.id).at("token").err(
-            "is required for webhook and alertmanager integrations when http.listen is not a loopback address (set token or token_file)",
+            "is required for webhook, alertmanager and grafana integrations when http.listen is not a loopback address (set token or token_file)",
         )),
         None => Ok(()),
     }

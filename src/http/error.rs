@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::Request;
 use axum::extract::rejection::QueryRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -32,6 +32,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request came too slowly.
+    #[error("{0}")]
+    Timeout(String),
     /// The daemon cannot serve this now; the reason says why, without internals.
     #[error("{0}")]
     Unavailable(String),
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -79,6 +83,16 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = Json(json!({ "error": self.to_string() }));
         let mut response = (status, body).into_response();
+        // Refused before its body was read (or while it trickled in): close rather than
+        // wait for the rest of a body nobody wants.
+        if matches!(
+            self,
+            ApiError::Unauthorized(_) | ApiError::PayloadTooLarge(_) | ApiError::Timeout(_)
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response.extensions_mut().insert(Failure(Arc::new(self)));
         response
     }

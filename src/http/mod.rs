@@ -4,6 +4,7 @@
 
 mod alerts;
 mod error;
+mod serve;
 mod webhook;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, Store, WriterHandle};
 
 pub use error::ApiError;
+pub use serve::{Limits, RESERVED_FDS, open_file_limit, serve};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -62,19 +64,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Ready while the store is open, the listeners are bound and the writer runs (the store is
-/// opened and the listeners bound before this router serves anything); 503 once shutdown began
-/// or the writer has ended.
+/// Ready while the store is open and takes writes, the listeners are bound and the writer
+/// runs (the store is opened and the listeners bound before this router serves anything);
+/// 503 with the reason once shutdown began, while writes fail (a full disk: the writer heals
+/// the store by itself), or once the writer has ended.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.stopping.is_cancelled() {
-        let body = json!({ "ready": false, "reason": "shutting down" });
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let reason = if state.stopping.is_cancelled() {
+        Some("shutting down".to_string())
+    } else if !state.writer.is_running() {
+        Some("store writer stopped".to_string())
+    } else {
+        state
+            .writer
+            .unwritable()
+            .map(|why| format!("store cannot write ({why}); retrying"))
+    };
+    match reason {
+        Some(reason) => {
+            let body = json!({ "ready": false, "reason": reason });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        None => Json(json!({ "ready": true })).into_response(),
     }
-    if !state.writer.is_running() {
-        let body = json!({ "ready": false, "reason": "store writer stopped" });
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    }
-    Json(json!({ "ready": true })).into_response()
 }
 
 /// Prometheus text format. No token: scrapers rarely send one, and the figures hold no secrets

@@ -77,7 +77,7 @@ impl SmtpRejection {
     }
 }
 
-/// Why webhook intake refused a request.
+/// Why the HTTP port refused a webhook request or a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpRejection {
     /// 400: the body is not JSON.
@@ -94,10 +94,18 @@ pub enum HttpRejection {
     UnsupportedMediaType,
     /// 503: the commit failed.
     StoreFailure,
+    /// 413: more alerts than `http.max_alerts_per_request`.
+    TooManyAlerts,
+    /// 408: the body came slower than `http.body_timeout` and `http.body_min_rate` allow.
+    BodyTimeout,
+    /// The headers did not arrive within `http.header_timeout`; the connection was closed.
+    HeaderTimeout,
+    /// 503 and close: over `http.max_connections`.
+    ConnectionCap,
 }
 
 impl HttpRejection {
-    pub const ALL: [HttpRejection; 7] = [
+    pub const ALL: [HttpRejection; 11] = [
         Self::BadJson,
         Self::BadPayload,
         Self::Unauthorized,
@@ -105,6 +113,10 @@ impl HttpRejection {
         Self::TooLarge,
         Self::UnsupportedMediaType,
         Self::StoreFailure,
+        Self::TooManyAlerts,
+        Self::BodyTimeout,
+        Self::HeaderTimeout,
+        Self::ConnectionCap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +128,10 @@ impl HttpRejection {
             Self::TooLarge => "too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::StoreFailure => "store_failure",
+            Self::TooManyAlerts => "too_many_alerts",
+            Self::BodyTimeout => "body_timeout",
+            Self::HeaderTimeout => "header_timeout",
+            Self::ConnectionCap => "connection_cap",
         }
     }
 }

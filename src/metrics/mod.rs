@@ -112,12 +112,13 @@ impl Intake {
     }
 }
 
-/// SMTP sessions and AUTH.
+/// SMTP sessions and AUTH, HTTP connections.
 #[derive(Debug)]
 struct Sessions {
     open: Gauge,
     total: Counter,
     auth: Family<Labels2, Counter>,
+    http_open: Gauge,
 }
 
 impl Sessions {
@@ -145,7 +146,18 @@ impl Sessions {
                 auth.get_or_create_owned(&[("mechanism", mechanism), ("result", result)]);
             }
         }
-        Sessions { open, total, auth }
+        let http_open = add(
+            registry,
+            "http_connections_open",
+            "HTTP connections being served (within http.max_connections)",
+            Gauge::default(),
+        );
+        Sessions {
+            open,
+            total,
+            auth,
+            http_open,
+        }
     }
 }
 
@@ -200,6 +212,7 @@ struct Storage {
     commit_seconds: Histogram,
     commit_group_size: Histogram,
     commit_failures: Counter,
+    writable: Gauge,
     outbox_depth: Gauge,
     deliveries: Family<Owned2, Counter>,
 }
@@ -224,6 +237,12 @@ impl Storage {
                 "store_commit_failures",
                 "Group commits that failed (every request in them was answered with a failure)",
                 Counter::default(),
+            ),
+            writable: add(
+                registry,
+                "store_writable",
+                "1 while the store takes writes, 0 while writes fail (full disk, I/O error) and the writer heals it",
+                Gauge::default(),
             ),
             outbox_depth: add(
                 registry,
@@ -286,6 +305,12 @@ impl Metrics {
         self.sessions.total.inc();
         self.sessions.open.inc();
         SessionGuard(self.sessions.open.clone())
+    }
+
+    /// An HTTP connection was accepted; the gauge goes down when the guard drops.
+    pub fn http_connection(&self) -> SessionGuard {
+        self.sessions.http_open.inc();
+        SessionGuard(self.sessions.http_open.clone())
     }
 
     /// DATA was answered 354.
@@ -359,6 +384,11 @@ impl Metrics {
         self.storage.commit_failures.inc();
     }
 
+    /// Whether the store takes writes.
+    pub fn set_store_writable(&self, writable: bool) {
+        self.storage.writable.set(i64::from(writable));
+    }
+
     /// Sets the number of outbox events waiting for delivery.
     pub fn set_outbox_depth(&self, depth: u64) {
         self.storage
@@ -378,7 +408,8 @@ impl Metrics {
     }
 }
 
-/// Holds one SMTP session in `siren_smtp_sessions_open`.
+/// Holds one SMTP session in `siren_smtp_sessions_open` (or an HTTP connection in
+/// `siren_http_connections_open`).
 pub struct SessionGuard(Gauge);
 
 impl Drop for SessionGuard {

@@ -2,6 +2,10 @@
 //! protocol handling is in `session`, every reply text in `reply`. Siren never relays: a
 //! recipient no integration claims is refused at RCPT.
 
+mod auth;
+mod data;
+mod io;
+mod params;
 mod reply;
 mod session;
 

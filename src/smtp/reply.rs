@@ -1,6 +1,8 @@
 //! Every SMTP reply Siren sends, with its enhanced status code (RFC 3463). The one place that
 //! decides code and wording; the log gets the detail, the client a short generic text.
 
+use std::borrow::Cow;
+
 use mailin::Response;
 
 pub fn greeting(host: &str) -> String {
@@ -21,12 +23,14 @@ pub fn helo(host: &str) -> String {
     format!("250 {host}\r\n")
 }
 
-pub const MAIL_OK: &str = "2.1.0 Ok";
-pub const RCPT_OK: &str = "2.1.5 Ok";
-pub const TOO_MANY_RECIPIENTS: &str = "4.5.3 Error: too many recipients";
+pub const MAIL_OK: &str = "250 2.1.0 Ok\r\n";
+pub const RCPT_OK: &str = "250 2.1.5 Ok\r\n";
+pub const TOO_MANY_RECIPIENTS: &str = "452 4.5.3 Error: too many recipients\r\n";
 
 pub fn no_integration(address: &str) -> String {
-    format!("5.1.1 <{address}>: Recipient address rejected: no integration claims this address")
+    format!(
+        "550 5.1.1 <{address}>: Recipient address rejected: no integration claims this address\r\n"
+    )
 }
 
 pub fn queued(id: u64) -> String {
@@ -75,11 +79,12 @@ pub fn session_timeout(host: &str) -> String {
 }
 
 /// Renders a response of mailin's state machine, adding the enhanced status code its fixed
-/// texts lack. Responses Siren's handler built already carry one and pass unchanged.
-pub fn render(res: &Response) -> Vec<u8> {
+/// texts lack. A response that already carries one passes unchanged.
+pub fn render(res: &Response) -> Cow<'static, str> {
     let buf = res.buffer().unwrap_or_default();
+    let own = || Cow::Owned(String::from_utf8_lossy(&buf).into_owned());
     if has_enhanced_code(&buf) {
-        return buf;
+        return own();
     }
     let text: &str = match res.code {
         221 => "221 2.0.0 Bye\r\n",
@@ -92,9 +97,9 @@ pub fn render(res: &Response) -> Vec<u8> {
         503 => "503 5.5.1 Error: bad sequence of commands\r\n",
         530 => "530 5.7.0 Authentication required\r\n",
         535 => "535 5.7.8 Error: authentication failed\r\n",
-        _ => return buf,
+        _ => return own(),
     };
-    text.as_bytes().to_vec()
+    Cow::Borrowed(text)
 }
 
 /// True when the first line reads `ddd x.y.z ...`.
@@ -120,8 +125,8 @@ mod tests {
 
     #[test]
     fn enhanced_codes_added_once() {
-        assert_eq!(render(&mailin::response::OK), b"250 2.0.0 Ok\r\n");
-        let custom = Response::custom(550, no_integration("x@y"));
-        assert!(render(&custom).starts_with(b"550 5.1.1 <x@y>"));
+        assert_eq!(render(&mailin::response::OK), "250 2.0.0 Ok\r\n");
+        let custom = Response::custom(550, "5.1.1 <x@y>: no".into());
+        assert_eq!(render(&custom), "550 5.1.1 <x@y>: no\r\n");
     }
 }

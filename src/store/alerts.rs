@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::txn::Writes;
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
-pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
 use crate::domain::Urgency;
+pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};
 
 pub(super) const ALERT: u8 = b'A';
 pub(super) const DESCRIPTION: u8 = b'D';
@@ -124,6 +125,8 @@ pub enum Outcome {
 pub struct AlertRequest {
     pub action: Action,
     pub thirdparty_id: String,
+    /// Further ids a `create` aggregates on, and a new alert is known by (and resolved by).
+    pub dedup_keys: Vec<String>,
     pub title: String,
     pub description: String,
     pub urgency: Urgency,
@@ -254,7 +257,7 @@ pub(super) fn next_deadline(tree: &sled::Tree, skip: usize) -> Result<Option<u64
     }
 }
 
-pub(super) fn put_chunks(batch: &mut sled::Batch, kind: u8, id: u64, bytes: &[u8]) {
+pub(super) fn put_chunks(batch: &mut Writes, kind: u8, id: u64, bytes: &[u8]) {
     if bytes.is_empty() {
         batch.insert(&chunk_key(kind, id, 0)[..], &[][..]);
     }

@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use tokio::sync::oneshot;
-
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
 use super::outbox::{self, DeliveryState, Payload, Queued};
 use super::txn::Txn;
-use super::writer::{Applied, DeliveryOutcome, Done, Job, Receipt, State};
-use super::{Alert, Error, LOG, NewLog, RAW, StoredLog, index_key, rfc3339, unix_ms};
+use super::writer::{Answer, Applied, DeliveryOutcome, Receipt, Request, State};
+use super::{Error, NewLog, logs, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};
 
@@ -32,14 +30,18 @@ pub(super) struct Group<'a> {
 }
 
 impl State {
-    /// Applies one group's jobs to the tree as one batch (not yet durable). A group that
-    /// cannot be applied comes back with `failed` set and nothing of it in the tree.
-    pub(super) fn apply_group(&mut self, jobs: Vec<Job>) -> Applied {
+    /// Applies one group's requests to the tree as one batch (not yet durable). Each request
+    /// is applied from a savepoint: one that fails is rolled back and answered with its own
+    /// error, and the rest of the group goes on. A group that cannot be applied as a whole
+    /// (the store fails) comes back with `failed` set and nothing of it in the tree.
+    pub(super) fn apply_group(&mut self, requests: &[Request]) -> Applied {
         let started = std::time::Instant::now();
-        let requests = jobs.len();
-        let (tree, db) = (self.store.tree.clone(), self.store.db.clone());
+        let handles = match self.store.handles() {
+            Ok(h) => h,
+            Err(e) => return Applied::failed(started, e),
+        };
         let mut group = Group {
-            txn: Txn::new(&tree, &db),
+            txn: Txn::new(&handles.tree, &handles.db),
             now: unix_ms(crate::clock::now()),
             added: HashMap::new(),
             changes: Vec::new(),
@@ -52,16 +54,20 @@ impl State {
         if config.is_some() {
             group.txn.events = Some(Vec::new());
         }
-        let mut done = Vec::with_capacity(jobs.len());
-        let mut applied = Ok(());
-        for job in jobs {
-            match self.apply(&mut group, job) {
-                Ok(d) => done.push(d),
+        let mut results = Vec::with_capacity(requests.len());
+        for request in requests {
+            let at = group.txn.savepoint();
+            let changes = group.changes.len();
+            let result = match self.apply(&mut group, request) {
+                Err(e) if e.is_store_failure() => return Applied::failed(started, e),
                 Err(e) => {
-                    applied = Err(e);
-                    break;
+                    group.txn.rollback(at);
+                    group.changes.truncate(changes);
+                    Err(e)
                 }
-            }
+                ok => ok,
+            };
+            results.push(result);
         }
         let Group {
             mut txn,
@@ -71,48 +77,40 @@ impl State {
         } = group;
         let earliest = txn.earliest_deadline;
         let mut queued = Vec::new();
-        let result = applied.and_then(|()| {
+        let result = (|| {
             if let (Some(config), Some(events)) = (&config, txn.events.take()) {
                 queued = self.enqueue(&mut txn, config, events, now)?;
             }
-            let removed = self.prune_by_count(&mut txn.batch, &added)?;
+            let removed = self.prune_by_count(&handles.tree, &mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
-            self.store.tree.apply_batch(txn.batch)?;
+            handles.tree.apply_batch(txn.batch.into_batch())?;
             Ok(removed)
-        });
-        let failed = match result {
+        })();
+        match result {
             Ok(removed) => {
                 self.count_applied(added, removed);
-                None
+                Applied {
+                    results,
+                    queued,
+                    changes,
+                    started,
+                    earliest,
+                    failed: None,
+                }
             }
-            Err(e) => Some(e),
-        };
-        Applied {
-            done,
-            queued,
-            changes,
-            requests,
-            started,
-            earliest,
-            failed,
+            Err(e) => Applied::failed(started, e),
         }
     }
 
-    /// Applies one job to the group's transaction.
-    fn apply(&self, group: &mut Group<'_>, job: Job) -> Result<Done, Error> {
-        match job {
-            Job::Ingest { logs, reply } => ingest(group, &logs, reply),
-            Job::Change {
-                id,
-                change,
-                now,
-                reply,
-            } => self.user_change(group, id, change, now, reply),
-            Job::AutoResolve { now, reply } => self.auto_resolve(group, now, reply),
-            Job::Delivery { id, outcome, reply } => self.delivery(group, id, outcome, reply),
-            Job::Prune { .. } | Job::Shutdown => unreachable!("handled outside groups"),
+    /// Applies one request to the group's transaction.
+    fn apply(&self, group: &mut Group<'_>, request: &Request) -> Result<Answer, Error> {
+        match request {
+            Request::Ingest(logs) => ingest(group, logs),
+            Request::Change { id, change, now } => self.user_change(group, *id, *change, *now),
+            Request::AutoResolve { now } => self.auto_resolve(group, *now),
+            Request::Delivery { id, outcome } => self.delivery(group, *id, outcome),
         }
     }
 
@@ -123,10 +121,9 @@ impl State {
         id: u64,
         change: UserChange,
         now: SystemTime,
-        reply: oneshot::Sender<Result<Alert, Error>>,
-    ) -> Result<Done, Error> {
+    ) -> Result<Answer, Error> {
         let now = unix_ms(now);
-        let result = match group.txn.record(id)? {
+        let record = match group.txn.record(id)? {
             None => Err(Error::NoSuchAlert(id)),
             Some(r) => match change.from(r.status) {
                 Transition::Refused => Err(Error::Conflict {
@@ -143,24 +140,13 @@ impl State {
                     group.txn.set_status(r, status, Some(ResolvedBy::User), now)
                 }
             },
-        };
-        let alert = match result {
-            Ok(r) => {
-                let description = self.store.description(r.id)?;
-                Ok(r.into_alert(description))
-            }
-            Err(e) => Err(e),
-        };
-        Ok(Done::Change(reply, Box::new(alert)))
+        }?;
+        let description = self.store.description(record.id)?;
+        Ok(Answer::Change(Box::new(record.into_alert(description))))
     }
 
     /// Resolves (by `auto`) up to [`AUTO_RESOLVE_BATCH`] alerts whose deadline has passed.
-    fn auto_resolve(
-        &self,
-        group: &mut Group<'_>,
-        now: SystemTime,
-        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
-    ) -> Result<Done, Error> {
+    fn auto_resolve(&self, group: &mut Group<'_>, now: SystemTime) -> Result<Answer, Error> {
         let now = unix_ms(now);
         let txn = &mut group.txn;
         let due = txn.due(now, AUTO_RESOLVE_BATCH)?;
@@ -175,12 +161,12 @@ impl State {
             }
         }
         // The resolved alerts' deadlines leave the tree with this batch: skip them.
-        let next = alerts::next_deadline(&self.store.tree, due.len())?;
+        let next = alerts::next_deadline(txn.tree(), due.len())?;
         let next = match txn.earliest_deadline {
             Some(e) => Some(next.map_or(e, |n| n.min(e))),
             None => next,
         };
-        Ok(Done::AutoResolve(reply, next))
+        Ok(Answer::AutoResolve(next))
     }
 
     /// Records how a delivery attempt ended: it leaves the outbox, waits for a retry, or moves
@@ -189,29 +175,27 @@ impl State {
         &self,
         group: &mut Group<'_>,
         id: u64,
-        outcome: DeliveryOutcome,
-        reply: oneshot::Sender<Result<(), Error>>,
-    ) -> Result<Done, Error> {
+        outcome: &DeliveryOutcome,
+    ) -> Result<Answer, Error> {
         let leaves = !matches!(outcome, DeliveryOutcome::Retry(_));
+        let tree = group.txn.tree();
         let batch = &mut group.txn.batch;
         let pending = outbox::state_key(outbox::PENDING, id);
         match outcome {
             DeliveryOutcome::Delivered => {
                 batch.remove(&pending[..]);
-                self.remove_chunks(batch, outbox::PAYLOAD, id)?;
+                logs::remove_chunks(tree, batch, outbox::PAYLOAD, id)?;
             }
-            DeliveryOutcome::Retry(state) => {
-                batch.insert(&pending[..], outbox::encode(&state, id)?)
-            }
+            DeliveryOutcome::Retry(state) => batch.insert(&pending[..], outbox::encode(state, id)?),
             DeliveryOutcome::Dead(state) => {
                 batch.remove(&pending[..]);
                 batch.insert(
                     &outbox::state_key(outbox::DEAD, id)[..],
-                    outbox::encode(&state, id)?,
+                    outbox::encode(state, id)?,
                 );
             }
         }
-        Ok(Done::Delivery(reply, leaves))
+        Ok(Answer::Delivery(leaves))
     }
 
     /// Adds one delivery per alert change and destination that wants it to the group's batch.
@@ -271,23 +255,6 @@ impl State {
         }
         Ok(queued)
     }
-
-    pub(super) fn remove_chunks(
-        &self,
-        batch: &mut sled::Batch,
-        kind: u8,
-        id: u64,
-    ) -> Result<(), Error> {
-        for key in self
-            .store
-            .tree
-            .scan_prefix(super::chunk_prefix(kind, id))
-            .keys()
-        {
-            batch.remove(key?);
-        }
-        Ok(())
-    }
 }
 
 /// The destinations of `integration` that take `event`.
@@ -312,14 +279,13 @@ fn wanted_destinations<'c>(
         .collect()
 }
 
-/// Log entries and the alert changes they ask for.
-fn ingest(
-    group: &mut Group<'_>,
-    logs: &[NewLog],
-    reply: oneshot::Sender<Result<Vec<Receipt>, Error>>,
-) -> Result<Done, Error> {
+/// Log entries and the alert changes they ask for. Entries that share their raw input (one
+/// input's events) store it once, under the first one's id.
+fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
     let mut receipts = Vec::with_capacity(logs.len());
-    for log in logs {
+    let mut raws: Vec<(*const u8, u64)> = Vec::new();
+    let mut added: HashMap<&str, usize> = HashMap::new();
+    for (i, log) in logs.iter().enumerate() {
         let log_id = group.txn.generate_id()?;
         let (outcome, alert_id) = match &log.alert {
             Some(req) => {
@@ -331,15 +297,32 @@ fn ingest(
             }
             None => (log.outcome, None),
         };
-        put_log(&mut group.txn.batch, log_id, log, outcome, alert_id)?;
-        *group.added.entry(log.integration.clone()).or_default() += 1;
+        let key = log.raw.as_ptr();
+        let raw_id = match raws.iter().find(|(k, _)| *k == key) {
+            Some(&(_, raw_id)) => raw_id,
+            None => {
+                let sharing = logs[i..]
+                    .iter()
+                    .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
+                    .count();
+                logs::put_raw(&mut group.txn.batch, log_id, &log.raw, sharing as u64);
+                raws.push((key, log_id));
+                log_id
+            }
+        };
+        logs::put_log(&mut group.txn.batch, log_id, raw_id, log, outcome, alert_id)?;
+        *added.entry(&log.integration).or_default() += 1;
         receipts.push(Receipt {
             log_id,
             outcome,
             alert_id,
         });
     }
-    Ok(Done::Ingest(reply, receipts))
+    // Counted only now: a request that failed half-way adds nothing.
+    for (integration, n) in added {
+        *group.added.entry(integration.to_string()).or_default() += n;
+    }
+    Ok(Answer::Ingest(receipts))
 }
 
 /// The alert change an input's outcome stands for, if any.
@@ -352,37 +335,4 @@ fn ingest_change(outcome: Outcome) -> Option<AlertChange> {
         Outcome::Acknowledged => Some(AlertChange::Acknowledged(Actor::Integration)),
         Outcome::Ignored | Outcome::Rejected => None,
     }
-}
-
-fn put_log(
-    batch: &mut sled::Batch,
-    id: u64,
-    log: &NewLog,
-    outcome: Option<Outcome>,
-    alert_id: Option<u64>,
-) -> Result<(), Error> {
-    let entry = StoredLog {
-        id: id.to_string(),
-        integration: &log.integration,
-        received_at: rfc3339(log.received_at),
-        source: log.source,
-        remote_addr: &log.remote_addr,
-        size: log.raw.len() as u64,
-        data: log.email.is_none().then_some(&log.data),
-        outcome,
-        alert_id: alert_id.map(|a| a.to_string()),
-        error: log.error.as_deref(),
-        email: log.email.as_ref(),
-    };
-    let json = serde_json::to_vec(&entry).map_err(|source| Error::Corrupt {
-        key: format!("log {id}"),
-        source,
-    })?;
-    alerts::put_chunks(batch, LOG, id, &json);
-    alerts::put_chunks(batch, RAW, id, &log.raw);
-    batch.insert(
-        &index_key(&log.integration, id)[..],
-        &unix_ms(log.received_at).to_be_bytes()[..],
-    );
-    Ok(())
 }

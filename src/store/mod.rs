@@ -2,19 +2,18 @@
 //! through the single group-commit [`Writer`], which answers only once its batch is durable.
 //!
 //! Everything lives in one sled tree so that one group commit is one atomic `apply_batch`.
-//! Keys start with a one-byte kind:
-//!
-//! | key                                       | value                                  |
-//! |-------------------------------------------|----------------------------------------|
-//! | `L` log id (u64 BE) chunk (u32 BE)        | a chunk of the log entry's JSON        |
-//! | `R` log id (u64 BE) chunk (u32 BE)        | a chunk of the raw input               |
-//! | `I` integration id `\0` log id (u64 BE)   | received time, ms since epoch (u64 BE) |
-//!
+//! Keys start with a one-byte kind; `logs.rs`, `alerts.rs` and `outbox.rs` each list theirs.
 //! Values are cut into [`CHUNK`]-byte pieces so that no sled page ever crosses the size at which
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
+//!
+//! The sled handles can be swapped: after a failed write sled refuses every later one (it keeps
+//! the first I/O error for good), so the writer closes the store and opens it again once the
+//! disk takes writes (see `writer.rs`). Readers take the handles in force for each read.
 
 mod alerts;
 mod apply;
+mod heal;
+mod logs;
 mod outbox;
 mod retention;
 mod txn;
@@ -24,20 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
+pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
 /// segment off-log; a leaf holds at most 17 items, so 17 x 4 KiB stays well below 128 KiB.
 pub const CHUNK: usize = 4096;
-
-const LOG: u8 = b'L';
-const RAW: u8 = b'R';
-const INDEX: u8 = b'I';
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +53,9 @@ pub enum Error {
     },
     #[error("group commit failed: {0}")]
     Commit(Arc<Error>),
+    /// Writes are failing (a full disk, an I/O error); the writer retries by itself.
+    #[error("the store cannot write: {0}")]
+    Unavailable(Arc<str>),
     #[error("no alert {0}")]
     NoSuchAlert(u64),
     #[error("alert {id} is {}; that change does not apply", serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())]
@@ -67,123 +66,41 @@ pub enum Error {
     Stopped,
 }
 
-/// Where an input came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Smtp,
-    Http,
-}
-
-/// One integration log entry (spec "Log JSON"), as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    pub id: String,
-    pub integration: String,
-    pub received_at: String,
-    pub source: Source,
-    pub remote_addr: String,
-    pub size: u64,
-    pub data: serde_json::Value,
-    pub outcome: Option<Outcome>,
-    pub alert_id: Option<String>,
-    pub error: Option<String>,
-}
-
-/// What an e-mail log entry's `data` is rebuilt from when it is read, instead of being stored:
-/// the raw message (stored anyway), parsed again with the envelope it arrived with, then the
-/// routing's part. Parsing is a pure function of these, so the rebuilt data is what the
-/// pipeline saw; storing the message once instead of three times (raw, `message`, `text`)
-/// halves what each e-mail writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmailSource {
-    /// The envelope as the message was parsed with (every recipient).
-    pub envelope: crate::email::Envelope,
-    /// The recipients routed to this entry's integration.
-    pub rcpt_to: Vec<String>,
-    pub tag: Option<String>,
-    /// The index of the e-mail rule that matched.
-    pub rule: Option<usize>,
-}
-
-impl EmailSource {
-    /// The e-mail data of the entry whose raw message is `raw`.
-    pub fn rebuild(&self, raw: &[u8]) -> serde_json::Value {
-        let mut data = crate::email::parse(raw, self.envelope.clone());
-        data.tag = self.tag.clone();
-        data.envelope.rcpt_to = self.rcpt_to.clone();
-        data.rule = self.rule;
-        serde_json::to_value(&data).unwrap_or_default()
+impl Error {
+    /// True when the error is the store's (disk, I/O, sled), not one input's: the writer then
+    /// stops trusting the open store and heals it.
+    fn is_store_failure(&self) -> bool {
+        match self {
+            Error::Open { .. } | Error::Io { .. } | Error::Sled(_) | Error::Injected => true,
+            Error::Commit(e) => e.is_store_failure(),
+            Error::Corrupt { .. }
+            | Error::Unavailable(_)
+            | Error::NoSuchAlert(_)
+            | Error::Conflict { .. }
+            | Error::Stopped => false,
+        }
     }
 }
 
-/// A log entry as stored: `data` is left out when `email` can rebuild it.
-#[derive(Serialize)]
-struct StoredLog<'a> {
-    id: String,
-    integration: &'a str,
-    received_at: String,
-    source: Source,
-    remote_addr: &'a str,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a serde_json::Value>,
-    outcome: Option<Outcome>,
-    alert_id: Option<String>,
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a EmailSource>,
-}
-
-/// [`StoredLog`] as read back (entries written before `email` existed have `data`).
-#[derive(Deserialize)]
-struct ReadLog {
-    id: String,
-    integration: String,
-    received_at: String,
-    source: Source,
-    remote_addr: String,
-    size: u64,
-    #[serde(default)]
-    data: serde_json::Value,
-    outcome: Option<Outcome>,
-    alert_id: Option<String>,
-    error: Option<String>,
-    email: Option<EmailSource>,
-}
-
-/// A log entry to write; the writer assigns its id.
-#[derive(Debug, Clone)]
-pub struct NewLog {
-    pub integration: String,
-    pub received_at: SystemTime,
-    pub source: Source,
-    pub remote_addr: String,
-    pub data: serde_json::Value,
-    /// The alert change the input asks for; the writer decides the outcome.
-    pub alert: Option<AlertRequest>,
-    /// The outcome when there is no alert request (e.g. `rejected`).
-    pub outcome: Option<Outcome>,
-    pub error: Option<String>,
-    /// The input as received; shared when one input is logged for several integrations.
-    pub raw: Arc<[u8]>,
-    /// For e-mail: what rebuilds `data` from `raw`, which is then not stored.
-    pub email: Option<EmailSource>,
-}
-
 /// A page of a list, newest first, with the cursor of the next page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
 }
 
+/// The open sled database and Siren's tree in it.
+pub(crate) struct Handles {
+    pub db: sled::Db,
+    pub tree: sled::Tree,
+}
+
 /// The opened store: cheap to clone, reads from any thread.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
-    path: PathBuf,
+    open: Arc<ArcSwapOption<Handles>>,
+    path: Arc<Path>,
+    cache_bytes: Option<u64>,
 }
 
 impl Store {
@@ -194,146 +111,84 @@ impl Store {
 
     /// As [`Store::open`], with sled's page cache set to `cache_bytes` (sled's default: 1 GiB).
     pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self, Error> {
-        let io = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(path).map_err(io)?;
-        let mut config = sled::Config::new().path(path);
-        if let Some(bytes) = cache_bytes {
-            config = config.cache_capacity(bytes);
-        }
-        let db = config.open().map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let tree = db.open_tree("siren")?;
-        db.flush()?;
-        for file in ["db", "conf"] {
-            if let Ok(f) = std::fs::File::open(path.join(file)) {
-                f.sync_all().map_err(io)?;
-            }
-        }
-        // The store directory (and its entry in the parent, when it is new) must be durable
-        // for the files in it to be found after a power cut.
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        for dir in std::iter::once(path).chain(parent) {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
+        let handles = open_handles(path, cache_bytes)?;
         Ok(Self {
-            db,
-            tree,
-            path: path.to_owned(),
+            open: Arc::new(ArcSwapOption::from_pointee(handles)),
+            path: path.into(),
+            cache_bytes,
         })
     }
 
-    /// Log entries of one integration, newest first, starting after `cursor`.
-    pub fn logs(
-        &self,
-        integration: &str,
-        limit: usize,
-        cursor: Option<u64>,
-    ) -> Result<Page<LogEntry>, Error> {
-        let prefix = index_prefix(integration);
-        let end = match cursor {
-            Some(c) => index_key(integration, c),
-            None => {
-                let mut e = prefix.clone();
-                e.push(0xff);
-                e
-            }
-        };
-        let mut items = Vec::new();
-        let mut last = None;
-        for kv in self.tree.range(prefix.clone()..end).rev() {
-            let (k, _) = kv?;
-            let id = u64_at(&k[prefix.len()..]);
-            if items.len() == limit {
-                return Ok(Page {
-                    items,
-                    next: last.map(|l: u64| l.to_string()),
-                });
-            }
-            if let Some(entry) = self.log(id)? {
-                items.push(entry);
-                last = Some(id);
-            }
-        }
-        Ok(Page { items, next: None })
+    /// The handles in force, unless the writer is reopening the store.
+    fn handles(&self) -> Result<Arc<Handles>, Error> {
+        self.open
+            .load_full()
+            .ok_or_else(|| Error::Unavailable("the store is being reopened".into()))
     }
 
-    /// One log entry.
-    pub fn log(&self, id: u64) -> Result<Option<LogEntry>, Error> {
-        let Some(bytes) = self.read_chunks(LOG, id)? else {
-            return Ok(None);
-        };
-        let stored: ReadLog = serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
-            key: format!("log {id}"),
-            source,
-        })?;
-        let data = match &stored.email {
-            Some(email) => email.rebuild(&self.raw(id)?.unwrap_or_default()),
-            None => stored.data,
-        };
-        Ok(Some(LogEntry {
-            id: stored.id,
-            integration: stored.integration,
-            received_at: stored.received_at,
-            source: stored.source,
-            remote_addr: stored.remote_addr,
-            size: stored.size,
-            data,
-            outcome: stored.outcome,
-            alert_id: stored.alert_id,
-            error: stored.error,
-        }))
+    fn tree(&self) -> Result<sled::Tree, Error> {
+        Ok(self.handles()?.tree.clone())
     }
 
-    /// The raw input of a log entry, as received.
-    pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.read_chunks(RAW, id)
+    /// Closes the store for reopening: readers get [`Error::Unavailable`] until
+    /// [`Store::reopen`]. sled's files stay locked until every handle taken before is dropped.
+    fn close(&self) {
+        self.open.store(None);
+    }
+
+    /// Opens the store's files again (after [`Store::close`]).
+    fn reopen(&self) -> Result<(), Error> {
+        let handles = open_handles(&self.path, self.cache_bytes)?;
+        self.open.store(Some(Arc::new(handles)));
+        Ok(())
     }
 
     fn read_chunks(&self, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
-        let mut out = Vec::new();
-        let mut found = false;
-        for kv in self.tree.scan_prefix(chunk_prefix(kind, id)) {
-            let (_, v) = kv?;
-            out.extend_from_slice(&v);
-            found = true;
+        read_chunks(&self.tree()?, kind, id)
+    }
+}
+
+fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let mut config = sled::Config::new().path(path);
+    if let Some(bytes) = cache_bytes {
+        config = config.cache_capacity(bytes);
+    }
+    let db = config.open().map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tree = db.open_tree("siren")?;
+    db.flush()?;
+    for file in ["db", "conf"] {
+        if let Ok(f) = std::fs::File::open(path.join(file)) {
+            f.sync_all().map_err(io)?;
         }
-        Ok(found.then_some(out))
     }
-
-    /// Ids of one integration's log entries, oldest first, with their received time.
-    fn index(
-        &self,
-        integration: &str,
-    ) -> impl DoubleEndedIterator<Item = Result<(u64, u64), Error>> + use<> {
-        let plen = index_prefix(integration).len();
-        self.tree
-            .scan_prefix(index_prefix(integration))
-            .map(move |kv| {
-                let (k, v) = kv?;
-                Ok((u64_at(&k[plen..]), u64_at(&v)))
-            })
+    // The store directory (and its entry in the parent, when it is new) must be durable
+    // for the files in it to be found after a power cut.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    for dir in std::iter::once(path).chain(parent) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
     }
+    Ok(Handles { db, tree })
 }
 
-fn index_prefix(integration: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(integration.len() + 2);
-    k.push(INDEX);
-    k.extend_from_slice(integration.as_bytes());
-    k.push(0);
-    k
-}
-
-fn index_key(integration: &str, id: u64) -> Vec<u8> {
-    let mut k = index_prefix(integration);
-    k.extend_from_slice(&id.to_be_bytes());
-    k
+fn read_chunks(tree: &sled::Tree, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
+    let mut out = Vec::new();
+    let mut found = false;
+    for kv in tree.scan_prefix(chunk_prefix(kind, id)) {
+        let (_, v) = kv?;
+        out.extend_from_slice(&v);
+        found = true;
+    }
+    Ok(found.then_some(out))
 }
 
 fn chunk_prefix(kind: u8, id: u64) -> [u8; 9] {
@@ -369,7 +224,7 @@ pub struct AlertFilter {
 impl Store {
     /// One alert.
     pub fn alert(&self, id: u64) -> Result<Option<Alert>, Error> {
-        match alerts::read_record(&self.tree, id)? {
+        match alerts::read_record(&self.tree()?, id)? {
             None => Ok(None),
             Some(r) => {
                 let description = self.description(r.id)?;
@@ -392,6 +247,7 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<Page<Alert>, Error> {
+        let tree = self.tree()?;
         let prefix = match (&filter.integration, filter.status) {
             (Some(i), Some(s)) => alerts::both_prefix(i, s),
             (Some(i), None) => alerts::integration_prefix(i),
@@ -404,10 +260,10 @@ impl Store {
             None => end.push(0xff),
         }
         let mut items = Vec::new();
-        for k in self.tree.range(prefix.clone()..end).keys().rev() {
+        for k in tree.range(prefix.clone()..end).keys().rev() {
             let k = k?;
             let id = u64_at(&k[prefix.len()..]);
-            let Some(r) = alerts::read_record(&self.tree, id)? else {
+            let Some(r) = alerts::read_record(&tree, id)? else {
                 continue;
             };
             if filter.since_ms.is_some_and(|since| r.created_ms < since) {

@@ -108,7 +108,7 @@ impl Store {
     /// Every pending delivery, oldest first, by destination (read once at start).
     pub fn pending_deliveries(&self) -> Result<Vec<(String, Queued)>, Error> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix([PENDING]) {
+        for kv in self.tree()?.scan_prefix([PENDING]) {
             let (k, v) = kv?;
             let id = u64_at(&k[1..]);
             let s = decode(&v, id)?;
@@ -127,7 +127,7 @@ impl Store {
 
     /// A pending delivery's state and payload; `None` once it is done or dead.
     pub fn pending_delivery(&self, id: u64) -> Result<Option<(DeliveryState, Payload)>, Error> {
-        let Some(v) = self.tree.get(state_key(PENDING, id))? else {
+        let Some(v) = self.tree()?.get(state_key(PENDING, id))? else {
             return Ok(None);
         };
         let state = decode(&v, id)?;
@@ -151,7 +151,7 @@ impl Store {
         let kind = if dead { DEAD } else { PENDING };
         let start = state_key(kind, cursor.map_or(0, |c| c.saturating_add(1)));
         let mut items = Vec::new();
-        for kv in self.tree.range(start..state_key(kind, u64::MAX)) {
+        for kv in self.tree()?.range(start..state_key(kind, u64::MAX)) {
             let (k, v) = kv?;
             let id = u64_at(&k[1..]);
             let s = decode(&v, id)?;

@@ -1,27 +1,29 @@
 //! Log retention, applied by the writer: by count inside every group commit (the oldest
 //! entries of an integration beyond `logs.max_entries` leave in the same batch), and by age in
 //! a `Prune` job of its own (entries older than `logs.max_age`, and dead letters as old).
+//! The per-integration counts follow the tree: they change when a batch is applied, whether or
+//! not its sync then succeeds, and are counted again from the tree when the store is reopened.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
+use super::txn::Writes;
 use super::writer::{State, sync_files};
-use super::{Error, LOG, RAW, index_key, u64_at, unix_ms};
+use super::{Error, u64_at, unix_ms};
 
 impl State {
-    /// Makes the applied batch durable: sled's own flush, then fdatasync of its data file.
-    fn sync(&self) -> Result<(), Error> {
-        sync_files(&self.store.db, &self.data_file, &self.store.path.join("db"))
-    }
-
     /// Adds removals of the oldest entries of each integration over its count limit.
     pub(super) fn prune_by_count(
         &self,
-        batch: &mut sled::Batch,
+        tree: &sled::Tree,
+        batch: &mut Writes,
         added: &HashMap<String, usize>,
     ) -> Result<HashMap<String, usize>, Error> {
         let mut removed = HashMap::new();
+        let mut removal = Removal::new(tree);
         for (integration, n) in added {
             let total = self.counts.get(integration).copied().unwrap_or(0) + n;
             let excess = total.saturating_sub(self.retention.max_entries);
@@ -29,9 +31,8 @@ impl State {
                 continue;
             }
             let mut done = 0;
-            for item in self.store.index(integration).take(excess) {
-                let (id, _) = item?;
-                self.remove_log(batch, integration, id)?;
+            for entry in logs::index(tree, integration).take(excess) {
+                removal.remove(batch, integration, entry?)?;
                 done += 1;
             }
             removed.insert(integration.clone(), done);
@@ -39,25 +40,30 @@ impl State {
         Ok(removed)
     }
 
+    /// Removes the entries and dead letters older than `logs.max_age` in one batch of their
+    /// own, made durable before it returns; returns when the oldest kept entry expires.
     pub(super) fn prune_by_age(&mut self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
+        let handles = self.store.handles()?;
+        let tree = &handles.tree;
         let cutoff = unix_ms(now).saturating_sub(self.retention.max_age.as_millis() as u64);
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
+        let mut removal = Removal::new(tree);
         let mut removed: HashMap<String, usize> = HashMap::new();
         let mut oldest_kept: Option<u64> = None;
         for integration in self.counts.keys() {
-            for item in self.store.index(integration) {
-                let (id, received) = item?;
-                if received >= cutoff {
-                    oldest_kept = Some(oldest_kept.map_or(received, |o| o.min(received)));
+            for entry in logs::index(tree, integration) {
+                let entry = entry?;
+                if entry.received_ms >= cutoff {
+                    let ms = entry.received_ms;
+                    oldest_kept = Some(oldest_kept.map_or(ms, |o| o.min(ms)));
                     break;
                 }
-                self.remove_log(&mut batch, integration, id)?;
+                removal.remove(&mut batch, integration, entry)?;
                 *removed.entry(integration.clone()).or_default() += 1;
             }
         }
         // Dead letters follow the logs' age limit (checked whenever the logs are).
-        let mut dead = 0;
-        for kv in self.store.tree.scan_prefix([outbox::DEAD]) {
+        for kv in tree.scan_prefix([outbox::DEAD]) {
             let (k, v) = kv?;
             let id = u64_at(&k[1..]);
             let state: DeliveryState =
@@ -67,29 +73,20 @@ impl State {
                 })?;
             if state.dead_ms.unwrap_or(0) < cutoff {
                 batch.remove(k);
-                self.remove_chunks(&mut batch, outbox::PAYLOAD, id)?;
-                dead += 1;
+                logs::remove_chunks(tree, &mut batch, outbox::PAYLOAD, id)?;
             }
         }
-        if !removed.is_empty() || dead > 0 {
-            self.store.tree.apply_batch(batch)?;
-            self.sync()?;
-            for (integration, n) in removed {
-                if let Some(c) = self.counts.get_mut(&integration) {
-                    *c = c.saturating_sub(n);
-                }
+        if !batch.is_empty() {
+            if self.fault.load(Ordering::SeqCst) {
+                return Err(Error::Injected);
             }
+            tree.apply_batch(batch.into_batch())?;
+            // In the tree now: the counts follow, whatever the sync says.
+            self.count_applied(HashMap::new(), removed);
+            sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
         }
         Ok(oldest_kept
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))
-    }
-
-    fn remove_log(&self, batch: &mut sled::Batch, integration: &str, id: u64) -> Result<(), Error> {
-        batch.remove(index_key(integration, id));
-        for kind in [LOG, RAW] {
-            self.remove_chunks(batch, kind, id)?;
-        }
-        Ok(())
     }
 
     /// Retention counts follow the tree once a group is in it.

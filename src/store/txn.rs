@@ -38,16 +38,76 @@ fn bounded(text: &str, max: usize) -> String {
     format!("{}…{hash:016x}", &text[..cut])
 }
 
+/// A group's writes in order; they become one sled `Batch` when the group is complete, and
+/// can be cut back to a [`Savepoint`] until then (a sled `Batch` cannot).
+#[derive(Default)]
+pub(super) struct Writes {
+    ops: Vec<(sled::IVec, Option<sled::IVec>)>,
+}
+
+impl Writes {
+    pub fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.ops.push((key.into(), None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.ops.truncate(len);
+    }
+
+    /// The batch, later writes to a key replacing earlier ones.
+    pub fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.ops {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        batch
+    }
+}
+
+/// A point in a group that [`Txn::rollback`] returns to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Savepoint {
+    writes: usize,
+    undo: usize,
+    events: usize,
+    earliest_deadline: Option<u64>,
+}
+
+enum Undo {
+    /// The record before the change (`None`: it was not in the group).
+    Record(u64, Option<Record>),
+    /// An id added under this index prefix.
+    Index(Vec<u8>),
+    Description(u64),
+}
+
 /// One group commit's view of the alerts: the tree plus this group's not yet applied changes,
 /// so that two inputs in one group see each other (the second folds into the first).
 pub(super) struct Txn<'a> {
     tree: &'a sled::Tree,
     db: &'a sled::Db,
-    pub batch: sled::Batch,
+    pub batch: Writes,
     /// Alerts changed in this group, as they will be after it.
     records: HashMap<u64, Record>,
     /// Index keys added in this group, newest last, per prefix.
     added: HashMap<Vec<u8>, Vec<u64>>,
+    /// What undoes the changes to `records`, `added` and `descriptions`, oldest first.
+    undo: Vec<Undo>,
     /// The earliest auto-resolve deadline this group added.
     pub earliest_deadline: Option<u64>,
     /// When destinations are configured: each alert change of this group, in order, with the
@@ -62,19 +122,55 @@ impl<'a> Txn<'a> {
         Self {
             tree,
             db,
-            batch: sled::Batch::default(),
+            batch: Writes::default(),
             records: HashMap::new(),
             added: HashMap::new(),
+            undo: Vec::new(),
             earliest_deadline: None,
             events: None,
             descriptions: HashMap::new(),
         }
     }
 
+    /// Where [`Txn::rollback`] returns to: the group as it is now.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            writes: self.batch.len(),
+            undo: self.undo.len(),
+            events: self.events.as_ref().map_or(0, Vec::len),
+            earliest_deadline: self.earliest_deadline,
+        }
+    }
+
+    /// Forgets everything done since `at`: one input that failed leaves no trace in the group.
+    pub fn rollback(&mut self, at: Savepoint) {
+        self.batch.truncate(at.writes);
+        while self.undo.len() > at.undo {
+            match self.undo.pop().expect("undo entry") {
+                Undo::Record(id, Some(old)) => drop(self.records.insert(id, old)),
+                Undo::Record(id, None) => drop(self.records.remove(&id)),
+                Undo::Index(prefix) => {
+                    if let Some(ids) = self.added.get_mut(&prefix) {
+                        ids.pop();
+                    }
+                }
+                Undo::Description(id) => drop(self.descriptions.remove(&id)),
+            }
+        }
+        if let Some(events) = &mut self.events {
+            events.truncate(at.events);
+        }
+        self.earliest_deadline = at.earliest_deadline;
+    }
+
     fn event(&mut self, record: &Record, event: AlertEvent) {
         if let Some(events) = &mut self.events {
             events.push((record.clone(), event));
         }
+    }
+
+    pub fn tree(&self) -> &'a sled::Tree {
+        self.tree
     }
 
     pub fn generate_id(&self) -> Result<u64, Error> {
@@ -111,7 +207,8 @@ impl<'a> Txn<'a> {
 
     fn index(&mut self, prefix: Vec<u8>, id: u64) {
         self.batch.insert(with_id(prefix.clone(), id), &[][..]);
-        self.added.entry(prefix).or_default().push(id);
+        self.added.entry(prefix.clone()).or_default().push(id);
+        self.undo.push(Undo::Index(prefix));
     }
 
     /// Writes `new` (and its status indexes, when its status changed from `old`'s).
@@ -140,7 +237,9 @@ impl<'a> Txn<'a> {
             source,
         })?;
         self.batch.insert(&alert_key(new.id)[..], json);
-        self.records.insert(new.id, new);
+        let id = new.id;
+        let old = self.records.insert(id, new);
+        self.undo.push(Undo::Record(id, old));
         Ok(())
     }
 
@@ -154,6 +253,11 @@ impl<'a> Txn<'a> {
     ) -> Result<(Outcome, Option<u64>), Error> {
         let req = &AlertRequest {
             thirdparty_id: bounded(&req.thirdparty_id, MAX_ID_BYTES),
+            dedup_keys: req
+                .dedup_keys
+                .iter()
+                .map(|k| bounded(k, MAX_ID_BYTES))
+                .collect(),
             title: bounded(&req.title, MAX_TITLE_BYTES),
             ..req.clone()
         };
@@ -186,6 +290,18 @@ impl<'a> Txn<'a> {
             && r.status.still_there()
         {
             return self.aggregate(r, now);
+        }
+        // Then by the input's further ids (a thread's Message-IDs, a webhook's `dedup_keys`).
+        for key in &req.dedup_keys {
+            if let Some(&id) = self
+                .newest(&text_prefix(BY_THIRDPARTY, integration, key), 1)?
+                .first()
+                && let Some(r) = self.record(id)?
+                && r.status.still_there()
+            {
+                self.index(tp_prefix, r.id);
+                return self.aggregate(r, now);
+            }
         }
         // Auto aggregate: a still-there alert with exactly this title, created within the window.
         if let Some(window) = req.aggregate {
@@ -228,6 +344,9 @@ impl<'a> Txn<'a> {
             auto_resolve_ms,
         };
         self.index(tp_prefix, id);
+        for key in &req.dedup_keys {
+            self.index(text_prefix(BY_THIRDPARTY, integration, key), id);
+        }
         // Only auto aggregate looks alerts up by title: without a window, no title index.
         if req.aggregate.is_some() {
             self.index(text_prefix(BY_TITLE, integration, &req.title), id);
@@ -248,6 +367,7 @@ impl<'a> Txn<'a> {
         };
         if self.events.is_some() {
             self.descriptions.insert(id, req.description.clone());
+            self.undo.push(Undo::Description(id));
         }
         self.put(None, record)?;
         Ok((outcome, Some(id)))

@@ -3,19 +3,22 @@
 //! file itself (sled's flush uses `sync_file_range`, which does not persist file metadata), and
 //! only then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
 //! Alert changes happen here too, so reads-then-writes (aggregation) never race.
+//!
+//! Every caller gets an answer of its own: its result, its own error (one input that cannot be
+//! applied leaves the rest of its group alone), or the group's failure. When writes fail the
+//! writer heals the store by itself (`heal.rs`) and answers [`Error::Unavailable`] meanwhile.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
 use super::outbox::{self, DeliveryState, Queued};
-use super::{Alert, Error, NewLog, Store};
+use super::{Alert, Error, NewLog, Store, logs};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
 
@@ -51,68 +54,83 @@ pub enum DeliveryOutcome {
     Dead(DeliveryState),
 }
 
-pub(super) enum Job {
-    Ingest {
-        logs: Vec<NewLog>,
-        reply: oneshot::Sender<Result<Vec<Receipt>, Error>>,
-    },
+/// What a write asks of the store.
+pub(super) enum Request {
+    Ingest(Vec<NewLog>),
     Change {
         id: u64,
         change: UserChange,
         now: SystemTime,
-        reply: oneshot::Sender<Result<Alert, Error>>,
     },
     AutoResolve {
         now: SystemTime,
-        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
-    },
-    Prune {
-        now: SystemTime,
-        reply: oneshot::Sender<Option<SystemTime>>,
     },
     Delivery {
         id: u64,
         outcome: DeliveryOutcome,
-        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// What a request came to once applied; its caller hears it after the group's sync.
+pub(super) enum Answer {
+    Ingest(Vec<Receipt>),
+    Change(Box<Alert>),
+    /// The next auto-resolve deadline (ms).
+    AutoResolve(Option<u64>),
+    /// Whether the delivery left the outbox (delivered or dead).
+    Delivery(bool),
+}
+
+/// Where a request's caller waits.
+pub(super) enum Reply {
+    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>),
+    Change(oneshot::Sender<Result<Alert, Error>>),
+    AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
+    Delivery(oneshot::Sender<Result<(), Error>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Answer, Error>) {
+        let mismatch = || Error::Io {
+            path: "writer".into(),
+            source: std::io::Error::other("answer of the wrong kind"),
+        };
+        match (self, result) {
+            (Reply::Ingest(tx), Ok(Answer::Ingest(r))) => drop(tx.send(Ok(r))),
+            (Reply::Change(tx), Ok(Answer::Change(a))) => drop(tx.send(Ok(*a))),
+            (Reply::AutoResolve(tx), Ok(Answer::AutoResolve(next))) => {
+                drop(tx.send(Ok(next.map(ms_time))))
+            }
+            (Reply::Delivery(tx), Ok(Answer::Delivery(_))) => drop(tx.send(Ok(()))),
+            (reply, Err(e)) => reply.fail(e),
+            (reply, Ok(_)) => reply.fail(mismatch()),
+        }
+    }
+
+    fn fail(self, e: Error) {
+        match self {
+            Reply::Ingest(tx) => drop(tx.send(Err(e))),
+            Reply::Change(tx) => drop(tx.send(Err(e))),
+            Reply::AutoResolve(tx) => drop(tx.send(Err(e))),
+            Reply::Delivery(tx) => drop(tx.send(Err(e))),
+        }
+    }
+}
+
+/// An age-prune request: its time, and where its caller waits.
+type Prune = (
+    SystemTime,
+    oneshot::Sender<Result<Option<SystemTime>, Error>>,
+);
+
+enum Job {
+    Write(Request, Reply),
+    Prune {
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
     },
     /// Commit what was queued before this, flush, and end the writer.
     Shutdown,
-}
-
-/// A job applied to the group's transaction, waiting for the commit to answer.
-pub(super) enum Done {
-    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>, Vec<Receipt>),
-    Change(
-        oneshot::Sender<Result<Alert, Error>>,
-        Box<Result<Alert, Error>>,
-    ),
-    AutoResolve(
-        oneshot::Sender<Result<Option<SystemTime>, Error>>,
-        Option<u64>,
-    ),
-    /// Whether the delivery left the outbox (delivered or dead).
-    Delivery(oneshot::Sender<Result<(), Error>>, bool),
-}
-
-impl Done {
-    fn succeed(self) {
-        match self {
-            Done::Ingest(reply, receipts) => drop(reply.send(Ok(receipts))),
-            Done::Change(reply, result) => drop(reply.send(*result)),
-            Done::AutoResolve(reply, next) => drop(reply.send(Ok(next.map(ms_time)))),
-            Done::Delivery(reply, _) => drop(reply.send(Ok(()))),
-        }
-    }
-
-    fn fail(self, e: &Arc<Error>) {
-        let err = || Error::Commit(e.clone());
-        match self {
-            Done::Ingest(reply, _) => drop(reply.send(Err(err()))),
-            Done::Change(reply, _) => drop(reply.send(Err(err()))),
-            Done::AutoResolve(reply, _) => drop(reply.send(Err(err()))),
-            Done::Delivery(reply, _) => drop(reply.send(Err(err()))),
-        }
-    }
 }
 
 fn ms_time(ms: u64) -> SystemTime {
@@ -126,6 +144,8 @@ pub struct WriterHandle {
     fault: Arc<AtomicBool>,
     /// Woken when a commit adds an auto-resolve deadline earlier than the last one reported.
     deadline_moved: Arc<Notify>,
+    /// Why writes are failing, while they are.
+    unwritable: Arc<Mutex<Option<Arc<str>>>>,
 }
 
 impl WriterHandle {
@@ -137,7 +157,8 @@ impl WriterHandle {
 
     /// Writes the entries and their alert changes durably; returns what each came to, in order.
     pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
-        self.submit(|reply| Job::Ingest { logs, reply }).await?
+        self.submit(|reply| Job::Write(Request::Ingest(logs), Reply::Ingest(reply)))
+            .await?
     }
 
     /// Acknowledges or resolves (by `user`) one alert.
@@ -147,43 +168,53 @@ impl WriterHandle {
         change: UserChange,
         now: SystemTime,
     ) -> Result<Alert, Error> {
-        self.submit(|reply| Job::Change {
-            id,
-            change,
-            now,
-            reply,
-        })
-        .await?
+        let request = Request::Change { id, change, now };
+        self.submit(|reply| Job::Write(request, Reply::Change(reply)))
+            .await?
     }
 
     /// Resolves (by `auto`) alerts whose deadline has passed; returns the next deadline.
     pub async fn auto_resolve(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
-        self.submit(|reply| Job::AutoResolve { now, reply }).await?
+        let request = Request::AutoResolve { now };
+        self.submit(|reply| Job::Write(request, Reply::AutoResolve(reply)))
+            .await?
     }
 
-    /// Resolves when a commit added an auto-resolve deadline earlier than the last reported.
+    /// Resolves when a commit added an auto-resolve deadline earlier than the last reported,
+    /// or the store was reopened (deadlines may differ from what was last reported).
     pub async fn deadline_moved(&self) {
         self.deadline_moved.notified().await
     }
 
     /// Records how a delivery attempt ended (durably, before it returns).
     pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
-        self.submit(|reply| Job::Delivery { id, outcome, reply })
+        let request = Request::Delivery { id, outcome };
+        self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
             .await?
     }
 
     /// Drops log entries older than the retention age; returns when the next one expires.
     pub async fn prune(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
-        self.submit(|reply| Job::Prune { now, reply }).await
+        self.submit(|reply| Job::Prune { now, reply }).await?
     }
 
-    /// False once the writer task has ended (shutdown, or a failure): nothing more is stored.
+    /// False once the writer task has ended (shutdown): nothing more is stored.
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
     }
 
-    /// Makes every following commit fail (until turned off), as a full disk would. For tests
-    /// and failure drills: the daemon must answer 451/503 and stay up.
+    /// Why writes are failing (a full disk, an I/O error), while they are; `None` when the
+    /// store takes writes.
+    pub fn unwritable(&self) -> Option<Arc<str>> {
+        self.unwritable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes every following commit fail (until turned off), as a full disk would: the writer
+    /// answers failures and heals once it is turned off. For tests and failure drills: the
+    /// daemon must answer 451/503, say so on `/readyz`, and stay up.
     pub fn inject_failure(&self, on: bool) {
         self.fault.store(on, Ordering::SeqCst);
     }
@@ -204,51 +235,34 @@ impl Writer {
         outbox: Option<OutboxFeed>,
         metrics: Arc<Metrics>,
     ) -> Result<(Writer, WriterHandle), Error> {
-        let data_file = File::options()
-            .read(true)
-            .write(true)
-            .open(store.path.join("db"))
-            .map_err(|source| Error::Io {
-                path: store.path.join("db"),
-                source,
-            })?;
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for kv in store.tree.scan_prefix([super::INDEX]) {
-            let (k, _) = kv?;
-            if let Some(end) = k.iter().position(|&b| b == 0) {
-                let name = String::from_utf8_lossy(&k[1..end]).into_owned();
-                *counts.entry(name).or_default() += 1;
-            }
-        }
-        let outbox_depth = store.tree.scan_prefix([outbox::PENDING]).count() as u64;
+        let tree = store.tree()?;
+        let counts = logs::counts(&tree)?;
+        let outbox_depth = tree.scan_prefix([outbox::PENDING]).count() as u64;
         metrics.set_outbox_depth(outbox_depth);
+        metrics.set_store_writable(true);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let fault = Arc::new(AtomicBool::new(false));
-        let deadline_moved = Arc::new(Notify::new());
+        let handle = WriterHandle {
+            tx: tx.clone(),
+            fault: Arc::new(AtomicBool::new(false)),
+            deadline_moved: Arc::new(Notify::new()),
+            unwritable: Arc::new(Mutex::new(None)),
+        };
         let state = State {
+            data_file: Arc::new(open_data_file(&store)?),
             store,
-            data_file: Arc::new(data_file),
             retention,
             counts,
-            fault: fault.clone(),
-            deadline_moved: deadline_moved.clone(),
+            fault: handle.fault.clone(),
+            deadline_moved: handle.deadline_moved.clone(),
             reported_deadline: None,
             outbox,
             outbox_depth,
             metrics,
+            failing: None,
+            unwritable: handle.unwritable.clone(),
         };
         let task = tokio::spawn(state.run(rx));
-        Ok((
-            Writer {
-                task,
-                tx: tx.clone(),
-            },
-            WriterHandle {
-                tx,
-                fault,
-                deadline_moved,
-            },
-        ))
+        Ok((Writer { task, tx }, handle))
     }
 
     /// Commits everything queued so far, flushes, and ends the writer; later submissions get
@@ -261,20 +275,32 @@ impl Writer {
     }
 }
 
+/// Our own handle on sled's data file, for the fdatasync that sled's flush leaves out.
+pub(super) fn open_data_file(store: &Store) -> Result<File, Error> {
+    let path = store.path.join("db");
+    File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io { path, source })
+}
+
 /// A group applied to the tree whose sync is running.
 struct InFlight {
     sync: JoinHandle<Result<(), Error>>,
     applied: Applied,
+    replies: Vec<Reply>,
 }
 
 /// What answering a group needs, kept from applying it until its sync returns.
 pub(super) struct Applied {
-    pub done: Vec<Done>,
+    /// Each request's result, in order: its answer or its own error.
+    pub results: Vec<Result<Answer, Error>>,
     pub queued: Vec<(String, Queued)>,
     pub changes: Vec<(String, AlertChange)>,
-    pub requests: usize,
-    pub started: std::time::Instant,
+    pub started: Instant,
     pub earliest: Option<u64>,
+    /// Set when the group as a whole could not be applied (nothing of it is in the tree).
     pub failed: Option<Error>,
 }
 
@@ -288,21 +314,49 @@ pub(super) fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> 
     })
 }
 
-/// A sync task's result, a panicked task counting as a failed sync.
-fn flatten(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+/// A blocking task's result, a panicked task counting as an I/O failure.
+fn flatten<T>(joined: Result<Result<T, Error>, tokio::task::JoinError>) -> Result<T, Error> {
     joined.unwrap_or_else(|e| {
         Err(Error::Io {
-            path: std::path::PathBuf::from("db"),
+            path: "writer".into(),
             source: std::io::Error::other(e.to_string()),
         })
     })
+}
+
+fn panicked() -> Error {
+    Error::Io {
+        path: "writer".into(),
+        source: std::io::Error::other("the store panicked while writing"),
+    }
+}
+
+impl Applied {
+    /// A group none of whose requests reached the tree.
+    pub(super) fn failed(started: Instant, e: Error) -> Self {
+        Applied {
+            results: Vec::new(),
+            queued: Vec::new(),
+            changes: Vec::new(),
+            started,
+            earliest: None,
+            failed: Some(e),
+        }
+    }
+}
+
+/// Writes are failing: why, and when to try to heal next.
+pub(super) struct Failing {
+    pub reason: Arc<str>,
+    pub since: Instant,
+    pub retry_at: tokio::time::Instant,
 }
 
 pub(super) struct State {
     pub store: Store,
     pub data_file: Arc<File>,
     pub retention: LogsConfig,
-    pub counts: HashMap<String, usize>,
+    pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
     pub deadline_moved: Arc<Notify>,
     /// The next auto-resolve deadline as last reported to the timer.
@@ -311,6 +365,53 @@ pub(super) struct State {
     pub metrics: Arc<Metrics>,
     /// Pending deliveries in the outbox (the `siren_outbox_depth` gauge).
     pub outbox_depth: u64,
+    /// Set from the first failed write until the store is healed.
+    pub failing: Option<Failing>,
+    /// What [`WriterHandle::unwritable`] reads.
+    pub unwritable: Arc<Mutex<Option<Arc<str>>>>,
+}
+
+/// One group's jobs as collected from the queue.
+#[derive(Default)]
+struct Collected {
+    requests: Vec<Request>,
+    replies: Vec<Reply>,
+    prunes: Vec<Prune>,
+    shutdown: bool,
+}
+
+impl Collected {
+    fn fail(self, e: impl Fn() -> Error) {
+        for reply in self.replies {
+            reply.fail(e());
+        }
+        for (_, reply) in self.prunes {
+            let _ = reply.send(Err(e()));
+        }
+    }
+}
+
+/// Takes `first` and whatever else is queued, up to [`MAX_GROUP`] writes.
+fn collect(first: Job, rx: &mut mpsc::Receiver<Job>) -> Collected {
+    let mut c = Collected::default();
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        match job {
+            Job::Write(request, reply) => {
+                c.requests.push(request);
+                c.replies.push(reply);
+            }
+            Job::Prune { now, reply } => c.prunes.push((now, reply)),
+            Job::Shutdown => {
+                c.shutdown = true;
+                break;
+            }
+        }
+        if c.requests.len() < MAX_GROUP {
+            next = rx.try_recv().ok();
+        }
+    }
+    c
 }
 
 impl State {
@@ -321,149 +422,185 @@ impl State {
     /// sync returned; syncs never overlap. (On the blocking pool, tokio knows work is in
     /// flight: paused-time tests do not run the clock ahead during a commit.)
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        let mut running = true;
         let mut in_flight: Option<InFlight> = None;
-        while running {
-            let first = match &mut in_flight {
-                Some(f) => tokio::select! {
-                    job = rx.recv() => job,
-                    synced = &mut f.sync => {
-                        let f = in_flight.take().expect("in flight");
-                        self.finish(f.applied, flatten(synced));
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
+        loop {
+            let retry_at = self.failing.as_ref().map(|f| f.retry_at);
+            let first = tokio::select! {
+                job = rx.recv() => job,
+                synced = async { (&mut in_flight.as_mut().expect("in flight").sync).await },
+                    if in_flight.is_some() =>
+                {
+                    let f = in_flight.take().expect("in flight");
+                    self.finish(f.applied, f.replies, flatten(synced));
+                    continue;
+                }
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if retry_at.is_some() && in_flight.is_none() =>
+                {
+                    self = self.heal_blocking().await;
+                    continue;
+                }
             };
             let Some(first) = first else { break };
-            let mut jobs = Vec::new();
-            let mut prunes = Vec::new();
-            let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Prune { now, reply } => prunes.push((now, reply)),
-                    Job::Shutdown => {
-                        running = false;
-                        break;
-                    }
-                    job => jobs.push(job),
-                }
-                if jobs.len() < MAX_GROUP {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !prunes.is_empty()
+            let mut group = collect(first, &mut rx);
+            let shutdown = group.shutdown;
+            // Pruning syncs by itself (never two syncs at once), and a failing store is healed
+            // only with nothing in flight.
+            if (!group.prunes.is_empty() || self.failing.is_some())
                 && let Some(f) = in_flight.take()
             {
-                // Pruning syncs by itself: never two syncs at once.
                 let synced = f.sync.await;
-                self.finish(f.applied, flatten(synced));
+                self.finish(f.applied, f.replies, flatten(synced));
             }
-            let group = tokio::task::spawn_blocking(move || {
-                let applied = (!jobs.is_empty()).then(|| self.apply_group(jobs));
-                for (now, reply) in prunes {
-                    let next = self.prune_by_age(now).unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "pruning old log entries failed");
-                        None
-                    });
-                    let _ = reply.send(next);
+            // Writes are waiting: worth an attempt now (the first step is a cheap probe).
+            if self.failing.is_some() {
+                self = self.heal_blocking().await;
+            }
+            if let Some(f) = &self.failing {
+                let reason = f.reason.clone();
+                group.fail(|| Error::Unavailable(reason.clone()));
+                if shutdown {
+                    break;
                 }
-                (self, applied)
-            });
-            let applied = match group.await {
-                Ok((state, applied)) => {
-                    self = state;
-                    applied
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "store writer failed; no more writes");
-                    return;
-                }
+                continue;
+            }
+            let requests = std::mem::take(&mut group.requests);
+            let prunes = std::mem::take(&mut group.prunes);
+            let Some((state, applied)) = self.apply_blocking(requests, prunes).await else {
+                return;
             };
+            self = state;
             if let Some(f) = in_flight.take() {
                 let synced = f.sync.await;
-                self.finish(f.applied, flatten(synced));
+                self.finish(f.applied, f.replies, flatten(synced));
             }
-            match applied {
-                Some(applied) if applied.failed.is_none() => {
-                    let (db, file, path) = (
-                        self.store.db.clone(),
-                        self.data_file.clone(),
-                        self.store.path.join("db"),
-                    );
+            if let Some(applied) = applied {
+                if applied.failed.is_some() || self.failing.is_some() {
+                    self.finish(applied, group.replies, Ok(()));
+                } else {
                     in_flight = Some(InFlight {
-                        sync: tokio::task::spawn_blocking(move || sync_files(&db, &file, &path)),
+                        sync: self.spawn_sync(),
                         applied,
+                        replies: group.replies,
                     });
                 }
-                Some(applied) => self.finish(applied, Ok(())),
-                None => {}
+            }
+            if shutdown {
+                break;
             }
         }
         if let Some(f) = in_flight.take() {
             let synced = f.sync.await;
-            self.finish(f.applied, flatten(synced));
+            self.finish(f.applied, f.replies, flatten(synced));
         }
-        let db = self.store.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
-        if !matches!(flushed, Ok(Ok(_))) {
-            tracing::error!("final store flush failed");
+        if self.failing.is_none()
+            && let Ok(h) = self.store.handles()
+        {
+            let flushed = tokio::task::spawn_blocking(move || h.db.flush()).await;
+            if !matches!(flushed, Ok(Ok(_))) {
+                tracing::error!("final store flush failed");
+            }
         }
     }
 
-    /// Answers a group once its sync returned (or it could not be applied): every waiting
-    /// caller, the metrics, the resolver and the delivery workers.
-    fn finish(&mut self, applied: Applied, synced: Result<(), Error>) {
-        let Applied {
-            done,
-            queued,
-            changes,
-            requests,
-            started,
-            earliest,
-            failed,
-        } = applied;
-        match failed.map_or(synced, Err) {
-            Ok(()) => {
-                if let Some(ms) = earliest
-                    && self.reported_deadline.is_none_or(|r| ms < r)
-                {
-                    self.reported_deadline = Some(ms);
-                    self.deadline_moved.notify_one();
-                }
-                let elapsed = started.elapsed();
-                self.metrics.commit(elapsed, requests);
-                self.metrics.alert_changes(&changes);
-                tracing::trace!(requests, ?elapsed, "group commit");
-                let left = done
-                    .iter()
-                    .filter(|d| matches!(d, Done::Delivery(_, true)))
-                    .count() as u64;
-                if !queued.is_empty() || left > 0 {
-                    self.outbox_depth =
-                        (self.outbox_depth + queued.len() as u64).saturating_sub(left);
-                    self.metrics.set_outbox_depth(self.outbox_depth);
-                }
-                if let Some(feed) = &self.outbox
-                    && !queued.is_empty()
-                {
-                    let _ = feed.queued.send(queued);
-                }
-                for d in done {
-                    if let Done::AutoResolve(_, next) = &d {
-                        self.reported_deadline = *next;
+    /// Applies one group's requests and runs the prunes, on the blocking pool. A panic while
+    /// applying counts as a failed write of the whole group (the store is then healed); the
+    /// state comes back either way. `None` only if the blocking task itself was lost.
+    async fn apply_blocking(
+        mut self,
+        requests: Vec<Request>,
+        prunes: Vec<Prune>,
+    ) -> Option<(Self, Option<Applied>)> {
+        let task = tokio::task::spawn_blocking(move || {
+            let applied = (!requests.is_empty()).then(|| {
+                let started = Instant::now();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.apply_group(&requests)
+                }))
+                .unwrap_or_else(|_| Applied::failed(started, panicked()))
+            });
+            for (now, reply) in prunes {
+                let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.prune_by_age(now)
+                }))
+                .unwrap_or_else(|_| Err(panicked()));
+                if let Err(e) = &next {
+                    tracing::error!(error = %e, "pruning old log entries failed");
+                    if e.is_store_failure() {
+                        self.enter_failing(e);
                     }
-                    d.succeed();
                 }
+                let _ = reply.send(next);
             }
+            (self, applied)
+        });
+        match task.await {
+            Ok(done) => Some(done),
             Err(e) => {
-                tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
-                self.metrics.commit_failed();
-                let shared = Arc::new(e);
-                for d in done {
-                    d.fail(&shared);
-                }
+                tracing::error!(error = %e, "store writer lost its state; no more writes");
+                None
             }
+        }
+    }
+
+    fn spawn_sync(&self) -> JoinHandle<Result<(), Error>> {
+        let handles = self.store.handles();
+        let (file, path) = (self.data_file.clone(), self.store.path.join("db"));
+        tokio::task::spawn_blocking(move || sync_files(&handles?.db, &file, &path))
+    }
+
+    /// Answers a group once its sync returned (or it could not be applied): every waiting
+    /// caller, the metrics, the resolver and the delivery workers. A group applied before a
+    /// failure that another group's sync reported is not durable either.
+    fn finish(&mut self, applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
+        let requests = replies.len();
+        let failure = match (applied.failed, synced, &self.failing) {
+            (Some(e), _, _) | (None, Err(e), _) => Some(e),
+            (None, Ok(()), Some(f)) => Some(Error::Unavailable(f.reason.clone())),
+            (None, Ok(()), None) => None,
+        };
+        if let Some(e) = failure {
+            tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
+            self.metrics.commit_failed();
+            if e.is_store_failure() {
+                self.enter_failing(&e);
+            }
+            let shared = Arc::new(e);
+            for reply in replies {
+                reply.fail(Error::Commit(shared.clone()));
+            }
+            return;
+        }
+        if let Some(ms) = applied.earliest
+            && self.reported_deadline.is_none_or(|r| ms < r)
+        {
+            self.reported_deadline = Some(ms);
+            self.deadline_moved.notify_one();
+        }
+        let elapsed = applied.started.elapsed();
+        self.metrics.commit(elapsed, requests);
+        self.metrics.alert_changes(&applied.changes);
+        tracing::trace!(requests, ?elapsed, "group commit");
+        let left = applied
+            .results
+            .iter()
+            .filter(|r| matches!(r, Ok(Answer::Delivery(true))))
+            .count() as u64;
+        let queued = applied.queued;
+        if !queued.is_empty() || left > 0 {
+            self.outbox_depth = (self.outbox_depth + queued.len() as u64).saturating_sub(left);
+            self.metrics.set_outbox_depth(self.outbox_depth);
+        }
+        if let Some(feed) = &self.outbox
+            && !queued.is_empty()
+        {
+            let _ = feed.queued.send(queued);
+        }
+        for (reply, result) in replies.into_iter().zip(applied.results) {
+            if let Ok(Answer::AutoResolve(next)) = &result {
+                self.reported_deadline = *next;
+            }
+            reply.send(result);
         }
     }
 }

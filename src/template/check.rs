@@ -9,7 +9,8 @@ use handlebars::template::{Parameter, Subexpression, Template, TemplateElement};
 use serde_json::Value;
 
 use super::build_regex;
-use super::helpers::date::format_date;
+use super::helpers::builtins::VALUE_HELPER;
+use super::helpers::date::{format_date, moment_format_is_literal};
 use super::registry::{find, helpers};
 
 /// The one-line message for a template that handlebars cannot parse: where, and what is wrong.
@@ -52,7 +53,47 @@ pub(super) fn compile(source: &str, name: &str) -> Result<Template, String> {
     Checker
         .template(&template, true)
         .map_err(|(pos, reason)| format!("template does not compile{}: {reason}", at(pos)))?;
+    let mut template = template;
+    js_values(&mut template);
     Ok(template)
+}
+
+/// Every plain value (`{{data.x}}`, `{{{this}}}`) becomes a call of [`VALUE_HELPER`], which
+/// writes it as handlebars.js does (`a,b` for an array, `1.5` and `1e+21` for numbers)
+/// instead of handlebars-rust's `[a, b]`.
+fn js_values(t: &mut Template) {
+    for element in &mut t.elements {
+        match element {
+            TemplateElement::Expression(ht) | TemplateElement::HtmlExpression(ht) => {
+                let plain = ht.params.is_empty() && ht.hash.is_empty() && !ht.block;
+                // `{{js}}` parses as a path but calls the helper when there is one.
+                let value = match &ht.name {
+                    Parameter::Path(_) | Parameter::Name(_) => ht
+                        .name
+                        .as_name()
+                        .is_some_and(|n| find(n).is_none() && arity_of(n).is_none()),
+                    _ => false,
+                };
+                let param = match &ht.name {
+                    Parameter::Name(n) => Parameter::parse(n).ok(),
+                    other => Some(other.clone()),
+                };
+                if plain
+                    && value
+                    && let Some(param) = param
+                {
+                    ht.name = Parameter::Name(VALUE_HELPER.into());
+                    ht.params.push(param);
+                }
+            }
+            TemplateElement::HelperBlock(ht) => {
+                for inner in [&mut ht.template, &mut ht.inverse].into_iter().flatten() {
+                    js_values(inner);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A backslash inside a `{{…}}` string literal that JSON does not allow (`"\d"`): the usual
@@ -143,11 +184,10 @@ impl Checker {
                 TemplateElement::HelperBlock(ht) => {
                     self.call(&ht.name, &ht.params, &ht.hash, Position::Block, root)
                         .map_err(|m| (pos, m))?;
-                    let same_context = ht
-                        .name
-                        .as_name()
-                        .is_some_and(|n| SAME_CONTEXT_BLOCKS.contains(&n) || find(n).is_some())
-                        && ht.block_param.is_none();
+                    let same_context = ht.name.as_name().is_some_and(|n| match find(n) {
+                        Some(spec) => !spec.new_scope,
+                        None => SAME_CONTEXT_BLOCKS.contains(&n),
+                    }) && ht.block_param.is_none();
                     for inner in [&ht.template, &ht.inverse].into_iter().flatten() {
                         self.template(inner, root && same_context)?;
                     }
@@ -201,7 +241,7 @@ impl Checker {
                         }
                         return Err(message);
                     }
-                    if !hash.is_empty() && find(helper).is_some() {
+                    if !hash.is_empty() && find(helper).is_some_and(|s| s.siren) {
                         return Err(format!("helper \"{helper}\" takes no name=value arguments"));
                     }
                     self.literals(helper, params)?;
@@ -273,27 +313,61 @@ impl Checker {
             _ => None,
         };
         match helper {
-            "match" | "extract" => {
+            "matchRegex" | "extract" => {
                 if let Some(pattern) = literal(1) {
                     build_regex(pattern).map_err(|e| format!("{helper}: {e}"))?;
                 }
             }
-            "formatDate" => {
-                if let Some(format) = literal(1) {
-                    format_date(jiff::Timestamp::UNIX_EPOCH, format)
-                        .map_err(|e| format!("{helper}: {e}"))?;
+            "formatDate" => strftime_literal(helper, literal(1))?,
+            "now" => strftime_literal(helper, literal(0))?,
+            "date" | "moment" => {
+                let format = if params.len() == 1 {
+                    literal(0)
+                } else {
+                    literal(1)
+                };
+                if let Some(format) = format
+                    && format
+                        .as_bytes()
+                        .windows(2)
+                        .any(|w| w[0] == b'%' && w[1].is_ascii_alphabetic())
+                {
+                    return Err(format!(
+                        "{helper}: the format \"{format}\" is strftime-style, but {helper} takes \
+                         moment tokens (YYYY-MM-DD HH:mm); formatDate takes strftime formats"
+                    ));
                 }
-            }
-            "now" => {
-                if let Some(format) = literal(0) {
-                    format_date(jiff::Timestamp::UNIX_EPOCH, format)
-                        .map_err(|e| format!("{helper}: {e}"))?;
+                if let Some(format) = format
+                    && moment_format_is_literal(format)
+                {
+                    return Err(format!(
+                        "{helper}: the format \"{format}\" has no date tokens (YYYY, MM, DD, \
+                         HH, mm…), so it would print itself literally"
+                    ));
                 }
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// A strftime format given literally must work and must hold a `%` directive: without one it
+/// would print itself on every alert (a moment-style `YYYY-MM-DD` is the usual cause).
+fn strftime_literal(helper: &str, format: Option<&str>) -> Result<(), String> {
+    let Some(format) = format else {
+        return Ok(());
+    };
+    if !format.contains('%') {
+        return Err(format!(
+            "{helper}: the format \"{format}\" has no % directive, so it would print itself \
+             literally; {helper} takes strftime formats (%Y-%m-%d %H:%M), and date takes \
+             moment-style ones (YYYY-MM-DD HH:mm)"
+        ));
+    }
+    format_date(jiff::Timestamp::UNIX_EPOCH, format)
+        .map(drop)
+        .map_err(|e| format!("{helper}: {e}"))
 }
 
 pub(super) fn describe_arity(min: usize, max: Option<usize>) -> String {

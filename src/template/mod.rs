@@ -26,7 +26,7 @@ mod tests;
 
 pub use check::{check, compile_error_message};
 pub(crate) use regex_cache::build_regex;
-pub use registry::{Category, EXAMPLE_DATA, Spec, find, helpers};
+pub use registry::{Category, EXAMPLE_DATA, Spec, find, helpers, reference};
 
 use check::compile;
 use regex_cache::RegexCache;
@@ -129,7 +129,9 @@ pub fn default_templates(kind: IntegrationType) -> (&'static str, &'static str) 
     match kind {
         IntegrationType::Email => ("{{data.subject}}", "{{data.message}}"),
         IntegrationType::Webhook => ("{{data.Title}}", "{{data.Description}}"),
-        IntegrationType::Alertmanager => ("{{data.title}}", "{{data.description}}"),
+        IntegrationType::Alertmanager | IntegrationType::Grafana => {
+            ("{{data.title}}", "{{data.description}}")
+        }
     }
 }
 
@@ -179,11 +181,7 @@ impl Templates {
         let regexes = Arc::new(RegexCache::default());
         let mut strict = registry(true, &regexes);
         let mut fallback = registry(false, &regexes);
-        for kind in [
-            IntegrationType::Email,
-            IntegrationType::Webhook,
-            IntegrationType::Alertmanager,
-        ] {
+        for kind in IntegrationType::ALL {
             let (title, description) = default_templates(kind);
             for (field, source) in [(Field::Title, title), (Field::Description, description)] {
                 let name = default_name(kind, field);

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, JsonTruthy, Output,
-    RenderContext, RenderError, RenderErrorReason, Renderable, ScopedJson,
+    BlockContext, Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext,
+    RenderError, RenderErrorReason, Renderable, ScopedJson, StringOutput,
 };
 use serde_json::Value;
 
@@ -28,44 +28,69 @@ pub const EXAMPLE_DATA: &str = r#"{
   "started": "2024-07-15T16:24:59Z",
   "epoch": 1721060699,
   "labels": {"alertname": "DiskFull", "instance": "db-1:9100"},
+  "alerts": [{"name": "DiskFull", "value": 91}, {"name": "HighLoad", "value": 7}],
   "empty": ""
 }"#;
 
-/// The groups of the reference, named as handlebars-helpers names its categories.
+/// The groups of the reference, handlebars-helpers' categories by their names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {
     Array,
+    Collection,
     Comparison,
     Date,
+    Html,
+    Inflection,
+    Markdown,
+    Match,
     Math,
+    Misc,
+    Number,
     Object,
     Regex,
     String,
+    Url,
 }
 
 impl Category {
     pub fn name(self) -> &'static str {
         match self {
             Category::Array => "array",
+            Category::Collection => "collection",
             Category::Comparison => "comparison",
             Category::Date => "date",
+            Category::Html => "html",
+            Category::Inflection => "inflection",
+            Category::Markdown => "markdown",
+            Category::Match => "match",
             Category::Math => "math",
+            Category::Misc => "misc",
+            Category::Number => "number",
             Category::Object => "object",
             Category::Regex => "regex",
             Category::String => "string",
+            Category::Url => "url",
         }
     }
 }
 
 /// Every category's helpers, in the reference's order.
 const CATEGORIES: &[(Category, &[Spec])] = &[
-    (Category::String, library::string::HELPERS),
-    (Category::Regex, library::regex::HELPERS),
-    (Category::Comparison, library::comparison::HELPERS),
     (Category::Array, library::array::HELPERS),
-    (Category::Math, library::math::HELPERS),
+    (Category::Collection, library::collection::HELPERS),
+    (Category::Comparison, library::comparison::HELPERS),
     (Category::Date, library::date::HELPERS),
+    (Category::Html, library::html::HELPERS),
+    (Category::Inflection, library::inflection::HELPERS),
+    (Category::Markdown, library::markdown::HELPERS),
+    (Category::Match, library::matching::HELPERS),
+    (Category::Math, library::math::HELPERS),
+    (Category::Misc, library::misc::HELPERS),
+    (Category::Number, library::number::HELPERS),
     (Category::Object, library::object::HELPERS),
+    (Category::Regex, library::regex::HELPERS),
+    (Category::String, library::string::HELPERS),
+    (Category::Url, library::url::HELPERS),
 ];
 
 /// One helper: a plain function over the argument values, and its documentation.
@@ -83,8 +108,25 @@ pub struct Spec {
     pub example: &'static str,
     /// …and exactly what that renders.
     pub expected: &'static str,
-    pub(super) f: fn(&Call<'_>) -> Result<Value, String>,
+    /// Its value, inline and in subexpressions; `None` for a block-only helper.
+    pub(super) value: Option<ValueFn>,
+    /// What its block form does; `None`: see `branches`.
+    pub(super) block: Option<BlockFn>,
+    /// Without a `block`: as a block it renders the block when the value is truthy
+    /// (JavaScript's truthiness) and the `else` part otherwise, as handlebars-helpers'
+    /// `util.value` does; when false, the block form writes the value as the inline one does
+    /// (a JavaScript helper that ignores its block). Siren's own helpers branch.
+    pub(super) branches: bool,
+    /// Its block (`{{#name}}…{{/name}}`) renders over a new context, not the caller's.
+    pub(super) new_scope: bool,
+    /// One of Siren's own helpers rather than handlebars-helpers' (its summary starts with
+    /// "Siren").
+    pub siren: bool,
 }
+
+pub(super) type ValueFn = fn(&Call<'_>) -> Result<Value, String>;
+
+pub(super) type BlockFn = fn(&Call<'_>, &mut Block<'_, '_, '_, '_>) -> Result<(), RenderError>;
 
 /// A helper taking from `min` to `max` arguments; documented with [`Spec::doc`].
 pub(super) const fn spec(
@@ -101,8 +143,21 @@ pub(super) const fn spec(
         summary: "",
         example: "",
         expected: "",
-        f,
+        value: Some(f),
+        block: None,
+        branches: false,
+        new_scope: false,
+        siren: false,
     }
+}
+
+/// A helper that renders its own block (an iteration, a new context).
+pub(super) const fn block(name: &'static str, min: usize, max: usize, f: BlockFn) -> Spec {
+    let mut s = spec(name, min, max, |_| Ok(Value::Null));
+    s.value = None;
+    s.block = Some(f);
+    s.new_scope = true;
+    s
 }
 
 impl Spec {
@@ -113,6 +168,8 @@ impl Spec {
         expected: &'static str,
     ) -> Spec {
         self.summary = summary;
+        self.siren =
+            summary.len() >= 5 && summary.as_bytes()[0] == b'S' && summary.as_bytes()[4] == b'n';
         self.example = example;
         self.expected = expected;
         self
@@ -121,6 +178,30 @@ impl Spec {
     /// No upper bound on the argument count.
     pub(super) const fn variadic(mut self) -> Spec {
         self.max = None;
+        self
+    }
+
+    /// Its block form runs `f` (which sees the same arguments).
+    pub(super) const fn on_block(mut self, f: BlockFn) -> Spec {
+        self.block = Some(f);
+        self
+    }
+
+    /// As a block, the block when the value is truthy, else the `else` part.
+    pub(super) const fn branches(mut self) -> Spec {
+        self.branches = true;
+        self
+    }
+
+    /// Its block renders over a new context.
+    pub(super) const fn scoped(mut self) -> Spec {
+        self.new_scope = true;
+        self
+    }
+
+    /// Its block keeps the caller's context.
+    pub(super) const fn same_scope(mut self) -> Spec {
+        self.new_scope = false;
         self
     }
 
@@ -145,15 +226,34 @@ pub fn find(name: &str) -> Option<&'static Spec> {
     BY_NAME.get(name).copied()
 }
 
-/// What a helper function gets: the argument values, and the registry's regex cache.
+/// What a helper function gets: the argument values, the name=value arguments, the current
+/// context (`this`), and the registry's regex cache.
 pub(super) struct Call<'a> {
     pub(super) args: Vec<&'a Value>,
+    /// Per argument: the field it names is not in the data (undefined, not null).
+    pub(super) missing: Vec<bool>,
+    pub(super) hash: Vec<(&'a str, &'a Value)>,
+    pub(super) this: &'a Value,
     pub(super) regexes: &'a RegexCache,
+    pub(super) is_block: bool,
 }
 
 impl Call<'_> {
     pub(super) fn arg(&self, i: usize) -> &Value {
         self.args.get(i).copied().unwrap_or(&Value::Null)
+    }
+
+    /// The argument is a field the data does not have.
+    pub(super) fn is_missing(&self, i: usize) -> bool {
+        self.missing.get(i).copied().unwrap_or(true)
+    }
+
+    /// A name=value argument, null when absent.
+    pub(super) fn hash(&self, key: &str) -> &Value {
+        self.hash
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(&Value::Null, |(_, v)| *v)
     }
 }
 
@@ -164,6 +264,7 @@ pub(super) fn registry(strict: bool, regexes: &Arc<RegexCache>) -> Handlebars<'s
     // Titles are plain text and descriptions are sanitized after rendering; escaping here would
     // show `&amp;` to the reader.
     hb.register_escape_fn(handlebars::no_escape);
+    library::builtins::register(&mut hb);
     for (_, spec) in helpers() {
         hb.register_helper(
             spec.name,
@@ -181,14 +282,8 @@ struct SirenHelper {
     regexes: Arc<RegexCache>,
 }
 
-impl HelperDef for SirenHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        r: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
+impl SirenHelper {
+    fn check<'rc>(&self, h: &Helper<'rc>, strict: bool) -> Result<(), RenderError> {
         let spec = self.spec;
         let params = h.params();
         if params.len() < spec.min || spec.max.is_some_and(|max| params.len() > max) {
@@ -200,23 +295,73 @@ impl HelperDef for SirenHelper {
             ))
             .into());
         }
-        if r.strict_mode()
+        if strict
             && !spec.missing_ok
             && let Some(missing) = params.iter().find(|p| p.is_value_missing())
         {
             return Err(RenderError::strict_error(missing.relative_path()));
         }
-        let call = Call {
-            args: params.iter().map(|p| p.value()).collect(),
-            regexes: &self.regexes,
+        Ok(())
+    }
+}
+
+/// The current context's value: the innermost block's, else the root's.
+fn this<'a>(ctx: &'a Context, rc: &'a RenderContext<'_, '_>) -> &'a Value {
+    match rc.block() {
+        Some(b) => match b.base_value() {
+            Some(v) => v,
+            None => {
+                let path = b.base_path();
+                path.iter()
+                    .try_fold(ctx.data(), |v, seg| match v {
+                        Value::Object(m) => m.get(seg),
+                        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                        _ => None,
+                    })
+                    .unwrap_or(&Value::Null)
+            }
+        },
+        None => ctx.data(),
+    }
+}
+
+fn failed(spec: &Spec, message: String) -> RenderError {
+    RenderErrorReason::Other(format!("{}: {message}", spec.name)).into()
+}
+
+impl HelperDef for SirenHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        self.check(h, r.strict_mode())?;
+        let Some(f) = self.spec.value else {
+            return Err(failed(
+                self.spec,
+                format!(
+                    "is a block helper: {{{{#{0}}}}}…{{{{/{0}}}}}",
+                    self.spec.name
+                ),
+            ));
         };
-        (spec.f)(&call)
+        let this = this(ctx, rc).clone();
+        let call = Call {
+            args: h.params().iter().map(|p| p.value()).collect(),
+            missing: h.params().iter().map(|p| p.is_value_missing()).collect(),
+            hash: h.hash().iter().map(|(k, v)| (*k, v.value())).collect(),
+            this: &this,
+            regexes: &self.regexes,
+            is_block: h.is_block(),
+        };
+        f(&call)
             .map(ScopedJson::Derived)
-            .map_err(|message| RenderErrorReason::Other(format!("{}: {message}", spec.name)).into())
+            .map_err(|message| failed(self.spec, message))
     }
 
-    /// Inline, writes the value; as a block (`{{#contains a "x"}}…{{else}}…{{/contains}}`),
-    /// renders the block when the value is truthy and the `else` part otherwise.
+    /// Inline, writes the value as JavaScript prints it; as a block, see [`Spec::block`].
     fn call<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
@@ -225,9 +370,27 @@ impl HelperDef for SirenHelper {
         rc: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
+        let block_fn = match self.spec.block {
+            Some(f) if h.is_block() || self.spec.value.is_none() => Some(f),
+            _ => None,
+        };
+        if let Some(f) = block_fn {
+            self.check(h, r.strict_mode())?;
+            let this = this(ctx, rc).clone();
+            let call = Call {
+                args: h.params().iter().map(|p| p.value()).collect(),
+                missing: h.params().iter().map(|p| p.is_value_missing()).collect(),
+                hash: h.hash().iter().map(|(k, v)| (*k, v.value())).collect(),
+                this: &this,
+                regexes: &self.regexes,
+                is_block: h.is_block(),
+            };
+            let mut block = Block { h, r, ctx, rc, out };
+            return f(&call, &mut block);
+        }
         let value = self.call_inner(h, r, ctx, rc)?;
-        if h.is_block() {
-            let branch = if value.as_json().is_truthy(false) {
+        if h.is_block() && self.spec.branches {
+            let branch = if library::js::truthy(value.as_json()) {
                 h.template()
             } else {
                 h.inverse()
@@ -237,7 +400,124 @@ impl HelperDef for SirenHelper {
                 None => Ok(()),
             };
         }
-        out.write(&value.as_json().render())?;
+        out.write(&library::js::string(value.as_json()))?;
         Ok(())
     }
+}
+
+/// A block helper's view of its rendering: write text, render the block (`options.fn`) over a
+/// value with `@` variables, or the `else` part (`options.inverse`) in the current context.
+pub(super) struct Block<'a, 'reg, 'rc, 'o> {
+    h: &'a Helper<'rc>,
+    r: &'reg Handlebars<'reg>,
+    ctx: &'rc Context,
+    rc: &'a mut RenderContext<'reg, 'rc>,
+    out: &'o mut dyn Output,
+}
+
+impl Block<'_, '_, '_, '_> {
+    pub(super) fn write(&mut self, s: &str) -> Result<(), RenderError> {
+        self.out.write(s).map_err(RenderError::from)
+    }
+
+    /// `options.fn(value, {data: locals})`; `None` renders in the current context.
+    pub(super) fn render(
+        &mut self,
+        value: Option<Value>,
+        locals: &[(&str, Value)],
+    ) -> Result<(), RenderError> {
+        let Some(t) = self.h.template() else {
+            return Err(RenderErrorReason::Other(format!(
+                "{} needs a block: {{{{#{0}}}}}…{{{{/{0}}}}}",
+                self.h.name()
+            ))
+            .into());
+        };
+        let mut block = BlockContext::new();
+        match value {
+            Some(v) => block.set_base_value(v),
+            None => {
+                if let Some(current) = self.rc.block() {
+                    block = current.clone();
+                }
+            }
+        }
+        for (k, v) in locals {
+            block.set_local_var(k, v.clone());
+        }
+        self.rc.push_block(block);
+        let result = t.render(self.r, self.ctx, self.rc, self.out);
+        self.rc.pop_block();
+        result
+    }
+
+    /// `options.fn(value)` into a string.
+    pub(super) fn render_string(&mut self, value: Option<Value>) -> Result<String, RenderError> {
+        let mut buf = StringOutput::new();
+        let Some(t) = self.h.template() else {
+            return Ok(String::new());
+        };
+        let mut block = BlockContext::new();
+        match value {
+            Some(v) => block.set_base_value(v),
+            None => {
+                if let Some(current) = self.rc.block() {
+                    block = current.clone();
+                }
+            }
+        }
+        self.rc.push_block(block);
+        let result = t.render(self.r, self.ctx, self.rc, &mut buf);
+        self.rc.pop_block();
+        result?;
+        buf.into_string().map_err(RenderError::from)
+    }
+
+    /// `options.inverse(this)`: the `else` part, if any.
+    pub(super) fn inverse(&mut self) -> Result<(), RenderError> {
+        match self.h.inverse() {
+            Some(t) => t.render(self.r, self.ctx, self.rc, self.out),
+            None => Ok(()),
+        }
+    }
+
+    /// The block when `yes`, the `else` part otherwise.
+    pub(super) fn branch(&mut self, yes: bool) -> Result<(), RenderError> {
+        if yes {
+            self.render(None, &[])
+        } else {
+            self.inverse()
+        }
+    }
+}
+
+/// The helper reference (`docs/helpers.md` between its markers), generated from this
+/// registry: one table per category, every helper with its tested example.
+pub fn reference() -> String {
+    let mut out = String::new();
+    let mut current = None;
+    for (category, spec) in helpers() {
+        if current != Some(category) {
+            current = Some(category);
+            out.push_str(&format!(
+                "\n### {}\n\n| helper | arguments | what it does | example | output |\n| --- | --- | --- | --- | --- |\n",
+                category.name()
+            ));
+        }
+        let args = match (spec.min, spec.max) {
+            (min, Some(max)) if min == max => min.to_string(),
+            (min, Some(max)) => format!("{min}–{max}"),
+            (min, None) => format!("{min} or more"),
+        };
+        let kind = if spec.value.is_none() { " (block)" } else { "" };
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', "\\n");
+        out.push_str(&format!(
+            "| `{}`{kind} | {args} | {} | `{}` | `{}` |\n",
+            spec.name,
+            cell(spec.summary),
+            cell(spec.example),
+            cell(spec.expected),
+        ));
+    }
+    out
 }

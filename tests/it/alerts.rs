@@ -54,6 +54,7 @@ impl Engine {
             remote_addr: "127.0.0.1:1".into(),
             data: serde_json::json!({}),
             alert: Some(AlertRequest {
+                dedup_keys: Vec::new(),
                 action: req.action,
                 thirdparty_id: req.thirdparty_id.to_string(),
                 title: req.title.to_string(),

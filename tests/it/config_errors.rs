@@ -361,6 +361,26 @@ rejected! {
         subject = "x"
         action = "drop"
     "# => ["integrations[hook].rules", "only email integrations"];
+    unknown_integration_type: "[[integrations]]\nid = \"g\"\ntype = \"grafna\"\n"
+        => ["unknown variant `grafna`", "`email`, `webhook`, `alertmanager`, `grafana`"];
+    grafana_with_addresses: "[[integrations]]\nid = \"g\"\ntype = \"grafana\"\naddresses = [\"g@x\"]\n"
+        => ["integrations[g].addresses", "only email integrations claim addresses"];
+    grafana_without_token_off_loopback: "[http]\nlisten = \"0.0.0.0:8025\"\napi_token = \"a\"\n[[integrations]]\nid = \"g\"\ntype = \"grafana\"\n"
+        => ["integrations[g].token", "grafana", "loopback"];
+    group_by_unknown_value: "[[integrations]]\nid = \"am\"\ntype = \"alertmanager\"\ngroup_by = \"instance\"\n"
+        => ["unknown variant `instance`", "expected `alert` or `group`"];
+    group_by_on_a_webhook_integration: "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\ngroup_by = \"group\"\n"
+        => ["integrations[hook].group_by", "only alertmanager integrations"];
+    spam_header_without_spam_pass: "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@x\"]\nspam_header = \"X-Spam-Flag\"\n"
+        => ["integrations[ops].spam_pass", "is required with spam_header", "regular expression"];
+    spam_pass_without_spam_header: "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@x\"]\nspam_pass = \"^NO$\"\n"
+        => ["integrations[ops].spam_header", "is required with spam_pass"];
+    spam_pass_invalid_regex: "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@x\"]\nspam_header = \"X-Spam-Flag\"\nspam_pass = \"(NO\"\n"
+        => ["integrations[ops].spam_pass", "invalid regular expression"];
+    spam_header_not_a_header_name: "[[integrations]]\nid = \"ops\"\ntype = \"email\"\naddresses = [\"ops@x\"]\nspam_header = \"X Spam:\"\nspam_pass = \"^NO$\"\n"
+        => ["integrations[ops].spam_header", "is not a header name"];
+    spam_check_on_a_webhook_integration: "[[integrations]]\nid = \"hook\"\ntype = \"webhook\"\nspam_header = \"X-Spam-Flag\"\nspam_pass = \"^NO$\"\n"
+        => ["integrations[hook].spam_header", "only email integrations"];
 }
 
 #[test]

@@ -169,6 +169,26 @@ async fn scrape(addr: SocketAddr) -> String {
     resp.text().await.unwrap()
 }
 
+/// Scrapes /metrics until every series is there, for figures set after a commit's sync.
+async fn scrape_until(addr: SocketAddr, series: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = scrape(addr).await;
+        let missing: Vec<_> = series
+            .iter()
+            .filter(|s| !metrics.lines().any(|l| l == **s))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing:?} never in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn post_api(addr: SocketAddr, path: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}{path}"))
@@ -411,17 +431,17 @@ async fn a_destination_that_always_answers_4xx_ends_dead_lettered() {
     deliveries_until(d.http, "pending", |l| l.is_empty()).await;
     // No fourth attempt.
     assert!(hook.got.try_recv().is_err());
-    let metrics = scrape(d.http).await;
-    for series in [
-        "siren_deliveries_total{destination=\"hook\",outcome=\"failed\"} 2",
-        "siren_deliveries_total{destination=\"hook\",outcome=\"dead\"} 1",
-        "siren_outbox_depth 0",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == series),
-            "{series} in\n{metrics}"
-        );
-    }
+    // The API reads the tree as soon as the dead letter is applied; the writer sets the
+    // gauge only once that group's sync has returned, a moment later.
+    scrape_until(
+        d.http,
+        &[
+            "siren_deliveries_total{destination=\"hook\",outcome=\"failed\"} 2",
+            "siren_deliveries_total{destination=\"hook\",outcome=\"dead\"} 1",
+            "siren_outbox_depth 0",
+        ],
+    )
+    .await;
     d.stop().await;
 }
 

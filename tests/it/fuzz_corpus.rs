@@ -44,9 +44,22 @@ fn adapt_payload_corpus_replays() {
     let files = corpus("adapt_payload");
     assert!(!files.is_empty());
     for (_, data) in files {
-        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&data) {
-            let _ = siren::adapt::webhook::adapt(&body);
-            let _ = siren::adapt::alertmanager::adapt(&body);
+        // Every adapter a payload can reach, read as JSON and as a form.
+        for content_type in ["application/json", "application/x-www-form-urlencoded"] {
+            let Ok(body) = siren::adapt::form::decode(Some(content_type), &data) else {
+                continue;
+            };
+            for kind in siren::domain::IntegrationType::ALL {
+                for group_by in [siren::domain::GroupBy::Alert, siren::domain::GroupBy::Group] {
+                    let integration = siren::domain::Integration {
+                        group_by,
+                        ..siren::domain::Integration::new("fuzz", kind)
+                    };
+                    if let Ok(events) = siren::adapt::payload(&integration, &body, Some("a=1")) {
+                        assert!(events.iter().all(|e| !e.thirdparty_id.is_empty()));
+                    }
+                }
+            }
         }
     }
 }

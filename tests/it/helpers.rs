@@ -127,15 +127,32 @@ impl Daemon {
         http_get(self.http, path).await
     }
 
-    /// The log entries of one integration, newest first.
+    /// The log entries of one integration, newest first, each with its data and raw input
+    /// (a list has only the summaries; each entry's detail has the rest).
     pub async fn logs(&self, integration: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!(
-                "/api/v1/integrations/{integration}/logs?limit=1000"
-            ))
-            .await;
+        log_details(self.http, integration).await
+    }
+}
+
+/// Every log entry of `integration` as `GET /api/v1/logs/{id}` shows it, newest first,
+/// following the list's cursor through all pages.
+pub async fn log_details(addr: SocketAddr, integration: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/integrations/{integration}/logs?limit=1000{cursor}");
+        let (status, body) = http_get(addr, &path).await;
         assert_eq!(status, 200, "{body}");
-        body["logs"].as_array().expect("logs array").clone()
+        for summary in body["logs"].as_array().expect("logs array") {
+            let id = summary["id"].as_str().expect("log id");
+            let (status, entry) = http_get(addr, &format!("/api/v1/logs/{id}")).await;
+            assert_eq!(status, 200, "{entry}");
+            all.push(entry);
+        }
+        match body["next"].as_str() {
+            Some(n) => cursor = format!("&cursor={n}"),
+            None => return all,
+        }
     }
 }
 

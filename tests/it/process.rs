@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::helpers::{Smtp, http_get, message};
+use crate::helpers::{Smtp, message};
 
 /// The binary running on `config`, with the addresses it logged as bound.
 pub struct Process {
@@ -106,23 +106,9 @@ pub async fn start(config: &Path) -> Process {
         .unwrap()
 }
 
-/// Every log entry of `ops`, following the cursor through all pages.
+/// Every log entry of `ops` with its data, following the cursor through all pages.
 pub async fn all_logs(http: SocketAddr) -> Vec<serde_json::Value> {
-    let mut all = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (status, body) = http_get(
-            http,
-            &format!("/api/v1/integrations/ops/logs?limit=1000{cursor}"),
-        )
-        .await;
-        assert_eq!(status, 200);
-        all.extend(body["logs"].as_array().unwrap().iter().cloned());
-        match body["next"].as_str() {
-            Some(n) => cursor = format!("&cursor={n}"),
-            None => return all,
-        }
-    }
+    crate::helpers::log_details(http, "ops").await
 }
 
 #[tokio::test]

@@ -83,7 +83,7 @@ async fn log_listing_pages_newest_first() {
         deliver(
             d.smtp,
             &["ops@alerts.localhost"],
-            &message("page", &format!("p{i}@x")),
+            &message(&format!("page p{i}"), &format!("p{i}@x")),
         )
         .await;
     }
@@ -92,9 +92,9 @@ async fn log_listing_pages_newest_first() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["data"]["message_id"].as_str().unwrap())
+        .map(|l| l["summary"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["p4@x", "p3@x"]);
+    assert_eq!(ids, ["page p4", "page p3"]);
     let next = first["next"].as_str().expect("a next cursor").to_string();
     let (_, second) = d
         .get(&format!(
@@ -105,9 +105,9 @@ async fn log_listing_pages_newest_first() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["data"]["message_id"].as_str().unwrap())
+        .map(|l| l["summary"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["p2@x", "p1@x"]);
+    assert_eq!(ids, ["page p2", "page p1"]);
     let (_, last) = d
         .get(&format!(
             "/api/v1/integrations/ops/logs?limit=2&cursor={}",

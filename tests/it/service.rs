@@ -524,11 +524,8 @@ async fn the_daemon_serves_a_whole_session_under_the_units_seccomp_filters() {
     // The same store, opened again under the filters.
     let mut d = start(2);
     let (_, http) = d.ready().await;
-    let (status, logs) = http_get(http, "/api/v1/integrations/ops/logs").await;
-    assert_eq!(status, 200);
-    let ids: Vec<_> = logs["logs"]
-        .as_array()
-        .unwrap()
+    let ids: Vec<_> = crate::helpers::log_details(http, "ops")
+        .await
         .iter()
         .map(|l| l["data"]["message_id"].as_str().unwrap().to_string())
         .collect();

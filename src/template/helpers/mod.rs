@@ -1,5 +1,6 @@
-//! The helper library, one file per category, and the value conversions they share: text,
-//! numbers and counts read from template arguments, with errors that say what was expected.
+//! The helper library, one file per category (handlebars-helpers' categories, Siren's own
+//! helpers beside them), and the conversions Siren's own helpers share: text, numbers and
+//! counts read from template arguments, with errors that say what was expected.
 
 use std::borrow::Cow;
 
@@ -8,12 +9,22 @@ use serde_json::Value;
 use super::registry::Call;
 
 pub(super) mod array;
+pub(super) mod builtins;
+pub(super) mod collection;
 pub(super) mod comparison;
 pub(super) mod date;
+pub(super) mod html;
+pub(super) mod inflection;
+pub(super) mod js;
+pub(super) mod markdown;
+pub(super) mod matching;
 pub(super) mod math;
+pub(super) mod misc;
+pub(super) mod number;
 pub(super) mod object;
 pub(super) mod regex;
 pub(super) mod string;
+pub(super) mod url;
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -110,15 +121,4 @@ fn number(v: &Value) -> Result<Num, String> {
         Value::String(s) => format!("expects a number, got \"{s}\""),
         other => format!("expects a number, got {}", type_name(other)),
     })
-}
-
-/// Whole results are shown as integers (`divide 10 2` is `5`, not `5.0`).
-fn number_value(n: Num) -> Result<Value, String> {
-    match n {
-        Num::Int(i) => Ok(i.into()),
-        Num::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok((f as i64).into()),
-        Num::Float(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| "the result is not a finite number".to_string()),
-    }
 }

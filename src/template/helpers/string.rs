@@ -1,94 +1,629 @@
-//! String helpers: case, trimming, truncating, replacing, splitting and prefix tests.
+//! String helpers of handlebars-helpers (case changes, trimming, truncating, replacing,
+//! splitting), and Siren's `upper`, `lower`, `startsWithText` and `endsWith`.
 
+use handlebars::RenderError;
 use serde_json::Value;
 
-use super::{count, optional_text, text};
-use crate::template::registry::{Call, Spec, spec};
+use super::{js, text};
+use crate::template::registry::{Block, Call, Spec, block, spec};
+
+/// handlebars-utils' `isString`: text that is not empty.
+fn nonempty(v: &Value) -> Option<&str> {
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// A helper over one string argument; anything else gives `""`.
+macro_rules! on_text {
+    ($f:expr) => {
+        |c: &Call<'_>| Ok(nonempty(c.arg(0)).map_or(Value::from(""), |s| Value::from($f(s))))
+    };
+}
+
+/// JavaScript's `\w`: ASCII letters, digits and `_` only.
+fn word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// handlebars-helpers' `utils.chop`: trimmed, without leading and trailing non-word runs.
+fn chop(s: &str) -> String {
+    let t = s.trim();
+    let sep = |c: char| !c.is_ascii_alphanumeric();
+    t.trim_start_matches(sep).trim_end_matches(sep).to_string()
+}
+
+/// handlebars-helpers' `utils.changecase`: chopped, lower-cased, and every run of separators
+/// with the word character after it replaced by `f(char)`.
+fn changecase(s: &str, f: impl Fn(char) -> String) -> String {
+    if s.encode_utf16().count() == 1 {
+        return s.to_lowercase();
+    }
+    let lower = chop(s).to_lowercase();
+    let mut out = String::new();
+    let mut chars = lower.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            continue;
+        }
+        while chars.peek().is_some_and(|&n| !n.is_ascii_alphanumeric()) {
+            chars.next();
+        }
+        match chars.next() {
+            Some(n) => out.push_str(&f(n)),
+            None => out.push_str(&f('\0').replace('\0', "")),
+        }
+    }
+    out
+}
+
+fn capitalize(s: &str) -> String {
+    let units: Vec<u16> = s.encode_utf16().collect();
+    match units.first() {
+        None => String::new(),
+        Some(&u) => {
+            let head = String::from_utf16_lossy(&[u]).to_uppercase();
+            head + &String::from_utf16_lossy(&units[1..])
+        }
+    }
+}
+
+fn upper_first(c: char) -> String {
+    c.to_uppercase().collect()
+}
 
 pub(in crate::template) const HELPERS: &[Spec] = &[
-    spec("upper", 1, 1, |c| Ok(text(c.arg(0))?.to_uppercase().into())).doc(
-        "`text` in upper case",
-        "{{upper data.host}}",
-        "DB-1",
+    spec("append", 2, 2, |c| {
+        Ok(match (c.arg(0), c.arg(1)) {
+            (Value::String(a), Value::String(b)) => format!("{a}{b}").into(),
+            (a, _) => a.clone(),
+        })
+    })
+    .missing_ok()
+    .doc(
+        "`text` followed by `suffix`",
+        "{{append data.host \".example\"}}",
+        "db-1.example",
     ),
-    spec("lower", 1, 1, |c| Ok(text(c.arg(0))?.to_lowercase().into())).doc(
-        "`text` in lower case",
-        "{{lower data.labels.alertname}}",
-        "diskfull",
+    spec("camelcase", 1, 1, on_text!(|s| changecase(s, upper_first)))
+        .missing_ok()
+        .doc(
+            "`text` in camelCase",
+            "{{camelcase \"disk full-alert\"}}",
+            "diskFullAlert",
+        ),
+    spec("capitalize", 1, 1, on_text!(capitalize))
+        .missing_ok()
+        .doc(
+            "the first character in upper case",
+            "{{capitalize data.severity}}",
+            "Critical",
+        ),
+    spec("capitalizeAll", 1, 1, on_text!(capitalize_all))
+        .missing_ok()
+        .doc(
+            "every word capitalized",
+            "{{capitalizeAll \"disk full on db-1\"}}",
+            "Disk Full On Db-1",
+        ),
+    spec("center", 2, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        let n = js::number(c.arg(1));
+        let pad = "&nbsp;".repeat(if n > 0.0 {
+            n.ceil().min(1000.0) as usize
+        } else {
+            0
+        });
+        Ok(format!("{pad}{s}{pad}").into())
+    })
+    .missing_ok()
+    .doc(
+        "`text` between `n` `&nbsp;` on each side",
+        "{{center \"x\" 1}}",
+        "&nbsp;x&nbsp;",
     ),
-    spec("trim", 1, 1, |c| Ok(text(c.arg(0))?.trim().into())).doc(
+    spec("chop", 1, 1, on_text!(chop)).missing_ok().doc(
+        "`text` without leading and trailing non-word characters",
+        "{{chop \"--db-1__\"}}",
+        "db-1",
+    ),
+    spec(
+        "dashcase",
+        1,
+        1,
+        on_text!(|s| changecase(s, |c| format!("-{c}"))),
+    )
+    .missing_ok()
+    .doc(
+        "`text` in dash-case",
+        "{{dashcase \"Disk Full\"}}",
+        "disk-full",
+    ),
+    spec(
+        "dotcase",
+        1,
+        1,
+        on_text!(|s| changecase(s, |c| format!(".{c}"))),
+    )
+    .missing_ok()
+    .doc(
+        "`text` in dot.case",
+        "{{dotcase \"Disk Full\"}}",
+        "disk.full",
+    ),
+    spec("downcase", 0, 1, |c| Ok(case(c.arg(0), false)))
+        .on_block(|c, b| case_block(c, b, false))
+        .missing_ok()
+        .doc(
+            "`lowercase` by another name",
+            "{{downcase data.severity}}",
+            "critical",
+        ),
+    spec("ellipsis", 2, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok(Value::Null);
+        };
+        let limit = js::number(c.arg(1));
+        if (js::len16(s) as f64) <= limit {
+            return Ok(s.into());
+        }
+        Ok(format!("{}…", truncate_to(s, limit, "")).into())
+    })
+    .missing_ok()
+    .doc(
+        "`text` cut to `length` characters and `…`",
+        "{{ellipsis data.subject 7}}",
+        "PROBLEM…",
+    ),
+    spec("hyphenate", 1, 1, on_text!(|s: &str| s.replace(' ', "-")))
+        .missing_ok()
+        .doc(
+            "spaces as hyphens",
+            "{{hyphenate \"disk full\"}}",
+            "disk-full",
+        ),
+    spec("isString", 1, 1, |c| Ok(c.arg(0).is_string().into()))
+        .missing_ok()
+        .doc("`true` for text", "{{isString data.host}}", "true"),
+    spec("lowercase", 0, 1, |c| Ok(case(c.arg(0), false)))
+        .on_block(|c, b| case_block(c, b, false))
+        .missing_ok()
+        .doc(
+            "`text` in lower case (or the block's output)",
+            "{{lowercase data.labels.alertname}}",
+            "diskfull",
+        ),
+    spec("occurrences", 2, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        let sub = js::string(c.arg(1));
+        if sub.is_empty() {
+            return Err("an empty substring occurs forever".into());
+        }
+        Ok(s.matches(sub.as_str()).count().into())
+    })
+    .missing_ok()
+    .doc(
+        "how often `substring` occurs",
+        "{{occurrences data.subject \"s\"}}",
+        "1",
+    ),
+    spec(
+        "pascalcase",
+        1,
+        1,
+        on_text!(|s| capitalize(&changecase(s, upper_first))),
+    )
+    .missing_ok()
+    .doc(
+        "`text` in PascalCase",
+        "{{pascalcase \"disk full\"}}",
+        "DiskFull",
+    ),
+    spec(
+        "pathcase",
+        1,
+        1,
+        on_text!(|s| changecase(s, |c| format!("/{c}"))),
+    )
+    .missing_ok()
+    .doc(
+        "`text` in path/case",
+        "{{pathcase \"disk full\"}}",
+        "disk/full",
+    ),
+    spec("plusify", 1, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        let sep = nonempty(c.arg(1)).unwrap_or(" ");
+        Ok(s.replace(sep, "+").into())
+    })
+    .missing_ok()
+    .doc(
+        "spaces (or `separator`) as `+`",
+        "{{plusify \"disk full\"}}",
+        "disk+full",
+    ),
+    spec("prepend", 2, 2, |c| {
+        Ok(match (c.arg(0), c.arg(1)) {
+            (Value::String(a), Value::String(b)) => format!("{b}{a}").into(),
+            (a, _) => a.clone(),
+        })
+    })
+    .missing_ok()
+    .doc(
+        "`prefix` followed by `text`",
+        "{{prepend data.host \"host \"}}",
+        "host db-1",
+    ),
+    block("raw", 0, 0, |_, b| {
+        // `options.fn()`: the block over no context at all.
+        let body = b.render_string(Some(Value::Null))?;
+        b.write(&escape_mustaches(&body))
+    })
+    .same_scope()
+    .doc(
+        "the block's output with `{{` escaped as `\\{{`",
+        "{{#raw}}x{{/raw}}",
+        "x",
+    ),
+    spec("remove", 2, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        Ok(match nonempty(c.arg(1)) {
+            Some(p) => s.replace(p, "").into(),
+            None => s.into(),
+        })
+    })
+    .missing_ok()
+    .doc(
+        "`text` without any `substring`",
+        "{{remove data.subject \"PROBLEM: \"}}",
+        "Disk full on db-1",
+    ),
+    spec("removeFirst", 2, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        Ok(match nonempty(c.arg(1)) {
+            Some(p) => s.replacen(p, "", 1).into(),
+            None => s.into(),
+        })
+    })
+    .missing_ok()
+    .doc(
+        "`text` without the first `substring`",
+        "{{removeFirst \"a-b-c\" \"-\"}}",
+        "ab-c",
+    ),
+    spec("replace", 2, 3, |c| replace(c, usize::MAX))
+        .missing_ok()
+        .doc(
+            "`text` with every `from` replaced by `to`",
+            "{{replace data.host \"-\" \"_\"}}",
+            "db_1",
+        ),
+    spec("replaceFirst", 2, 3, |c| replace(c, 1))
+        .missing_ok()
+        .doc(
+            "`text` with the first `from` replaced by `to`",
+            "{{replaceFirst \"a-b-c\" \"-\" \"+\"}}",
+            "a+b-c",
+        ),
+    spec(
+        "reverse",
+        1,
+        1,
+        on_text!(|s: &str| {
+            let mut units: Vec<u16> = s.encode_utf16().collect();
+            units.reverse();
+            String::from_utf16_lossy(&units)
+        }),
+    )
+    .missing_ok()
+    .doc(
+        "the characters of `text` reversed (an array gives `\"\"`)",
+        "{{reverse data.host}}",
+        "1-bd",
+    ),
+    spec("sentence", 1, 1, on_text!(sentence)).missing_ok().doc(
+        "each sentence capitalized, the rest lower case",
+        "{{sentence \"disk FULL. check it\"}}",
+        "Disk full. Check it",
+    ),
+    spec(
+        "snakecase",
+        1,
+        1,
+        on_text!(|s| changecase(s, |c| format!("_{c}"))),
+    )
+    .missing_ok()
+    .doc(
+        "`text` in snake_case",
+        "{{snakecase \"Disk Full\"}}",
+        "disk_full",
+    ),
+    spec("split", 1, 2, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok("".into());
+        };
+        let sep = c.arg(1).as_str().filter(|s| !s.is_empty());
+        let parts: Vec<Value> = match sep {
+            Some(sep) => s.split(sep).map(Value::from).collect(),
+            None => s.split(',').map(Value::from).collect(),
+        };
+        Ok(Value::Array(parts))
+    })
+    .missing_ok()
+    .doc(
+        "`text` cut at every `separator` (default `,`), as an array",
+        "{{first (split data.labels.instance \":\")}}",
+        "db-1",
+    ),
+    block("startsWith", 2, 2, |c, b| {
+        let yes = c
+            .arg(1)
+            .as_str()
+            .is_some_and(|s| s.starts_with(&js::string(c.arg(0))));
+        if yes {
+            b.render(None, &[])
+        } else {
+            b.inverse()
+        }
+    })
+    .same_scope()
+    .doc(
+        "the block when `text` starts with `prefix` (prefix first)",
+        "{{#startsWith \"PROBLEM\" data.subject}}down{{else}}up{{/startsWith}}",
+        "down",
+    ),
+    spec("titleize", 1, 1, on_text!(titleize)).missing_ok().doc(
+        "every word capitalized, `-` and `_` as spaces",
+        "{{titleize \"disk_full-alert\"}}",
+        "Disk Full Alert",
+    ),
+    spec("trim", 1, 1, |c| {
+        Ok(c.arg(0).as_str().map_or("", js_trim).into())
+    })
+    .missing_ok()
+    .doc(
         "`text` without leading and trailing whitespace",
         "{{trim \"  db-1  \"}}",
         "db-1",
     ),
-    spec("truncate", 2, 3, truncate).doc(
-        "at most `length` characters of `text`, ending with `suffix` when cut",
+    spec("trimLeft", 1, 1, |c| {
+        Ok(nonempty(c.arg(0)).map_or(Value::Null, |s| s.trim_start().into()))
+    })
+    .missing_ok()
+    .doc(
+        "`text` without leading whitespace",
+        "[{{trimLeft \"  db-1 \"}}]",
+        "[db-1 ]",
+    ),
+    spec("trimRight", 1, 1, |c| {
+        Ok(nonempty(c.arg(0)).map_or(Value::Null, |s| s.trim_end().into()))
+    })
+    .missing_ok()
+    .doc(
+        "`text` without trailing whitespace",
+        "[{{trimRight \" db-1  \"}}]",
+        "[ db-1]",
+    ),
+    spec("truncate", 2, 3, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok(Value::Null);
+        };
+        let suffix = c.arg(2).as_str().unwrap_or("");
+        let limit = js::number(c.arg(1));
+        if (js::len16(s) as f64) > limit {
+            return Ok(truncate_to(s, limit, suffix).into());
+        }
+        Ok(s.into())
+    })
+    .missing_ok()
+    .doc(
+        "at most `length` characters, ending with `suffix` when cut",
         "{{truncate data.subject 12 \"…\"}}",
         "PROBLEM: Di…",
     ),
-    spec("replace", 3, 3, replace).doc(
-        "`text` with every `from` replaced by `to`",
-        "{{replace data.host \"-\" \"_\"}}",
-        "db_1",
+    spec("truncateWords", 2, 3, |c| {
+        let Some(s) = nonempty(c.arg(0)) else {
+            return Ok(Value::Null);
+        };
+        if !js::is_number(c.arg(1)) {
+            return Ok(Value::Null);
+        }
+        let suffix = c.arg(2).as_str().unwrap_or("…");
+        let n = js::number(c.arg(1)).max(0.0) as usize;
+        let words: Vec<&str> = s.split([' ', '\t']).collect();
+        if n >= words.len() {
+            return Ok(s.trim().into());
+        }
+        Ok(format!("{}{suffix}", words[..n].join(" ").trim()).into())
+    })
+    .missing_ok()
+    .doc(
+        "the first `count` words, then `suffix` (default `…`) when cut",
+        "{{truncateWords data.subject 2}}",
+        "PROBLEM: Disk…",
     ),
-    spec("split", 2, 2, split).doc(
-        "`text` cut at every `separator`, as an array",
-        "{{first (split data.labels.instance \":\")}}",
-        "db-1",
+    spec("upcase", 0, 1, |c| Ok(case(c.arg(0), true)))
+        .on_block(|c, b| case_block(c, b, true))
+        .missing_ok()
+        .doc(
+            "`uppercase` by another name",
+            "{{upcase data.host}}",
+            "DB-1",
+        ),
+    spec("uppercase", 0, 1, |c| Ok(case(c.arg(0), true)))
+        .on_block(|c, b| case_block(c, b, true))
+        .missing_ok()
+        .doc(
+            "`text` in upper case (or the block's output)",
+            "{{uppercase data.host}}",
+            "DB-1",
+        ),
+    // Siren's own.
+    spec("upper", 1, 1, |c| Ok(text(c.arg(0))?.to_uppercase().into())).doc(
+        "Siren: `text` (or a number) in upper case",
+        "{{upper data.host}}",
+        "DB-1",
     ),
-    spec("startsWith", 2, 2, |c| {
+    spec("lower", 1, 1, |c| Ok(text(c.arg(0))?.to_lowercase().into())).doc(
+        "Siren: `text` (or a number) in lower case",
+        "{{lower data.labels.alertname}}",
+        "diskfull",
+    ),
+    spec("startsWithText", 2, 2, |c| {
         Ok(text(c.arg(0))?.starts_with(text(c.arg(1))?.as_ref()).into())
     })
     .doc(
-        "`true` if `text` starts with `prefix`",
-        "{{startsWith data.subject \"PROBLEM\"}}",
+        "Siren (was `startsWith` before 0.2): `true` if `text` starts with `prefix`",
+        "{{startsWithText data.subject \"PROBLEM\"}}",
         "true",
     ),
     spec("endsWith", 2, 2, |c| {
         Ok(text(c.arg(0))?.ends_with(text(c.arg(1))?.as_ref()).into())
     })
     .doc(
-        "`true` if `text` ends with `suffix`",
+        "Siren: `true` if `text` ends with `suffix`",
         "{{endsWith data.host \"-1\"}}",
         "true",
     ),
 ];
 
-fn truncate(c: &Call<'_>) -> Result<Value, String> {
-    let s = text(c.arg(0))?;
-    let limit = count(c.arg(1), "the length")?;
-    let suffix = optional_text(c, 2, "")?;
-    if s.chars().count() <= limit {
-        return Ok(s.into());
-    }
-    let keep = limit.saturating_sub(suffix.chars().count());
-    let out: String = s
-        .chars()
-        .take(keep)
-        .chain(suffix.chars())
-        .take(limit)
-        .collect();
-    Ok(out.into())
+/// JavaScript's `trim`: whitespace and line terminators, including U+FEFF.
+fn js_trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
-fn replace(c: &Call<'_>) -> Result<Value, String> {
-    let s = text(c.arg(0))?;
-    let from = text(c.arg(1))?;
-    if from.is_empty() {
-        return Ok(s.into());
-    }
-    Ok(s.replace(from.as_ref(), &text(c.arg(2))?).into())
+/// `s.slice(0, limit - suffix.length) + suffix`.
+fn truncate_to(s: &str, limit: f64, suffix: &str) -> String {
+    let end = limit - js::len16(suffix) as f64;
+    format!("{}{suffix}", js::slice16(s, 0.0, Some(end)))
 }
 
-fn split(c: &Call<'_>) -> Result<Value, String> {
-    let s = text(c.arg(0))?;
-    let sep = text(c.arg(1))?;
-    let parts: Vec<Value> = if s.is_empty() {
-        Vec::new()
-    } else if sep.is_empty() {
-        s.chars().map(|ch| Value::from(ch.to_string())).collect()
-    } else {
-        s.split(sep.as_ref()).map(Value::from).collect()
+fn replace(c: &Call<'_>, times: usize) -> Result<Value, String> {
+    let Some(s) = nonempty(c.arg(0)) else {
+        return Ok("".into());
     };
-    Ok(Value::Array(parts))
+    let Some(from) = nonempty(c.arg(1)) else {
+        return Ok(s.into());
+    };
+    let to = nonempty(c.arg(2)).unwrap_or("");
+    Ok(s.replacen(from, to, times).into())
+}
+
+fn capitalize_all(s: &str) -> String {
+    // /\w\S*/g: a word character and the non-spaces after it.
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(word) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        out.push_str(&capitalize(&tail[..end]));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn titleize(s: &str) -> String {
+    let mut spaced = String::new();
+    let mut in_run = false;
+    for ch in s.chars() {
+        if matches!(ch, '-' | ' ' | '_') {
+            if !in_run {
+                spaced.push(' ');
+            }
+            in_run = true;
+        } else {
+            spaced.push(ch);
+            in_run = false;
+        }
+    }
+    spaced
+        .split(' ')
+        .map(capitalize)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// /((?:\S[^\.\?\!]*)[\.\?\!]*)/g, each match capitalized and the rest lower-cased.
+fn sentence(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((_, ch)) = chars.next() {
+        if ch.is_whitespace() {
+            out.push(ch);
+            continue;
+        }
+        let mut part = String::from(ch);
+        while let Some(&(_, n)) = chars.peek() {
+            if matches!(n, '.' | '?' | '!') {
+                break;
+            }
+            part.push(n);
+            chars.next();
+        }
+        while let Some(&(_, n)) = chars.peek() {
+            if !matches!(n, '.' | '?' | '!') {
+                break;
+            }
+            part.push(n);
+            chars.next();
+        }
+        let units: Vec<u16> = part.encode_utf16().collect();
+        out.push_str(&String::from_utf16_lossy(&units[..1]).to_uppercase());
+        out.push_str(&String::from_utf16_lossy(&units[1..]).to_lowercase());
+    }
+    out
+}
+
+fn escape_mustaches(body: &str) -> String {
+    let mut out = String::new();
+    let mut prev = None;
+    let mut rest = body;
+    while let Some(i) = rest.find("{{") {
+        let before = &rest[..i];
+        let last = before.chars().last().or(prev);
+        out.push_str(before);
+        if last != Some('\\') {
+            out.push('\\');
+        }
+        out.push_str("{{");
+        prev = Some('{');
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn case(v: &Value, up: bool) -> Value {
+    let s = nonempty(v).unwrap_or("");
+    (if up {
+        s.to_uppercase()
+    } else {
+        s.to_lowercase()
+    })
+    .into()
+}
+
+/// `uppercase`/`lowercase`: of the argument, or of the block's output.
+fn case_block(c: &Call<'_>, b: &mut Block<'_, '_, '_, '_>, up: bool) -> Result<(), RenderError> {
+    let s = if c.is_block && c.args.is_empty() {
+        b.render_string(None)?
+    } else {
+        nonempty(c.arg(0)).unwrap_or("").to_string()
+    };
+    b.write(&if up {
+        s.to_uppercase()
+    } else {
+        s.to_lowercase()
+    })
 }

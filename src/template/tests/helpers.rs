@@ -1,6 +1,8 @@
 //! The helper library over full `Templates`: what each helper renders, the README's examples,
 //! the registry's own examples, and the errors that make a template fall back.
 
+use std::path::Path;
+
 use super::*;
 
 /// `(template, output)` over the data of [`helpers_render`].
@@ -16,11 +18,13 @@ const HELPER_CASES: &[(&str, &str)] = &[
     ("{{truncate data.s 9}}", "Disk Full"),
     ("{{truncate data.s 9 \"…\"}}", "Disk Ful…"),
     ("{{truncate data.s 100 \"…\"}}", "Disk Full on DB-1"),
-    ("{{truncate data.s 2 \"...\"}}", ".."),
+    // handlebars-helpers: `slice(0, limit - suffix.length) + suffix`, so a negative end.
+    ("{{truncate data.s 2 \"...\"}}", "Disk Full on DB-..."),
     ("{{truncate \"héllo wörld\" 4}}", "héll"),
     ("{{replace data.s \" \" \"_\"}}", "Disk_Full_on_DB-1"),
     ("{{replace data.s \"\" \"_\"}}", "Disk Full on DB-1"),
-    ("{{split \"a,b,c\" \",\"}}", "[a, b, c]"),
+    // An array is written as handlebars.js writes it.
+    ("{{split \"a,b,c\" \",\"}}", "a,b,c"),
     ("{{length (split data.blank \",\")}}", "0"),
     ("{{join data.list \"+\"}}", "a+b+c"),
     ("{{join data.empty \"+\"}}", ""),
@@ -28,31 +32,36 @@ const HELPER_CASES: &[(&str, &str)] = &[
     ("{{join data.nums}}", "3, 1, 2"),
     ("{{default data.missing \"none\"}}", "none"),
     ("{{default data.nil \"none\"}}", "none"),
-    ("{{default data.blank \"none\"}}", "none"),
+    // handlebars-helpers keeps "": only null and missing fall through.
+    ("{{default data.blank \"none\"}}", ""),
     ("{{default data.zero \"none\"}}", "0"),
     ("{{default data.s \"none\"}}", "Disk Full on DB-1"),
     ("{{default data.a data.b \"third\"}}", "third"),
     ("{{contains data.s \"Full\"}}", "true"),
     ("{{contains data.s \"full\"}}", "false"),
     ("{{contains data.list \"b\"}}", "true"),
-    ("{{contains data.obj \"k\"}}", "true"),
+    // handlebars-helpers' contains is indexOf: an object contains nothing.
+    ("{{contains data.obj \"k\"}}", "false"),
     ("{{contains data.nil \"k\"}}", "false"),
     ("{{#if (contains data.s \"Disk\")}}disk{{else}}other{{/if}}", "disk"),
     ("{{#contains data.s \"CPU\"}}cpu{{else}}other{{/contains}}", "other"),
-    ("{{startsWith data.s \"Disk\"}}", "true"),
-    ("{{startsWith data.s \"\"}}", "true"),
+    // Siren's startsWith is now startsWithText (startsWith is the library's block helper).
+    ("{{startsWithText data.s \"Disk\"}}", "true"),
+    ("{{startsWithText data.s \"\"}}", "true"),
+    ("{{#startsWith \"Disk\" data.s}}yes{{/startsWith}}", "yes"),
     ("{{endsWith data.s \"DB-1\"}}", "true"),
     ("{{endsWith data.nil \"x\"}}", "false"),
     // regular expressions
-    ("{{match data.s \"DB-\\\\d+\"}}", "true"),
-    ("{{match data.s \"^db\"}}", "false"),
-    ("{{match data.s \"(?i)^disk\"}}", "true"),
+    // Siren's match is now matchRegex (match is the library's glob matcher).
+    ("{{matchRegex data.s \"DB-\\\\d+\"}}", "true"),
+    ("{{matchRegex data.s \"^db\"}}", "false"),
+    ("{{matchRegex data.s \"(?i)^disk\"}}", "true"),
     ("{{extract data.s \"on (\\\\S+)\"}}", "DB-1"),
     ("{{extract data.s \"DB-\\\\d\"}}", "DB-1"),
     ("{{extract data.s \"(\\\\w+) (\\\\w+)\" 2}}", "Full"),
     ("{{extract data.s \"on (?P<host>\\\\S+)\" \"host\"}}", "DB-1"),
     ("[{{extract data.s \"nothing (here)\"}}]", "[]"),
-    ("{{#if (match data.s \"Full\")}}full{{/if}}", "full"),
+    ("{{#if (matchRegex data.s \"Full\")}}full{{/if}}", "full"),
     // comparison and logic (handlebars' own)
     ("{{eq data.n 7}}", "true"),
     ("{{eq data.ns \"12\"}}", "true"),
@@ -86,7 +95,8 @@ const HELPER_CASES: &[(&str, &str)] = &[
     // math
     ("{{add data.n 3}}", "10"),
     ("{{add data.f data.ns}}", "14.5"),
-    ("{{add 9223372036854775807 1}}", "9.223372036854776e+18"),
+    // JavaScript numbers, printed as JavaScript prints them.
+    ("{{add 9223372036854775807 1}}", "9223372036854776000"),
     ("{{subtract data.n 10}}", "-3"),
     ("{{multiply data.f 4}}", "10"),
     ("{{multiply \"1.5\" 3}}", "4.5"),
@@ -105,7 +115,8 @@ const HELPER_CASES: &[(&str, &str)] = &[
     ("{{formatDate \"2024-07-15T18:24:59+02:00\" \"%A %e %B\"}}", "Monday 15 July"),
     ("{{length (now \"%Y\")}}", "4"),
     // JSON
-    ("{{json data.obj}}", "{\"j\":2,\"k\":1}"),
+    // Keys keep their order.
+    ("{{json data.obj}}", "{\"k\":1,\"j\":2}"),
     ("{{json data.html}}", "\"<b>x</b>\""),
     ("{{json data.nil}}", "null"),
     ("{{jsonPretty data.list}}", "[ \"a\", \"b\", \"c\" ]"),
@@ -168,12 +179,12 @@ fn readme_examples() {
         ("{{replace data.host \"-\" \"_\"}}", "db_1"),
         ("{{first (split data.labels.instance \":\")}}", "db-1"),
         ("{{join data.tags \" + \"}}", "disk + prod"),
-        ("{{default data.empty \"n/a\"}}", "n/a"),
+        ("{{default data.empty \"n/a\"}}", ""),
         ("{{default data.runbook \"none\"}}", "none"),
         ("{{#if (contains data.subject \"PROBLEM\")}}down{{else}}up{{/if}}", "down"),
-        ("{{startsWith data.subject \"PROBLEM\"}}", "true"),
+        ("{{startsWithText data.subject \"PROBLEM\"}}", "true"),
         ("{{endsWith data.host \"-1\"}}", "true"),
-        ("{{match data.subject \"^(PROBLEM|RECOVERY)\"}}", "true"),
+        ("{{matchRegex data.subject \"^(PROBLEM|RECOVERY)\"}}", "true"),
         ("{{extract data.subject \"on (\\\\S+)\"}}", "db-1"),
         ("{{extract data.labels.instance \"(?P<port>[0-9]+)$\" \"port\"}}", "9100"),
         ("{{#if (eq data.severity \"critical\")}}page{{/if}}", "page"),
@@ -225,22 +236,31 @@ fn readme_examples() {
 fn helper_errors_fall_back_with_a_reason() {
     let data = json!({"s": "x", "n": 1, "list": [1], "obj": {}});
     let table: &[(&str, &str)] = &[
-        ("{{divide data.n 0}}", "divide: division by zero"),
-        ("{{add data.s 1}}", "add: expects a number, got \"x\""),
+        (
+            "{{divide data.s 0}}",
+            "divide: expected the first argument to be a number",
+        ),
+        ("{{abs data.s}}", "abs: expected a number"),
         ("{{upper data.list}}", "upper: expects text, got an array"),
-        ("{{match data.s data.s2}}", "missing field \"data.s2\""),
-        ("{{match data.s (lower \"(\")}}", "unclosed group"),
+        ("{{matchRegex data.s data.s2}}", "missing field \"data.s2\""),
+        ("{{matchRegex data.s (lower \"(\")}}", "unclosed group"),
         ("{{formatDate data.s}}", "cannot read \"x\" as a date"),
         (
             "{{formatDate data.n (trim \"%J\")}}",
             "cannot format a date",
         ),
         ("{{extract data.s \"(x)\" 3}}", "no group 3"),
-        ("{{length data.n}}", "length: expects an array"),
+        (
+            "{{extract data.list \"x\"}}",
+            "extract: expects text, got an array",
+        ),
         ("{{round 1.5 99}}", "decimals must be"),
-        ("{{truncate data.s -1}}", "whole number"),
+        ("{{ifEven data.s}}", "ifEven: expected a number"),
         ("{{upper data.missing}}", "missing field \"data.missing\""),
-        ("{{first data.obj}}", "first: expects an array or text"),
+        (
+            "{{JSONparse data.s}}",
+            "JSONparse: cannot parse the text as JSON",
+        ),
     ];
     let mut failures = Vec::new();
     for (source, want) in table {
@@ -281,4 +301,25 @@ fn registry_examples() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `docs/helpers.md` holds the reference generated from the registry, unchanged. With
+/// `SIREN_BLESS=1` the test writes it instead.
+#[test]
+fn helper_reference_is_up_to_date() {
+    const START: &str = "<!-- generated from src/template/registry.rs: edit there -->\n";
+    const END: &str = "<!-- end of the generated reference -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/helpers.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/helpers.md");
+    let (head, rest) = doc.split_once(START).expect("the start marker");
+    let (_, tail) = rest.split_once(END).expect("the end marker");
+    let want = registry::reference();
+    let fresh = format!("{head}{START}{want}{END}{tail}");
+    if std::env::var_os("SIREN_BLESS").is_some() {
+        std::fs::write(&path, &fresh).expect("write docs/helpers.md");
+    }
+    assert!(
+        doc == fresh,
+        "docs/helpers.md is not the registry's reference; run SIREN_BLESS=1 cargo test --lib helper_reference"
+    );
 }

@@ -1,0 +1,419 @@
+//! Integration logs in the store (spec step 9): one entry per event an input made, its data,
+//! and the raw input, which is stored once however many entries one input makes (an
+//! Alertmanager notification of N alerts is N entries and one raw body).
+//!
+//! | key                                     | value                                          |
+//! |-----------------------------------------|------------------------------------------------|
+//! | `L` log id, chunk                       | the entry's summary (JSON, small: what a list shows) |
+//! | `V` log id, chunk                       | the entry's data (JSON), or what rebuilds it    |
+//! | `R` raw id, chunk                       | the raw input; the raw id is its first entry's id |
+//! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
+//! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE)           |
+//!
+//! A list reads only `L` (no data parsed, no e-mail rebuilt); one entry's detail reads all.
+//! Entries written before this layout keep their data inside `L`, their raw input under their
+//! own id, and an 8-byte `I` value; they read as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::alerts::{Outcome, put_chunks};
+use super::txn::Writes;
+use super::{Error, Page, Store, chunk_prefix, read_chunks, rfc3339, u64_at, unix_ms};
+
+pub(super) const LOG: u8 = b'L';
+pub(super) const DATA: u8 = b'V';
+pub(super) const RAW: u8 = b'R';
+pub(super) const RAW_REFS: u8 = b'C';
+pub(super) const INDEX: u8 = b'I';
+
+/// A log entry's summary is cut to this many characters.
+const MAX_SUMMARY_CHARS: usize = 200;
+
+/// Where an input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Smtp,
+    Http,
+}
+
+/// One integration log entry as a list shows it (spec "Log JSON" without `data`, plus
+/// `summary`: the subject or title of the input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogSummary {
+    pub id: String,
+    pub integration: String,
+    pub received_at: String,
+    pub source: Source,
+    pub remote_addr: String,
+    pub size: u64,
+    #[serde(default)]
+    pub summary: String,
+    pub outcome: Option<Outcome>,
+    pub alert_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One integration log entry with its data (spec "Log JSON"), as `GET /api/v1/logs/{id}`
+/// serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    #[serde(flatten)]
+    pub summary: LogSummary,
+    pub data: serde_json::Value,
+}
+
+/// What an e-mail log entry's `data` is rebuilt from when it is read, instead of being stored:
+/// the raw message (stored anyway), parsed again with the envelope it arrived with, then the
+/// routing's part. Parsing is a pure function of these, so the rebuilt data is what the
+/// pipeline saw; storing the message once instead of three times (raw, `message`, `text`)
+/// halves what each e-mail writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailSource {
+    /// The envelope as the message was parsed with (every recipient).
+    pub envelope: crate::email::Envelope,
+    /// The recipients routed to this entry's integration.
+    pub rcpt_to: Vec<String>,
+    pub tag: Option<String>,
+    /// The index of the e-mail rule that matched.
+    pub rule: Option<usize>,
+}
+
+impl EmailSource {
+    /// The e-mail data of the entry whose raw message is `raw`.
+    pub fn rebuild(&self, raw: &[u8]) -> serde_json::Value {
+        let mut data = crate::email::parse(raw, self.envelope.clone());
+        data.tag = self.tag.clone();
+        data.envelope.rcpt_to = self.rcpt_to.clone();
+        data.rule = self.rule;
+        serde_json::to_value(&data).unwrap_or_default()
+    }
+}
+
+/// A log entry to write; the writer assigns its id.
+#[derive(Debug, Clone)]
+pub struct NewLog {
+    pub integration: String,
+    pub received_at: SystemTime,
+    pub source: Source,
+    pub remote_addr: String,
+    pub data: serde_json::Value,
+    /// The alert change the input asks for; the writer decides the outcome.
+    pub alert: Option<super::AlertRequest>,
+    /// The outcome when there is no alert request (e.g. `rejected`).
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    /// The input as received. Entries of one commit that share it (the same `Arc`) store it
+    /// once.
+    pub raw: Arc<[u8]>,
+    /// For e-mail: what rebuilds `data` from `raw`, which is then not stored.
+    pub email: Option<EmailSource>,
+}
+
+/// The summary as stored: [`LogSummary`] and the id of the raw input, when not the entry's.
+#[derive(Serialize, Deserialize)]
+struct StoredSummary {
+    #[serde(flatten)]
+    summary: LogSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw: Option<u64>,
+    /// Entries written before `V` existed keep their data here.
+    #[serde(default, skip_serializing)]
+    data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    email: Option<EmailSource>,
+}
+
+/// An entry's data as stored under `V`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoredData {
+    Data(serde_json::Value),
+    Email(EmailSource),
+}
+
+fn corrupt(what: &str, id: u64) -> impl FnOnce(serde_json::Error) -> Error + '_ {
+    move |source| Error::Corrupt {
+        key: format!("{what} {id}"),
+        source,
+    }
+}
+
+fn index_prefix(integration: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(integration.len() + 10);
+    k.push(INDEX);
+    k.extend_from_slice(integration.as_bytes());
+    k.push(0);
+    k
+}
+
+pub(super) fn index_key(integration: &str, id: u64) -> Vec<u8> {
+    let mut k = index_prefix(integration);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn refs_key(raw: u64) -> [u8; 9] {
+    chunk_prefix(RAW_REFS, raw)
+}
+
+/// One `I` key of an integration: the entry, when it was received, and its raw input's id.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Indexed {
+    pub id: u64,
+    pub received_ms: u64,
+    pub raw: u64,
+}
+
+/// Ids of one integration's log entries, oldest first, with their received time.
+pub(super) fn index(
+    tree: &sled::Tree,
+    integration: &str,
+) -> impl DoubleEndedIterator<Item = Result<Indexed, Error>> + use<> {
+    let plen = index_prefix(integration).len();
+    tree.scan_prefix(index_prefix(integration)).map(move |kv| {
+        let (k, v) = kv?;
+        let id = u64_at(&k[plen..]);
+        let raw = if v.len() >= 16 { u64_at(&v[8..]) } else { id };
+        Ok(Indexed {
+            id,
+            received_ms: u64_at(&v),
+            raw,
+        })
+    })
+}
+
+/// The number of log entries per integration (the count retention starts from).
+pub(super) fn counts(tree: &sled::Tree) -> Result<HashMap<String, usize>, Error> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for k in tree.scan_prefix([INDEX]).keys() {
+        let k = k?;
+        if let Some(end) = k.iter().position(|&b| b == 0) {
+            let name = String::from_utf8_lossy(&k[1..end]).into_owned();
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
+impl Store {
+    /// Log entries of one integration, newest first, starting after `cursor`: summaries only.
+    pub fn logs(
+        &self,
+        integration: &str,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<Page<LogSummary>, Error> {
+        let tree = self.tree()?;
+        let prefix = index_prefix(integration);
+        let end = match cursor {
+            Some(c) => index_key(integration, c),
+            None => {
+                let mut e = prefix.clone();
+                e.push(0xff);
+                e
+            }
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        for k in tree.range(prefix.clone()..end).keys().rev() {
+            let id = u64_at(&k?[prefix.len()..]);
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next: last.map(|l: u64| l.to_string()),
+                });
+            }
+            if let Some(stored) = stored_summary(&tree, id)? {
+                items.push(stored.summary);
+                last = Some(id);
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    /// One log entry, with its data (an e-mail's rebuilt from its raw message).
+    pub fn log(&self, id: u64) -> Result<Option<LogEntry>, Error> {
+        let tree = self.tree()?;
+        let Some(stored) = stored_summary(&tree, id)? else {
+            return Ok(None);
+        };
+        let raw_id = stored.raw.unwrap_or(id);
+        let source = match read_chunks(&tree, DATA, id)? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(corrupt("log data", id))?),
+            None => None,
+        };
+        let data = match (source, stored.email, stored.data) {
+            (Some(StoredData::Email(email)), _, _) | (None, Some(email), _) => {
+                email.rebuild(&read_chunks(&tree, RAW, raw_id)?.unwrap_or_default())
+            }
+            (Some(StoredData::Data(data)), _, _) | (None, None, Some(data)) => data,
+            (None, None, None) => serde_json::Value::Null,
+        };
+        Ok(Some(LogEntry {
+            summary: stored.summary,
+            data,
+        }))
+    }
+
+    /// The raw input of a log entry, as received.
+    pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>, Error> {
+        let tree = self.tree()?;
+        let Some(stored) = stored_summary(&tree, id)? else {
+            return Ok(None);
+        };
+        read_chunks(&tree, RAW, stored.raw.unwrap_or(id))
+    }
+}
+
+fn stored_summary(tree: &sled::Tree, id: u64) -> Result<Option<StoredSummary>, Error> {
+    match read_chunks(tree, LOG, id)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(corrupt("log", id)),
+    }
+}
+
+/// The subject or title of an input's data, on one line and cut short, for lists.
+fn summary_of(data: &serde_json::Value) -> String {
+    let text = ["subject", "Title", "title"]
+        .iter()
+        .find_map(|k| data[*k].as_str())
+        .unwrap_or("");
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_SUMMARY_CHARS)
+        .collect()
+}
+
+/// Adds one log entry to the batch. `raw` is the id its raw input is stored under (its own id
+/// when it is the first of its input's entries, which then stores the raw input).
+pub(super) fn put_log(
+    writes: &mut Writes,
+    id: u64,
+    raw: u64,
+    log: &NewLog,
+    outcome: Option<Outcome>,
+    alert_id: Option<u64>,
+) -> Result<(), Error> {
+    let stored = StoredSummary {
+        summary: LogSummary {
+            id: id.to_string(),
+            integration: log.integration.clone(),
+            received_at: rfc3339(log.received_at),
+            source: log.source,
+            remote_addr: log.remote_addr.clone(),
+            size: log.raw.len() as u64,
+            summary: summary_of(&log.data),
+            outcome,
+            alert_id: alert_id.map(|a| a.to_string()),
+            error: log.error.clone(),
+        },
+        raw: (raw != id).then_some(raw),
+        data: None,
+        email: None,
+    };
+    let json = serde_json::to_vec(&stored).map_err(corrupt("log", id))?;
+    put_chunks(writes, LOG, id, &json);
+    let data = match &log.email {
+        Some(email) => serde_json::to_vec(&StoredData::Email(email.clone())),
+        None => serde_json::to_vec(&StoredData::Data(log.data.clone())),
+    }
+    .map_err(corrupt("log data", id))?;
+    put_chunks(writes, DATA, id, &data);
+    let mut value = [0; 16];
+    value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
+    value[8..].copy_from_slice(&raw.to_be_bytes());
+    writes.insert(index_key(&log.integration, id), value.to_vec());
+    Ok(())
+}
+
+/// Stores one input's raw bytes under `raw`, shared by `entries` log entries.
+pub(super) fn put_raw(writes: &mut Writes, raw: u64, bytes: &[u8], entries: u64) {
+    put_chunks(writes, RAW, raw, bytes);
+    if entries > 1 {
+        writes.insert(refs_key(raw).to_vec(), entries.to_be_bytes().to_vec());
+    }
+}
+
+/// Removes log entries within one batch, and each raw input once its last entry is gone.
+pub(super) struct Removal<'t> {
+    tree: &'t sled::Tree,
+    /// Entries left per raw input, as this batch leaves them.
+    refs: HashMap<u64, u64>,
+}
+
+impl<'t> Removal<'t> {
+    pub fn new(tree: &'t sled::Tree) -> Self {
+        Self {
+            tree,
+            refs: HashMap::new(),
+        }
+    }
+
+    pub fn remove(
+        &mut self,
+        writes: &mut Writes,
+        integration: &str,
+        entry: Indexed,
+    ) -> Result<(), Error> {
+        writes.remove(index_key(integration, entry.id));
+        for kind in [LOG, DATA] {
+            remove_chunks(self.tree, writes, kind, entry.id)?;
+        }
+        let left = match self.refs.get(&entry.raw) {
+            Some(&n) => n,
+            None => match self.tree.get(refs_key(entry.raw))? {
+                Some(v) => u64_at(&v),
+                None => 1,
+            },
+        }
+        .saturating_sub(1);
+        self.refs.insert(entry.raw, left);
+        if left == 0 {
+            remove_chunks(self.tree, writes, RAW, entry.raw)?;
+            writes.remove(refs_key(entry.raw).to_vec());
+        } else {
+            writes.insert(refs_key(entry.raw).to_vec(), left.to_be_bytes().to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// Removes every chunk of `kind` `id` that is in the tree.
+pub(super) fn remove_chunks(
+    tree: &sled::Tree,
+    writes: &mut Writes,
+    kind: u8,
+    id: u64,
+) -> Result<(), Error> {
+    for key in tree.scan_prefix(chunk_prefix(kind, id)).keys() {
+        writes.remove(key?.to_vec());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary_of;
+    use serde_json::json;
+
+    #[test]
+    fn a_summary_is_the_subject_or_title_on_one_line() {
+        assert_eq!(
+            summary_of(&json!({"subject": "Disk\r\n  full"})),
+            "Disk full"
+        );
+        assert_eq!(summary_of(&json!({"Title": "T", "title": "t"})), "T");
+        assert_eq!(summary_of(&json!({"title": "t"})), "t");
+        assert_eq!(summary_of(&json!({"other": 1})), "");
+        assert_eq!(summary_of(&json!({"subject": "x".repeat(500)})).len(), 200);
+    }
+}
