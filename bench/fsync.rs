@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("usage: fsync <directory> [writes] [bytes]"));
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: fsync <directory> [writes] [bytes]"),
+    );
     let writes: usize = args.next().map_or(2000, |n| n.parse().expect("writes"));
     let bytes: usize = args.next().map_or(2048, |n| n.parse().expect("bytes"));
     let path = dir.join("fsync-bench.dat");

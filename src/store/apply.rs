@@ -85,13 +85,15 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            let journal = super::journal::encode(&txn.batch);
             handles.tree.apply_batch(txn.batch.into_batch())?;
-            Ok(removed)
+            Ok((removed, journal))
         })();
         match result {
-            Ok(removed) => {
+            Ok((removed, journal)) => {
                 self.count_applied(added, removed);
                 Applied {
+                    journal,
                     results,
                     queued,
                     changes,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::journal::Journal;
 use super::writer::{Failing, State, open_data_file, sync_files};
 use super::{Error, logs, outbox};
 
@@ -110,6 +111,9 @@ impl State {
         let handles = self.store.handles()?;
         handles.tree.insert(PROBE_KEY, &[][..])?;
         sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
+        // The reopen replayed the journal into sled and that is synced now: start it afresh.
+        let journal = Journal::open(&self.store.path, &handles.db, &self.data_file)?;
+        self.journal = Arc::new(std::sync::Mutex::new(journal));
         self.counts = logs::counts(&handles.tree)?;
         self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;
         self.metrics.set_outbox_depth(self.outbox_depth);

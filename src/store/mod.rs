@@ -13,6 +13,7 @@
 mod alerts;
 mod apply;
 mod heal;
+mod journal;
 mod logs;
 mod outbox;
 mod retention;
@@ -163,6 +164,8 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
         source,
     })?;
     let tree = db.open_tree("siren")?;
+    // What the journal holds beyond sled's last checkpoint; the flush below makes it sled's.
+    journal::replay(path, &tree)?;
     db.flush()?;
     for file in ["db", "conf"] {
         if let Ok(f) = std::fs::File::open(path.join(file)) {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
 use super::txn::Writes;
-use super::writer::{State, sync_files};
+use super::writer::State;
 use super::{Error, u64_at, unix_ms};
 
 impl State {
@@ -80,10 +80,12 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            let record = super::journal::encode(&batch);
             tree.apply_batch(batch.into_batch())?;
             // In the tree now: the counts follow, whatever the sync says.
             self.count_applied(HashMap::new(), removed);
-            sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
+            let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            journal.append(&record, &handles.db, &self.data_file)?;
         }
         Ok(oldest_kept
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))

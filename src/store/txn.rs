@@ -58,6 +58,11 @@ impl Writes {
         self.ops.len()
     }
 
+    /// The writes in order (what the journal records).
+    pub fn ops(&self) -> &[(sled::IVec, Option<sled::IVec>)] {
+        &self.ops
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::journal::Journal;
 use super::outbox::{self, DeliveryState, Queued};
 use super::{Alert, Error, NewLog, Store, logs};
 use crate::config::{Live, LogsConfig};
@@ -247,8 +248,11 @@ impl Writer {
             deadline_moved: Arc::new(Notify::new()),
             unwritable: Arc::new(Mutex::new(None)),
         };
+        let data_file = Arc::new(open_data_file(&store)?);
+        let journal = Journal::open(&store.path, &store.handles()?.db, &data_file)?;
         let state = State {
-            data_file: Arc::new(open_data_file(&store)?),
+            data_file,
+            journal: Arc::new(Mutex::new(journal)),
             store,
             retention,
             counts,
@@ -300,6 +304,8 @@ pub(super) struct Applied {
     pub changes: Vec<(String, AlertChange)>,
     pub started: Instant,
     pub earliest: Option<u64>,
+    /// The group's writes as a journal record: durable once its sync returns.
+    pub journal: Vec<u8>,
     /// Set when the group as a whole could not be applied (nothing of it is in the tree).
     pub failed: Option<Error>,
 }
@@ -340,6 +346,7 @@ impl Applied {
             changes: Vec::new(),
             started,
             earliest: None,
+            journal: Vec::new(),
             failed: Some(e),
         }
     }
@@ -355,6 +362,8 @@ pub(super) struct Failing {
 pub(super) struct State {
     pub store: Store,
     pub data_file: Arc<File>,
+    /// Where each group is made durable (sled is flushed behind it).
+    pub journal: Arc<Mutex<Journal>>,
     pub retention: LogsConfig,
     pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
@@ -474,12 +483,12 @@ impl State {
                 let synced = f.sync.await;
                 self.finish(f.applied, f.replies, flatten(synced));
             }
-            if let Some(applied) = applied {
+            if let Some(mut applied) = applied {
                 if applied.failed.is_some() || self.failing.is_some() {
                     self.finish(applied, group.replies, Ok(()));
                 } else {
                     in_flight = Some(InFlight {
-                        sync: self.spawn_sync(),
+                        sync: self.spawn_sync(std::mem::take(&mut applied.journal)),
                         applied,
                         replies: group.replies,
                     });
@@ -543,10 +552,14 @@ impl State {
         }
     }
 
-    fn spawn_sync(&self) -> JoinHandle<Result<(), Error>> {
+    /// Appends the group's record to the journal and syncs it (one `fdatasync`).
+    fn spawn_sync(&self, record: Vec<u8>) -> JoinHandle<Result<(), Error>> {
         let handles = self.store.handles();
-        let (file, path) = (self.data_file.clone(), self.store.path.join("db"));
-        tokio::task::spawn_blocking(move || sync_files(&handles?.db, &file, &path))
+        let (file, journal) = (self.data_file.clone(), self.journal.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+            journal.append(&record, &handles?.db, &file)
+        })
     }
 
     /// Answers a group once its sync returned (or it could not be applied): every waiting

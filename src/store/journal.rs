@@ -1,0 +1,285 @@
+//! Siren's own write-ahead journal in front of sled: a group commit's writes are appended to a
+//! preallocated file and made durable with one `pwrite` and one `fdatasync`; sled gets the same
+//! batch in memory and is flushed behind it at checkpoints; opening the store replays whatever
+//! the last checkpoint may not have covered. See ARCHITECTURE.md, "Durability".
+//!
+//! Two files, `journal-0` and `journal-1`; appends go to the active one. A file's content is the
+//! run of records from offset 0 whose sequence numbers follow each other and whose checksums
+//! hold; each record starts on a 4 KiB boundary (no page is written twice). When the active
+//! file passes [`SWITCH`] bytes and the last checkpoint succeeded, appends move to the other
+//! file (whose records that checkpoint covered) and a new checkpoint (sled's `flush()` and an
+//! `fdatasync` of its data file) starts in the background for the file left behind.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::Error;
+use super::txn::Writes;
+use super::writer::sync_files;
+
+/// Bytes appended to one file before appends move to the other (and a checkpoint starts).
+const SWITCH: u64 = 4 << 20;
+/// Each file is preallocated with written blocks, so that an append changes no metadata.
+const PREALLOCATE: u64 = 6 << 20;
+const ALIGN: u64 = 4096;
+const MAGIC: u32 = 0x5349_524a; // "SIRJ"
+/// Record header: magic, sequence number, payload length, CRC-32 of sequence and payload.
+const HEADER: usize = 4 + 8 + 4 + 4;
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const FAILED: u8 = 2;
+
+fn file_path(dir: &Path, n: usize) -> PathBuf {
+    dir.join(format!("journal-{n}"))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A group's writes as a journal payload: per write, a tag (1 insert, 0 remove), the key's
+/// length (u32 LE) and bytes, and for an insert the value's length and bytes.
+pub(super) fn encode(writes: &Writes) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in writes.ops() {
+        out.push(u8::from(value.is_some()));
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        if let Some(v) = value {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+    out
+}
+
+/// The sled batch a payload stands for; `None` if it does not parse (it then was not written).
+fn decode(mut p: &[u8]) -> Option<sled::Batch> {
+    fn take<'a>(p: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (a, b) = (p.get(..n)?, p.get(n..)?);
+        *p = b;
+        Some(a)
+    }
+    fn len(p: &mut &[u8]) -> Option<usize> {
+        Some(u32::from_le_bytes(take(p, 4)?.try_into().ok()?) as usize)
+    }
+    let mut batch = sled::Batch::default();
+    while !p.is_empty() {
+        let tag = take(&mut p, 1)?[0];
+        let n = len(&mut p)?;
+        let key = take(&mut p, n)?;
+        if tag == 1 {
+            let n = len(&mut p)?;
+            batch.insert(key, take(&mut p, n)?);
+        } else {
+            batch.remove(key);
+        }
+    }
+    Some(batch)
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// The valid run of records of one file: (sequence number, payload), in order.
+fn read_run(path: &Path) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = bytes.get(at..at + HEADER) {
+        let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
+        let (len, crc) = (word(12) as usize, word(16));
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        let follows = out.last().is_none_or(|(last, _)| seq == last + 1);
+        if word(0) != MAGIC || !follows || checksum(seq, payload) != crc {
+            break;
+        }
+        out.push((seq, payload.to_vec()));
+        at = (at + HEADER + len).next_multiple_of(ALIGN as usize);
+    }
+    Ok(out)
+}
+
+/// Applies, in order, every record of both files to `tree` (at open, before anything else
+/// reads or writes it). Records that sled already holds are applied again: each is a set of
+/// whole-key writes, so replaying from any point at or before the last checkpoint, in order,
+/// ends in the state after the last record. The caller flushes sled afterwards.
+pub(super) fn replay(dir: &Path, tree: &sled::Tree) -> Result<usize, Error> {
+    let mut runs = [read_run(&file_path(dir, 0))?, read_run(&file_path(dir, 1))?];
+    runs.sort_by_key(|r| r.first().map_or(0, |(seq, _)| *seq));
+    let mut applied = 0;
+    for (_, payload) in runs.into_iter().flatten() {
+        if let Some(batch) = decode(&payload) {
+            tree.apply_batch(batch)?;
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// The writer's journal: the two files, where the next record goes, and the checkpoint.
+pub(super) struct Journal {
+    dir: PathBuf,
+    files: [File; 2],
+    active: usize,
+    offset: u64,
+    seq: u64,
+    checkpoint: Arc<AtomicU8>,
+}
+
+impl Journal {
+    /// Opens (creating and preallocating) both files and empties them, after making sled
+    /// (`db`, data file `data_file`) durable: call it only on a store whose [`replay`] ran, so
+    /// that sled holds every record.
+    pub(super) fn open(dir: &Path, db: &sled::Db, data_file: &File) -> Result<Journal, Error> {
+        sync_files(db, data_file, &dir.join("db"))?;
+        let mut files = Vec::new();
+        for n in 0..2 {
+            let path = file_path(dir, n);
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io(&path))?;
+            let len = f.metadata().map_err(io(&path))?.len();
+            if len < PREALLOCATE {
+                let zeros = vec![0u8; 1 << 20];
+                let mut at = len;
+                while at < PREALLOCATE {
+                    f.write_all_at(&zeros, at).map_err(io(&path))?;
+                    at += zeros.len() as u64;
+                }
+            }
+            // No record from an earlier run may read as the start of this one's.
+            f.write_all_at(&[0u8; HEADER], 0).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            files.push(f);
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        let files: [File; 2] = files.try_into().expect("two files");
+        Ok(Journal {
+            dir: dir.to_owned(),
+            files,
+            active: 0,
+            offset: 0,
+            seq: 1,
+            checkpoint: Arc::new(AtomicU8::new(IDLE)),
+        })
+    }
+
+    /// Appends one group's payload and makes it durable; may switch files and start a
+    /// checkpoint of `db` (whose data file is `data_file`) for the file left behind.
+    pub(super) fn append(
+        &mut self,
+        payload: &[u8],
+        db: &sled::Db,
+        data_file: &Arc<File>,
+    ) -> Result<(), Error> {
+        let path = file_path(&self.dir, self.active);
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&MAGIC.to_le_bytes());
+        record.extend_from_slice(&self.seq.to_le_bytes());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&checksum(self.seq, payload).to_le_bytes());
+        record.extend_from_slice(payload);
+        // Pad to the boundary so that the next record starts on a page of its own.
+        record.resize(record.len().next_multiple_of(ALIGN as usize), 0);
+        let file = &self.files[self.active];
+        file.write_all_at(&record, self.offset).map_err(io(&path))?;
+        file.sync_data().map_err(io(&path))?;
+        self.offset += record.len() as u64;
+        self.seq += 1;
+        if self.offset >= SWITCH {
+            self.maybe_switch(db, data_file);
+        }
+        Ok(())
+    }
+
+    /// Moves appends to the other file once the checkpoint that covers it is done, and starts
+    /// the checkpoint for this one. After a failed checkpoint, first a new one (covering both
+    /// files), and the switch at a later append.
+    fn maybe_switch(&mut self, db: &sled::Db, data_file: &Arc<File>) {
+        let state = self.checkpoint.load(Ordering::Acquire);
+        if state == RUNNING {
+            return; // the file grows a little past SWITCH meanwhile
+        }
+        if state == IDLE {
+            self.active = 1 - self.active;
+            self.offset = 0;
+        }
+        self.checkpoint.store(RUNNING, Ordering::Release);
+        let (db, file, flag) = (db.clone(), data_file.clone(), self.checkpoint.clone());
+        let path = self.dir.join("db");
+        std::thread::spawn(move || {
+            let done = match sync_files(&db, &file, &path) {
+                Ok(()) => IDLE,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal checkpoint failed; trying again");
+                    FAILED
+                }
+            };
+            flag.store(done, Ordering::Release);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_or_stale_records_end_the_run_and_replay_restores_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("s"))
+            .open()
+            .unwrap();
+        let data = Arc::new(File::open(dir.path().join("s/db")).unwrap());
+        let mut journal = Journal::open(dir.path(), &db, &data).unwrap();
+        let mut w = Writes::default();
+        w.insert(&b"a"[..], &b"1"[..]);
+        w.insert(&b"b"[..], &b"2"[..]);
+        journal.append(&encode(&w), &db, &data).unwrap();
+        let mut w = Writes::default();
+        w.remove(&b"a"[..]);
+        w.insert(&b"c"[..], vec![7u8; 10_000]);
+        journal.append(&encode(&w), &db, &data).unwrap();
+        // A torn third record: its checksum fails, the run ends before it.
+        let f = &journal.files[0];
+        f.write_all_at(&MAGIC.to_le_bytes(), journal.offset)
+            .unwrap();
+        assert_eq!(read_run(&file_path(dir.path(), 0)).unwrap().len(), 2);
+        let tree = sled::Config::new().temporary(true).open().unwrap();
+        tree.insert(b"a", &b"old"[..]).unwrap();
+        assert_eq!(replay(dir.path(), &tree).unwrap(), 2);
+        assert_eq!(tree.get(b"a").unwrap(), None);
+        assert_eq!(tree.get(b"b").unwrap().unwrap(), &b"2"[..]);
+        assert_eq!(tree.get(b"c").unwrap().unwrap().len(), 10_000);
+        // Opening again empties both files.
+        drop(journal);
+        let _journal = Journal::open(dir.path(), &db, &data).unwrap();
+        assert_eq!(read_run(&file_path(dir.path(), 0)).unwrap().len(), 0);
+    }
+}
