@@ -163,7 +163,10 @@ impl Journal {
                 .map_err(io(&path))?;
             let len = f.metadata().map_err(io(&path))?.len();
             if len < PREALLOCATE {
-                let zeros = vec![0u8; 1 << 20];
+                // Page by page: written in larger pieces, the page cache keeps the file in large
+                // folios, and every later 4 KiB append then counts (and is written back) as a
+                // whole folio: 262 KiB of write_bytes per 2 KiB message, measured.
+                let zeros = [0u8; ALIGN as usize];
                 let mut at = len;
                 while at < PREALLOCATE {
                     f.write_all_at(&zeros, at).map_err(io(&path))?;
