@@ -29,6 +29,7 @@ fn request(n: u64, tp: &str) -> NewLog {
             urgency: Urgency::High,
             aggregate: Some(Duration::from_secs(3600)),
             auto_resolve: Some(Duration::from_secs(4 * 3600)),
+            fold: Default::default(),
         }),
         outcome: None,
         error: None,

@@ -262,6 +262,7 @@ fn new_log(n: u64, action: Action) -> NewLog {
             urgency: i.urgency,
             aggregate: i.aggregate,
             auto_resolve: None,
+            fold: Default::default(),
         }),
         outcome: None,
         error: None,

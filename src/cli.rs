@@ -112,7 +112,17 @@ pub fn inject(config: &Config, file: &Path, integration: Option<&str>) -> anyhow
     Ok(())
 }
 
-fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+/// `siren check-config --explain ID`: prints what integration `id` does ([`config::explain`]).
+///
+/// [`config::explain`]: crate::config::explain
+pub fn explain(config: &Config, id: &str) -> anyhow::Result<()> {
+    let text = crate::config::explain(config, id)
+        .with_context(|| format!("no integration \"{id}\" in the configuration"))?;
+    print!("{text}");
+    Ok(())
+}
+
+pub(crate) fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -124,7 +134,7 @@ fn list(v: &Value) -> &[Value] {
 }
 
 /// Percent-encodes a query or path value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -153,11 +163,30 @@ impl Api {
         }
     }
 
+    /// The daemon's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+        self.request(method, path, None).await
+    }
+
+    /// Calls the API with `body` as JSON, if any; answers the JSON body of a success, else
+    /// fails with the status and the API's `error`.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.client.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
         }
         let resp = req
             .send()
@@ -224,11 +253,7 @@ pub fn log_table(logs: &[Value]) -> String {
     ]];
     for l in logs {
         let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-        let data = &l["data"];
-        let subject = ["subject", "Title", "title"]
-            .iter()
-            .find_map(|k| data[*k].as_str())
-            .unwrap_or("");
+        let subject = l["summary"].as_str().unwrap_or("");
         rows.push([
             s(&l["id"]),
             s(&l["received_at"]),
@@ -241,7 +266,7 @@ pub fn log_table(logs: &[Value]) -> String {
     table(&rows)
 }
 
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

@@ -124,12 +124,35 @@ pub struct Integration {
     pub title: String,
     pub description: String,
     pub token: Option<String>,
-    /// `email` only: tried in order, the first match decides the action (`adapt::email`).
+    /// `email` only: tried in order, the first match decides the action (`adapt::email`). The
+    /// integration's own rules come first, then its preset's.
     pub rules: Vec<Rule>,
+    /// `email` only: the sender preset whose rules follow the own ones in `rules`.
+    pub preset: Option<Preset>,
+    /// How many of `rules` are the integration's own (the rest are the preset's).
+    pub own_rules: usize,
+    /// `email` only: take auto-replies and delivery reports as alerts instead of ignoring
+    /// them (`adapt::guard`).
+    pub accept_auto_replies: bool,
     /// `email` only: `spam_header` and `spam_pass`.
     pub spam: Option<SpamCheck>,
     /// `alertmanager` only.
     pub group_by: GroupBy,
+    /// With `aggregate`: the template whose rendering the title window compares instead of
+    /// the title.
+    pub aggregate_key: Option<String>,
+    /// With `aggregate`: mask numbers, ids, addresses and times in the key first (`normalize`).
+    pub normalize: bool,
+    /// Past this rate, new alerts fold into one storm alert.
+    pub storm: Option<Storm>,
+}
+
+/// `storm = { alerts = 50, within = "1m" }`: more than `alerts` new alerts within `within`
+/// is a storm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storm {
+    pub alerts: usize,
+    pub within: Duration,
 }
 
 impl Integration {
@@ -151,6 +174,58 @@ impl Integration {
             rules: Vec::new(),
             spam: None,
             group_by: GroupBy::Alert,
+            preset: None,
+            own_rules: 0,
+            accept_auto_replies: false,
+            aggregate_key: None,
+            normalize: false,
+            storm: None,
+        }
+    }
+}
+
+/// A sender whose default mail format Siren knows (`preset`): it brings the rules and
+/// templates for that format, defined in `config/presets/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    Nagios,
+    Icinga2,
+    Zabbix,
+    Monit,
+    Alertmanager,
+    Grafana,
+    Cron,
+    Smartd,
+    Apcupsd,
+}
+
+impl Preset {
+    /// Every preset, in the order the documentation lists them.
+    pub const ALL: [Preset; 9] = [
+        Preset::Nagios,
+        Preset::Icinga2,
+        Preset::Zabbix,
+        Preset::Monit,
+        Preset::Alertmanager,
+        Preset::Grafana,
+        Preset::Cron,
+        Preset::Smartd,
+        Preset::Apcupsd,
+    ];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Nagios => "nagios",
+            Preset::Icinga2 => "icinga2",
+            Preset::Zabbix => "zabbix",
+            Preset::Monit => "monit",
+            Preset::Alertmanager => "alertmanager",
+            Preset::Grafana => "grafana",
+            Preset::Cron => "cron",
+            Preset::Smartd => "smartd",
+            Preset::Apcupsd => "apcupsd",
         }
     }
 }
@@ -210,10 +285,28 @@ impl PartialEq for Matcher {
     }
 }
 
-/// A compiled e-mail rule: every matcher must match; then `action` applies. At most one
-/// matcher has the `id` group (checked at load).
+/// A compiled e-mail rule: every matcher must match; then `action` applies. The third-party
+/// id is `id` expanded over the matchers' named groups when the rule has one; else the `id`
+/// group, which at most one matcher has (both checked at load).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub matchers: Vec<Matcher>,
     pub action: RuleAction,
+    pub id: Option<IdTemplate>,
+}
+
+/// A rule's `id` key (`"$host/$service"`): text and the names of groups whose matches replace
+/// them, so that a third-party id can join several groups, or add text no input carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTemplate {
+    /// As written in the configuration.
+    pub source: String,
+    pub parts: Vec<IdPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdPart {
+    Text(String),
+    /// The match of the named group (empty when it did not take part).
+    Group(String),
 }

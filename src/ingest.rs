@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::domain::{Action, Integration, IntegrationType};
 use crate::email::{self, EmailData, Envelope};
 use crate::route::{Route, Routes};
-use crate::store::{self, AlertRequest, EmailSource, NewLog, Receipt, Source, WriterHandle};
+use crate::store::{self, AlertRequest, EmailSource, Fold, NewLog, Receipt, Source, WriterHandle};
 use crate::template::{DESCRIPTION_MAX, Rendered};
 
 /// Messages larger than this are parsed on the blocking pool, off the session's worker.
@@ -40,34 +40,48 @@ pub async fn email(
             .await
             .map_err(|_| store::Error::Stopped)?
     };
-    let logs = routes
+    let input = Input {
+        source: Source::Smtp,
+        remote_addr,
+        received_at,
+        raw,
+    };
+    let logs = email_logs(config, &envelope, &data, routes, &input);
+    writer.commit(logs).await
+}
+
+/// The log entries of one parsed message (`data`, from `envelope`), one per route: adapted,
+/// rendered, ready for the writer. `siren replay` builds them the same way.
+pub fn email_logs(
+    config: &Config,
+    envelope: &Envelope,
+    data: &EmailData,
+    routes: &[(Route, Vec<String>)],
+    input: &Input,
+) -> Vec<NewLog> {
+    routes
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
+            let event = adapt_email(config, integration, data, route, rcpts);
             let email = EmailSource {
                 envelope: envelope.clone(),
                 rcpt_to: rcpts.clone(),
                 tag: route.tag.clone(),
                 rule: event.rule,
             };
-            let input = Input {
-                source: Source::Smtp,
-                remote_addr: remote_addr.clone(),
-                received_at,
-                raw: raw.clone(),
-            };
-            let mut log = event_log(config, integration, &input, event, data.parse_error.clone());
+            let mut log = event_log(config, integration, input, event, data.parse_error.clone());
             log.email = Some(email);
             log
         })
-        .collect();
-    writer.commit(logs).await
+        .collect()
 }
 
 /// Stage 4 for one route of a message: the data as the integration sees it (the route's tag,
-/// only its recipients), adapted by the integration's rules.
+/// only its recipients), adapted by the integration's rules; mail the loop and auto-reply
+/// guard stops is an `other` event (logged as `ignored`) with the guard's reason.
 fn adapt_email(
+    config: &Config,
     integration: &Integration,
     data: &EmailData,
     route: &Route,
@@ -76,7 +90,11 @@ fn adapt_email(
     let mut data = data.clone();
     data.tag = route.tag.clone();
     data.envelope.rcpt_to = rcpts.to_vec();
-    adapt::email::adapt(data, integration)
+    let hostname = &config.smtp.hostname;
+    match adapt::guard::check(&data, hostname, integration.accept_auto_replies) {
+        Some(reason) => adapt::guard::ignored(data, reason),
+        None => adapt::email::adapt(data, integration),
+    }
 }
 
 /// Where an input came from, shared by the log entries it makes.
@@ -95,7 +113,12 @@ pub fn event_log(
     event: Event,
     error: Option<String>,
 ) -> NewLog {
-    let (rendered, errors) = render(config, integration, &event, error, &input.raw);
+    let (rendered, mut errors) = render(config, integration, &event, error, &input.raw);
+    let fold = Fold {
+        key: aggregate_key(config, integration, &event, &rendered.title, &mut errors),
+        storm: integration.storm,
+        silence: None,
+    };
     NewLog {
         integration: integration.id.clone(),
         received_at: input.received_at,
@@ -110,6 +133,7 @@ pub fn event_log(
             urgency: event.urgency.unwrap_or(integration.urgency),
             aggregate: integration.aggregate,
             auto_resolve: integration.auto_resolve,
+            fold,
         }),
         data: event.data,
         outcome: None,
@@ -117,6 +141,40 @@ pub fn event_log(
         raw: input.raw.clone(),
         email: None,
     }
+}
+
+/// What the title window compares for a new alert, when not the title itself: the
+/// integration's `aggregate_key` rendered (the title when that fails; the reason joins
+/// `errors`), normalized with `normalize`.
+fn aggregate_key(
+    config: &Config,
+    integration: &Integration,
+    event: &Event,
+    title: &str,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let new_alert = matches!(event.action, Action::Create | Action::Drop);
+    if integration.aggregate.is_none() || !new_alert {
+        return None;
+    }
+    let key = match &integration.aggregate_key {
+        None if !integration.normalize => return None,
+        None => title.to_string(),
+        Some(_) => config
+            .templates
+            .render_key(integration, &event.data)
+            .unwrap_or_else(|e| {
+                errors.push(format!(
+                    "aggregate_key: {e}; the title was compared instead"
+                ));
+                title.to_string()
+            }),
+    };
+    Some(if integration.normalize {
+        crate::normalize::normalize(&key)
+    } else {
+        key
+    })
 }
 
 /// The title and description of an event, and every error on the way (`error` first, then
@@ -252,7 +310,7 @@ fn inject_email(
         .iter()
         .map(|(route, rcpts)| {
             let integration = &config.integrations[route.integration];
-            let event = adapt_email(integration, &data, route, rcpts);
+            let event = adapt_email(config, integration, &data, route, rcpts);
             (route.integration, event, data.parse_error.clone())
         })
         .collect())

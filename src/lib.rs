@@ -25,14 +25,18 @@ pub mod app; // builds the daemon and runs it until shutdown
 pub mod cli; // `siren alerts` / `siren logs`, a client of the HTTP API
 pub mod clock; // wall-clock time that follows tokio's paused clock in tests
 pub mod config; // the only place that reads TOML: raw -> validated `Config`, and `Live` reload
+pub mod console; // the web console: pages, login, CSRF, on the HTTP port
 pub mod deliver; // stage 8: destinations and their outbox workers
 pub mod domain; // the shared vocabulary at the bottom: urgency, action, alert events, integrations
 pub mod email; // stage 2: raw message -> sanitized e-mail data
 pub mod http; // webhook intake, alert API, health and metrics
 pub mod ingest; // accepted input -> adapt, render, one durable commit
 pub mod metrics; // the Prometheus registry
+pub mod normalize; // aggregation keys that survive noise: numbers, ids, addresses, times masked
+pub mod replay; // `siren replay`: stored inputs through a draft configuration, what would differ
 pub mod resolver; // stage 7: the auto-resolve timer
 pub mod route; // stage 3: recipient -> integration
+pub mod silence; // `siren silence`: maintenance windows, a client of the HTTP API
 pub mod smtp; // stage 1: the SMTP listener and sessions
 pub mod store; // stage 6: the only code that touches sled; the group-commit writer
 pub mod template; // stage 5: handlebars titles and descriptions, checked at load

@@ -44,7 +44,11 @@ enum Command {
     /// Run the daemon (the default).
     Run,
     /// Validate the configuration file and exit: 0 when valid, 2 with the reason otherwise.
-    CheckConfig,
+    CheckConfig {
+        /// Also print what integration ID does: templates and every rule, its preset's too.
+        #[arg(long, value_name = "ID")]
+        explain: Option<String>,
+    },
     /// List, show, acknowledge or resolve alerts on the running daemon.
     Alerts {
         #[command(subcommand)]
@@ -61,6 +65,11 @@ enum Command {
         #[arg(long)]
         integration: Option<String>,
     },
+    /// Run the stored inputs through this (draft) configuration and print what would differ;
+    /// nothing is written. Reads a running daemon's log through its API.
+    Replay(siren::replay::ReplayArgs),
+    /// Silence what matches for a while (maintenance), list or end silences, on the daemon.
+    Silence(siren::silence::SilenceArgs),
     /// Show the newest log entries of an integration on the running daemon.
     Logs {
         integration: String,
@@ -81,14 +90,14 @@ fn main() -> ExitCode {
         }
     };
     let done = match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
+        Command::CheckConfig { explain } => {
             println!(
                 "{}: ok ({} integrations, {} destinations)",
                 cli.config.display(),
                 config.integrations.len(),
                 config.destinations.len()
             );
-            Ok(())
+            explain.map_or(Ok(()), |id| cli::explain(&config, &id))
         }
         Command::Alerts { command, url } => cli::alerts(&config, command, url),
         Command::Inject { file, integration } => {
@@ -99,6 +108,8 @@ fn main() -> ExitCode {
             limit,
             url,
         } => cli::logs(&config, &integration, limit, url),
+        Command::Replay(args) => siren::replay::run(&config, args),
+        Command::Silence(args) => siren::silence::run(&config, args),
         Command::Run => {
             app::daemon::init_tracing(matches!(cli.log_format, LogFormat::Json));
             // SAFETY: still one thread; the runtime starts in `run`.

@@ -24,6 +24,13 @@ impl Routes {
     /// integration claims it, which at RCPT is a `550`.
     pub fn add(&mut self, router: &Router, to: &str) -> Option<&Route> {
         let route = router.route(to)?;
+        Some(self.push(route, to))
+    }
+
+    /// Records `to` under `route`, already looked up (the RCPT handler routes before mailin
+    /// accepts the command, and records after); answers the route the recipient joined, whose
+    /// tag is its first recipient's.
+    pub fn push(&mut self, route: Route, to: &str) -> &Route {
         let at = match self
             .0
             .iter()
@@ -38,7 +45,7 @@ impl Routes {
                 self.0.len() - 1
             }
         };
-        Some(&self.0[at].0)
+        &self.0[at].0
     }
 
     pub fn clear(&mut self) {

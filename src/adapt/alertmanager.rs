@@ -31,20 +31,36 @@ pub fn adapt(body: &Value, group_by: GroupBy) -> Result<Vec<Event>, AdaptError> 
         Some(_) => return Err(not_alertmanager("\"alerts\" must be an array")),
         None => return Err(not_alertmanager("it has no \"alerts\" array")),
     };
-    match payload.get("version") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(v)) if v.trim() == "4" => {}
-        Some(Value::Number(n)) if n.as_u64() == Some(4) => {}
-        Some(other) => {
-            return Err(AdaptError(format!(
-                "unsupported Alertmanager payload version {other}: only version \"4\" is supported"
-            )));
-        }
-    }
+    version(payload, 4, "Alertmanager")?;
     let group_status = payload.get("status").and_then(Value::as_str);
     if group_by == GroupBy::Group {
         return Ok(vec![adapt_group(payload)]);
     }
+    each_alert(alerts, |alert| adapt_alert(alert, payload, group_status))
+}
+
+/// Refuses a payload whose `version` is given and is not `expected` (as text or a number).
+pub(super) fn version(
+    payload: &Map<String, Value>,
+    expected: u64,
+    sender: &str,
+) -> Result<(), AdaptError> {
+    match payload.get("version") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(v)) if v.trim() == expected.to_string() => Ok(()),
+        Some(Value::Number(n)) if n.as_u64() == Some(expected) => Ok(()),
+        Some(other) => Err(AdaptError(format!(
+            "unsupported {sender} payload version {other}: only version \"{expected}\" is supported"
+        ))),
+    }
+}
+
+/// One event per element of `alerts`, each of which must be an object: the shape Alertmanager's
+/// and Grafana's unified alerting payloads share.
+pub(super) fn each_alert(
+    alerts: &[Value],
+    event: impl Fn(&Map<String, Value>) -> Event,
+) -> Result<Vec<Event>, AdaptError> {
     alerts
         .iter()
         .enumerate()
@@ -52,7 +68,7 @@ pub fn adapt(body: &Value, group_by: GroupBy) -> Result<Vec<Event>, AdaptError> 
             let alert = alert.as_object().ok_or_else(|| {
                 AdaptError(format!("alerts[{i}] must be a JSON object, not {alert}"))
             })?;
-            Ok(adapt_alert(alert, payload, group_status))
+            Ok(event(alert))
         })
         .collect()
 }
@@ -178,10 +194,14 @@ pub(super) fn non_empty(value: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// `key=value` for every label, sorted by key (a JSON map is), joined by `separator`.
+/// `key=value` for every label, sorted by key, joined by `separator`. Sorted here because
+/// JSON maps keep the sender's order (serde_json's `preserve_order`, for `JSONstringify`),
+/// and the id derived from it must not depend on that order.
 pub(super) fn label_list(labels: &Map<String, Value>, separator: &str) -> String {
-    labels
-        .iter()
+    let mut pairs: Vec<(&String, &Value)> = labels.iter().collect();
+    pairs.sort_by_key(|(key, _)| *key);
+    pairs
+        .into_iter()
         .map(|(key, value)| match value {
             Value::String(s) => format!("{key}={s}"),
             other => format!("{key}={other}"),

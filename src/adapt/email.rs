@@ -13,27 +13,62 @@
 //! message the verdict calls spam changes nothing (outcome `ignored`, the reason logged).
 
 use super::{Event, dedup_keys, random_id};
-use crate::domain::{Action, Field, ID_GROUP, Integration, Rule, SpamCheck};
+use crate::domain::{Action, Field, ID_GROUP, IdPart, IdTemplate, Integration, Rule, SpamCheck};
 use crate::email::EmailData;
 
-/// `None` when some matcher of `rule` does not match; else the captured id, when there is a
-/// non-empty one.
+/// `None` when some matcher of `rule` does not match; else the third-party id the rule makes,
+/// when it makes a non-empty one: its `id` key expanded over the matchers' named groups, or
+/// the match of the `id` group.
 fn apply(rule: &Rule, data: &EmailData) -> Option<Option<String>> {
     let mut id = None;
+    // With an `id` key: every named group's match, by name.
+    let mut groups: Vec<(String, String)> = Vec::new();
     for m in &rule.matchers {
         let value = field(data, &m.field)?;
-        if m.regex.capture_names().any(|n| n == Some(ID_GROUP)) {
-            let caps = m.regex.captures(&value)?;
+        let captures = match &rule.id {
+            Some(_) => m.regex.captures_len() > 1,
+            None => m.regex.capture_names().any(|n| n == Some(ID_GROUP)),
+        };
+        if !captures {
+            if !m.regex.is_match(&value) {
+                return None;
+            }
+            continue;
+        }
+        let caps = m.regex.captures(&value)?;
+        if rule.id.is_some() {
+            for name in m.regex.capture_names().flatten() {
+                let text = caps.name(name).map_or("", |g| g.as_str().trim());
+                groups.push((name.to_string(), text.to_string()));
+            }
+        } else {
             id = caps
                 .name(ID_GROUP)
                 .map(|g| g.as_str().trim())
                 .filter(|s| !s.is_empty())
                 .map(str::to_string);
-        } else if !m.regex.is_match(&value) {
-            return None;
         }
     }
+    if let Some(template) = &rule.id {
+        let expanded = expand(template, &groups);
+        id = Some(expanded.trim().to_string()).filter(|s| !s.is_empty());
+    }
     Some(id)
+}
+
+/// A rule's `id` key with each group replaced by its match (empty when it took no part).
+fn expand(template: &IdTemplate, groups: &[(String, String)]) -> String {
+    template
+        .parts
+        .iter()
+        .map(|part| match part {
+            IdPart::Text(text) => text.as_str(),
+            IdPart::Group(name) => groups
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str()),
+        })
+        .collect()
 }
 
 fn field<'a>(data: &'a EmailData, f: &Field) -> Option<std::borrow::Cow<'a, str>> {
@@ -130,7 +165,7 @@ fn thread_ids(data: &EmailData, thirdparty_id: &str) -> Vec<String> {
 }
 
 /// References[0], else In-Reply-To, else Message-ID, else a random id.
-fn default_id(data: &EmailData) -> String {
+pub(crate) fn default_id(data: &EmailData) -> String {
     data.references
         .first()
         .or(data.in_reply_to.as_ref())
@@ -359,6 +394,7 @@ mod tests {
                     regex: Regex::new(pattern).unwrap(),
                 }],
                 action: RuleAction::Resolve,
+                id: None,
             };
             assert_eq!(apply(&rule, &d).is_some(), *want, "{f:?} {pattern}");
         }

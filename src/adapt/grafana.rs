@@ -13,7 +13,9 @@
 
 use serde_json::{Map, Value};
 
-use super::alertmanager::{action, label_list, non_empty, title_and_description};
+use super::alertmanager::{
+    action, each_alert, label_list, non_empty, title_and_description, version,
+};
 use super::{AdaptError, Event, random_id, severity};
 use crate::domain::Action;
 
@@ -45,27 +47,9 @@ pub fn adapt(body: &Value) -> Result<Vec<Event>, AdaptError> {
 }
 
 fn unified(payload: &Map<String, Value>, alerts: &[Value]) -> Result<Vec<Event>, AdaptError> {
-    match payload.get("version") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(v)) if v.trim() == "1" => {}
-        Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
-        Some(other) => {
-            return Err(AdaptError(format!(
-                "unsupported Grafana payload version {other}: only version \"1\" is supported"
-            )));
-        }
-    }
+    version(payload, 1, "Grafana")?;
     let group_status = payload.get("status").and_then(Value::as_str);
-    alerts
-        .iter()
-        .enumerate()
-        .map(|(i, alert)| {
-            let alert = alert.as_object().ok_or_else(|| {
-                AdaptError(format!("alerts[{i}] must be a JSON object, not {alert}"))
-            })?;
-            Ok(unified_alert(alert, payload, group_status))
-        })
-        .collect()
+    each_alert(alerts, |alert| unified_alert(alert, payload, group_status))
 }
 
 fn unified_alert(

@@ -5,6 +5,9 @@ pub mod alertmanager;
 pub mod email;
 pub mod form;
 pub mod grafana;
+pub mod guard;
+#[cfg(test)]
+mod preset_tests;
 pub mod webhook;
 
 use crate::domain::{Action, Integration, IntegrationType, Urgency};

@@ -53,7 +53,7 @@ pub fn adapt(body: &Value) -> Result<Event, AdaptError> {
 }
 
 /// The value of `key`, matched ignoring case: the lower-case spelling wins, then the spelling
-/// given, then the first other spelling in key order.
+/// given, then the first other spelling in the order sent.
 fn lookup<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     object
         .get(&key.to_ascii_lowercase())

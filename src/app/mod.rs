@@ -188,18 +188,7 @@ impl App {
         stop.cancel();
         background.close();
         background.wait().await;
-        sessions.close();
-        if tokio::time::timeout(config.smtp.drain_timeout, sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = sessions.len(),
-                "drain deadline passed; closing the remaining sessions with 421"
-            );
-            abort.cancel();
-            sessions.wait().await;
-        }
+        drain(sessions, config.smtp.drain_timeout, abort).await;
         http_stop.cancel();
         let abort_http = http_task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(5), http_task)
@@ -213,6 +202,23 @@ impl App {
         writer.join().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Waits for the SMTP sessions up to `deadline`, then cancels `abort` (421 to the rest) and
+/// waits for them to close.
+async fn drain(sessions: TaskTracker, deadline: Duration, abort: CancellationToken) {
+    sessions.close();
+    if tokio::time::timeout(deadline, sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = sessions.len(),
+            "drain deadline passed; closing the remaining sessions with 421"
+        );
+        abort.cancel();
+        sessions.wait().await;
     }
 }
 

@@ -95,12 +95,30 @@ fn integration(
             .err("only alertmanager integrations group (\"alert\" or \"group\")"));
     }
     let spam = spam(at, r.kind, r.spam_header, r.spam_pass)?;
-    let rules = r
+    let mut rules: Vec<Rule> = r
         .rules
         .into_iter()
         .enumerate()
         .map(|(i, rule)| self::rule(&at.at("rules").item(i), rule))
         .collect::<Result<_, _>>()?;
+    let own_rules = rules.len();
+    if r.kind != IntegrationType::Email && r.accept_auto_replies.is_some() {
+        return Err(at
+            .at("accept_auto_replies")
+            .err("only email integrations receive auto-replies"));
+    }
+    let preset = super::presets::for_integration(&at.at("preset"), r.kind, r.preset)?;
+    let folding = super::folding::folding(at, aggregate, r.aggregate_key, r.normalize, r.storm)?;
+    let (default_title, default_description) = match &preset {
+        Some(p) => (
+            p.title.as_deref().unwrap_or(default_title),
+            p.description.as_deref().unwrap_or(default_description),
+        ),
+        None => (default_title, default_description),
+    };
+    if let Some(p) = &preset {
+        rules.extend(p.rules.iter().cloned());
+    }
     Ok(Integration {
         name: r.name.unwrap_or_else(|| r.id.clone()),
         id: r.id,
@@ -116,6 +134,12 @@ fn integration(
         rules,
         spam,
         group_by: r.group_by.unwrap_or_default(),
+        preset: r.preset,
+        own_rules,
+        accept_auto_replies: r.accept_auto_replies.unwrap_or(false),
+        aggregate_key: folding.aggregate_key,
+        normalize: folding.normalize,
+        storm: folding.storm,
     })
 }
 
@@ -154,8 +178,9 @@ fn spam(
 }
 
 /// Compiles one e-mail rule; errors name the rule (`integrations[ops].rules[1]`) and its key.
-fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
+pub(super) fn rule(at: &Key, mut r: RawRule) -> Result<Rule, ConfigError> {
     let action = r.action;
+    let id = r.id.take();
     let fields = fields(at, r)?;
     if fields.is_empty() {
         return Err(at.err(
@@ -168,7 +193,8 @@ fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
     for (name, field, pattern) in fields {
         let key = at.at(&name);
         let regex = crate::template::build_regex(&pattern).map_err(|e| key.err(e))?;
-        if regex.capture_names().any(|n| n == Some(ID_GROUP)) {
+        // With an `id` key, groups are named freely (checked by `rule_id`).
+        if id.is_none() && regex.capture_names().any(|n| n == Some(ID_GROUP)) {
             if let Some(first) = &id_name {
                 return Err(key.err(format!(
                     "has a (?P<id>…) group, and so has {first}; only one matcher of a rule may set the id"
@@ -178,7 +204,14 @@ fn rule(at: &Key, r: RawRule) -> Result<Rule, ConfigError> {
         }
         matchers.push(Matcher { field, regex });
     }
-    Ok(Rule { matchers, action })
+    let id = id
+        .map(|source| super::rule_id::parse(&at.at("id"), &source, &matchers))
+        .transpose()?;
+    Ok(Rule {
+        matchers,
+        action,
+        id,
+    })
 }
 
 /// A rule's matchers as (key below the rule, field, pattern), in the order they are tried.

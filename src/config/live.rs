@@ -1,6 +1,6 @@
 //! The configuration in force, and SIGHUP's reload: integrations, templates, address claims
-//! and destinations change as one unit; listeners, limits, the store and log retention need a
-//! restart, so their running values stay.
+//! and destinations change as one unit, and a renewed STARTTLS certificate is picked up;
+//! listeners, limits, the store and log retention need a restart, so their running values stay.
 
 use std::sync::Arc;
 
@@ -29,8 +29,19 @@ impl Live {
     /// whose new values were therefore not applied.
     pub fn reload(&self, new: Config) -> Vec<&'static str> {
         let old = self.get();
+        // A renewed certificate and key (certbot-style rotation) are put in force: each STARTTLS
+        // handshake takes them from here. Turning TLS on or off needs a restart.
+        let mut smtp = old.smtp.clone();
+        if old.smtp.tls.is_some()
+            && new.smtp.tls.is_some()
+            && old.smtp.tls_chain != new.smtp.tls_chain
+        {
+            smtp.tls = new.smtp.tls.clone();
+            smtp.tls_chain = new.smtp.tls_chain.clone();
+            tracing::info!("smtp TLS certificate and key reloaded");
+        }
         let kept = [
-            ("smtp", old.smtp == new.smtp),
+            ("smtp", smtp == new.smtp),
             ("http", old.http == new.http),
             ("store", old.store == new.store),
             ("logs", old.logs == new.logs),
@@ -39,7 +50,7 @@ impl Live {
         .filter_map(|(section, same)| (!same).then_some(section))
         .collect();
         self.0.store(Arc::new(Config {
-            smtp: old.smtp.clone(),
+            smtp,
             http: old.http.clone(),
             store: old.store.clone(),
             logs: old.logs.clone(),
@@ -101,8 +112,12 @@ mod tests {
                 "the new integrations are in force"
             );
         }
-        // A renewed certificate under the same file names needs a restart too.
+        // A renewed certificate under the same file names (certbot-style rotation) is put in
+        // force by the reload itself (issue 12): nothing is kept back.
         certificate(dir.path());
-        assert_eq!(live.reload(parse(dir.path(), tls)), ["smtp"]);
+        let renewed = parse(dir.path(), tls);
+        let chain = renewed.smtp.tls_chain.clone();
+        assert_eq!(live.reload(renewed), Vec::<&str>::new());
+        assert!(live.get().smtp.tls_chain == chain);
     }
 }

@@ -4,10 +4,14 @@
 //! default when a value is present but wrong. [`Live`] is the configuration in force.
 
 mod destinations;
+mod explain;
+mod folding;
 mod integrations;
 mod key;
 mod live;
+pub mod presets;
 mod raw;
+mod rule_id;
 mod smtp;
 mod validate;
 
@@ -23,6 +27,7 @@ use crate::domain::{AlertEvent, Integration};
 use crate::route::Router;
 use crate::template::Templates;
 
+pub use explain::explain;
 pub use live::Live;
 
 /// A configuration file that could not be used. Its message names the key and the rule.
@@ -102,6 +107,34 @@ pub struct SmtpConfig {
     pub users: Vec<SmtpUser>,
     /// MAIL needs a successful AUTH first (`530 5.7.0` otherwise).
     pub require_auth: bool,
+    pub limits: SmtpLimits,
+}
+
+/// What one SMTP client may cost: its share of the sessions, its error budgets, and the memory
+/// all messages in flight may hold together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpLimits {
+    /// Concurrent sessions from one client address (`421 4.7.0` past it).
+    pub max_sessions_per_client: usize,
+    /// New connections from one client address per minute; 0: no limit.
+    pub max_connection_rate_per_client: usize,
+    /// Addresses exempt from the two limits above (relays such as a local Postfix).
+    pub trusted_clients: Vec<ipnet::IpNet>,
+    /// Failed AUTH attempts in one session before `421 4.7.0`.
+    pub auth_errors_max: usize,
+    /// How long each failed AUTH attempt waits before its reply.
+    pub auth_errors_wait: Duration,
+    /// Failed AUTH attempts per minute from one client address across its sessions, after a
+    /// first burst of as many; past it AUTH gets `454 4.7.0`. 0: no limit.
+    pub max_auth_error_rate_per_client: usize,
+    /// Refused recipients in one session before `421 4.7.0`.
+    pub rcpt_errors_max: usize,
+    /// How long each refused recipient waits before its reply.
+    pub rcpt_errors_wait: Duration,
+    /// NOOP, RSET, VRFY, EXPN, HELP and ETRN between two accepted messages before `421 4.7.0`.
+    pub junk_commands_max: usize,
+    /// Message bytes all sessions may hold at once; past it DATA gets `452 4.3.1`.
+    pub max_inflight_bytes: usize,
 }
 
 /// Equal when every value is; TLS by its certificate chain (see `tls_chain`).
@@ -122,6 +155,7 @@ impl PartialEq for SmtpConfig {
             tls_chain,
             users,
             require_auth,
+            limits,
         } = self;
         *listen == other.listen
             && *hostname == other.hostname
@@ -146,6 +180,7 @@ impl PartialEq for SmtpConfig {
             && *tls_chain == other.tls_chain
             && *users == other.users
             && *require_auth == other.require_auth
+            && *limits == other.limits
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{AlertEvent, GroupBy, IntegrationType, RuleAction, Urgency};
+use crate::domain::{AlertEvent, GroupBy, IntegrationType, Preset, RuleAction, Urgency};
 
 use super::DestinationType;
 
@@ -45,6 +45,16 @@ pub(super) struct RawSmtp {
     pub tls_key: Option<PathBuf>,
     pub require_auth: bool,
     pub users: Vec<RawSmtpUser>,
+    pub max_sessions_per_client: i64,
+    pub max_connection_rate_per_client: i64,
+    pub trusted_clients: Vec<String>,
+    pub auth_errors_max: i64,
+    pub auth_errors_wait: String,
+    pub max_auth_error_rate_per_client: i64,
+    pub rcpt_errors_max: i64,
+    pub rcpt_errors_wait: String,
+    pub junk_commands_max: i64,
+    pub max_inflight_bytes: i64,
 }
 
 impl Default for RawSmtp {
@@ -63,6 +73,16 @@ impl Default for RawSmtp {
             tls_key: None,
             require_auth: false,
             users: Vec::new(),
+            max_sessions_per_client: 50,
+            max_connection_rate_per_client: 0,
+            trusted_clients: Vec::new(),
+            auth_errors_max: 3,
+            auth_errors_wait: "5s".into(),
+            max_auth_error_rate_per_client: 10,
+            rcpt_errors_max: 10,
+            rcpt_errors_wait: "1s".into(),
+            junk_commands_max: 100,
+            max_inflight_bytes: 256 << 20,
         }
     }
 }
@@ -107,7 +127,7 @@ impl Default for RawHttp {
             body_timeout: "30s".into(),
             body_min_rate: 1024,
             keepalive_timeout: "60s".into(),
-            max_connections: 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -168,6 +188,19 @@ pub(super) struct RawIntegration {
     pub spam_header: Option<String>,
     pub spam_pass: Option<String>,
     pub group_by: Option<GroupBy>,
+    pub preset: Option<Preset>,
+    pub accept_auto_replies: Option<bool>,
+    pub aggregate_key: Option<String>,
+    pub normalize: Option<bool>,
+    pub storm: Option<RawStorm>,
+}
+
+/// `storm = { alerts = 50, within = "1m" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorm {
+    pub alerts: i64,
+    pub within: String,
 }
 
 /// An e-mail rule, `[[integrations.rules]]`: regexes on fields, and what a match does.
@@ -181,6 +214,8 @@ pub(super) struct RawRule {
     pub text: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The third-party id built from the matchers' named groups (`"$host/$service"`).
+    pub id: Option<String>,
     pub action: RuleAction,
 }
 

@@ -3,14 +3,19 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 
 use super::key::Key;
 use super::raw::{RawSmtp, RawSmtpUser};
-use super::{ConfigError, SmtpConfig, SmtpUser};
+use super::{ConfigError, SmtpConfig, SmtpLimits, SmtpUser};
 
 pub(super) fn smtp(at: &Key, raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {
+    let max_message_size = at
+        .at("max_message_size")
+        .positive(raw.max_message_size, 1 << 30)?;
+    let limits = limits(at, &raw, max_message_size)?;
     let listen = listen(&at.at("listen"), &raw.listen)?;
     let hostname = raw.hostname.trim().to_string();
     if hostname.is_empty() || hostname.contains(char::is_whitespace) {
@@ -36,9 +41,7 @@ pub(super) fn smtp(at: &Key, raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {
     Ok(SmtpConfig {
         listen,
         hostname,
-        max_message_size: at
-            .at("max_message_size")
-            .positive(raw.max_message_size, 1 << 30)?,
+        max_message_size,
         max_recipients: at
             .at("max_recipients")
             .positive(raw.max_recipients, 100_000)?,
@@ -53,7 +56,87 @@ pub(super) fn smtp(at: &Key, raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {
         tls_chain: tls_chain.unwrap_or_default(),
         users,
         require_auth: raw.require_auth,
+        limits,
     })
+}
+
+/// The per-client shares, error budgets and in-flight budget.
+fn limits(at: &Key, raw: &RawSmtp, max_message_size: usize) -> Result<SmtpLimits, ConfigError> {
+    let inflight = at.at("max_inflight_bytes");
+    let max_inflight_bytes = inflight.positive(raw.max_inflight_bytes, 1 << 40)?;
+    if max_inflight_bytes < max_message_size {
+        return Err(inflight.err(format!(
+            "must be at least smtp.max_message_size ({max_message_size}), or no message of that size could be received"
+        )));
+    }
+    let trusted = at.at("trusted_clients");
+    Ok(SmtpLimits {
+        max_sessions_per_client: at
+            .at("max_sessions_per_client")
+            .positive(raw.max_sessions_per_client, 1_000_000)?,
+        max_connection_rate_per_client: zero_or_up_to(
+            &at.at("max_connection_rate_per_client"),
+            raw.max_connection_rate_per_client,
+            1_000_000,
+        )?,
+        trusted_clients: raw
+            .trusted_clients
+            .iter()
+            .map(|n| network(&trusted, n))
+            .collect::<Result<_, _>>()?,
+        auth_errors_max: at
+            .at("auth_errors_max")
+            .positive(raw.auth_errors_max, 1000)?,
+        auth_errors_wait: wait(&at.at("auth_errors_wait"), &raw.auth_errors_wait)?,
+        max_auth_error_rate_per_client: zero_or_up_to(
+            &at.at("max_auth_error_rate_per_client"),
+            raw.max_auth_error_rate_per_client,
+            1_000_000,
+        )?,
+        rcpt_errors_max: at
+            .at("rcpt_errors_max")
+            .positive(raw.rcpt_errors_max, 100_000)?,
+        rcpt_errors_wait: wait(&at.at("rcpt_errors_wait"), &raw.rcpt_errors_wait)?,
+        junk_commands_max: at
+            .at("junk_commands_max")
+            .positive(raw.junk_commands_max, 1_000_000)?,
+        max_inflight_bytes,
+    })
+}
+
+/// A count where 0 means "no limit".
+fn zero_or_up_to(at: &Key, v: i64, max: usize) -> Result<usize, ConfigError> {
+    if v >= 0 && (v as u64) <= max as u64 {
+        Ok(v as usize)
+    } else {
+        Err(at.err(format!(
+            "{v} is out of range; allowed: 0 (no limit) to {max}"
+        )))
+    }
+}
+
+/// A delay before an error reply: "0s" to "1m".
+fn wait(at: &Key, raw: &str) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d <= Duration::from_secs(60) => Ok(d),
+        Ok(_) => Err(at.err(format!("\"{raw}\" is out of range; allowed: 0s to 1m"))),
+        Err(e) => Err(at.err(format!(
+            "\"{raw}\" is not a duration ({e}); use e.g. \"0s\", \"1s\", \"5s\""
+        ))),
+    }
+}
+
+/// A CIDR network, or one address (as /32 or /128).
+fn network(at: &Key, raw: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            at.err(format!(
+                "\"{raw}\" is not an IP network; use e.g. \"127.0.0.1/32\", \"10.0.0.0/8\" or \"::1/128\""
+            ))
+        })
 }
 
 fn listen(at: &Key, raw: &[String]) -> Result<Vec<std::net::SocketAddr>, ConfigError> {

@@ -3,6 +3,7 @@
 
 use std::process::Stdio;
 
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -24,9 +25,12 @@ pub struct Sender {
 impl Sender {
     /// `hello`: the name Siren gives itself to SMTP smarthosts (EHLO) and in Message-IDs.
     pub fn new(hello: String) -> Self {
+        // No redirects: a destination is the URL configured, and a 3xx is its answer (a
+        // failure, retried), not an instruction to send the alert somewhere else.
         let http = reqwest::Client::builder()
             .user_agent(concat!("siren/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self { http, hello }
@@ -190,7 +194,12 @@ fn email(
         .from(mailbox(from)?)
         .subject(subject)
         .message_id(Some(format!("<siren-delivery-{id}@{hello}>")))
-        .references(format!("<siren-alert-{}@{hello}>", alert.id));
+        .references(format!("<siren-alert-{}@{hello}>", alert.id))
+        // A page that comes back (a bounce, a forward to an address Siren claims) is known by
+        // this header and ignored (adapt::guard); Auto-Submitted keeps vacation responders
+        // from answering it (RFC 3834).
+        .header(SirenLoop(hello.to_string()))
+        .header(AutoSubmitted);
     for t in to {
         builder = builder.to(mailbox(t)?);
     }
@@ -213,6 +222,42 @@ fn email(
             alert.description.clone(),
         ))
         .map_err(|e| format!("cannot build the e-mail: {e}"))
+}
+
+/// `X-Siren-Loop: <smtp.hostname>`.
+#[derive(Clone)]
+struct SirenLoop(String);
+
+impl Header for SirenLoop {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str(crate::adapt::guard::LOOP_HEADER)
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(SirenLoop(s.to_string()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `Auto-Submitted: auto-generated`.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
 }
 
 /// Runs `argv` (no shell) with `input` on stdin; success is exit status 0.

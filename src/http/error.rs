@@ -68,6 +68,9 @@ impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
         match e {
             store::Error::NoSuchAlert(id) => ApiError::NotFound(format!("no alert \"{id}\"")),
+            store::Error::NoSuchDeadLetter(id) => {
+                ApiError::NotFound(format!("no dead letter \"{id}\""))
+            }
             e @ store::Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
             e => ApiError::Store(e),
         }

@@ -5,6 +5,7 @@
 mod alerts;
 mod error;
 mod serve;
+mod silences;
 mod webhook;
 
 use std::sync::Arc;
@@ -48,6 +49,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/integrations/{id}/logs", get(integration_logs))
         .route("/api/v1/logs/{id}", get(log_detail))
         .route("/api/v1/deliveries", get(deliveries))
+        .route(
+            "/api/v1/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(silences::end),
+        )
+        .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -58,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/webhooks/{id}", post(webhook::receive))
         .merge(api)
+        .merge(crate::console::router(
+            state.live.clone(),
+            state.store.clone(),
+            state.writer.clone(),
+        ))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(error::log_errors))
@@ -220,6 +235,17 @@ async fn deliveries(
     Ok(Json(json!({ "deliveries": page.items, "next": page.next })))
 }
 
+/// Puts a dead letter back in the outbox, attempts reset and due now (through the writer).
+async fn retry_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no dead letter \"{id}\""));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    state.writer.retry(n, crate::clock::now()).await?;
+    Ok(Json(json!({ "id": id, "state": "pending" })))
+}
+
 async fn log_detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -233,7 +259,15 @@ async fn log_detail(
             .map_err(|_| ApiError::Store(store::Error::Stopped))??;
     let entry = entry.ok_or_else(not_found)?;
     let mut value = serde_json::to_value(entry).unwrap_or_default();
-    value["raw"] = Value::String(String::from_utf8_lossy(&raw.unwrap_or_default()).into_owned());
+    let raw = raw.unwrap_or_default();
+    value["raw"] = Value::String(String::from_utf8_lossy(&raw).into_owned());
+    // Input that is not UTF-8 (8-bit mail) also comes exactly, for `siren replay`.
+    if std::str::from_utf8(&raw).is_err() {
+        use base64::Engine as _;
+        value["raw_base64"] = base64::engine::general_purpose::STANDARD
+            .encode(&raw)
+            .into();
+    }
     Ok(Json(value))
 }
 

@@ -293,3 +293,38 @@ impl AsyncWrite for Tracked {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Limits, RESERVED_FDS};
+
+    fn http(max_connections: usize) -> crate::config::HttpConfig {
+        let text = format!("[http]\nmax_connections = {max_connections}\n");
+        crate::Config::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .http
+            .clone()
+    }
+
+    #[test]
+    fn http_connections_get_only_the_descriptors_smtp_and_the_store_leave() {
+        // Plenty of descriptors: the configured cap.
+        assert_eq!(
+            Limits::new(&http(4096), 1024, Some(1 << 20)).max_connections,
+            4096
+        );
+        // 1,500 descriptors, 1,024 SMTP sessions: HTTP gets what is left after the reserve.
+        let left = 1500 - 1024 - RESERVED_FDS;
+        assert_eq!(
+            Limits::new(&http(4096), 1024, Some(1500)).max_connections,
+            left
+        );
+        // Nothing left: one connection, so that /healthz can still be asked.
+        assert_eq!(
+            Limits::new(&http(4096), 1024, Some(1024)).max_connections,
+            1
+        );
+        // An unknown limit leaves the cap alone.
+        assert_eq!(Limits::new(&http(10), 1024, None).max_connections, 10);
+    }
+}

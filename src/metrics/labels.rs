@@ -35,10 +35,22 @@ pub enum SmtpRejection {
     AuthRequired,
     /// `535 5.7.8`: wrong user name or password.
     AuthFailed,
+    /// `421 4.7.0`: over `smtp.max_sessions_per_client`.
+    ClientSessions,
+    /// `421 4.7.0`: over `smtp.max_connection_rate_per_client`.
+    ClientRate,
+    /// `454 4.7.0`: AUTH while the client address is over `smtp.max_auth_error_rate_per_client`.
+    AuthThrottled,
+    /// `421 4.7.0`: past `smtp.junk_commands_max` NOOP/RSET/VRFY/HELP... commands.
+    JunkCommands,
+    /// A line that looks like HTTP (`GET `, `POST `, `CONNECT `...); the session is closed.
+    HttpCommand,
+    /// `452 4.3.1`: the messages in flight hold `smtp.max_inflight_bytes`.
+    Inflight,
 }
 
 impl SmtpRejection {
-    pub const ALL: [SmtpRejection; 15] = [
+    pub const ALL: [SmtpRejection; 21] = [
         Self::Size,
         Self::LineLength,
         Self::Recipients,
@@ -54,6 +66,12 @@ impl SmtpRejection {
         Self::EncryptionRequired,
         Self::AuthRequired,
         Self::AuthFailed,
+        Self::ClientSessions,
+        Self::ClientRate,
+        Self::AuthThrottled,
+        Self::JunkCommands,
+        Self::HttpCommand,
+        Self::Inflight,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +91,12 @@ impl SmtpRejection {
             Self::EncryptionRequired => "encryption_required",
             Self::AuthRequired => "auth_required",
             Self::AuthFailed => "auth_failed",
+            Self::ClientSessions => "client_sessions",
+            Self::ClientRate => "client_rate",
+            Self::AuthThrottled => "auth_throttled",
+            Self::JunkCommands => "junk_commands",
+            Self::HttpCommand => "http_command",
+            Self::Inflight => "inflight",
         }
     }
 }

@@ -112,12 +112,15 @@ impl Intake {
     }
 }
 
-/// SMTP sessions and AUTH, HTTP connections.
+/// SMTP sessions, AUTH and load (stress mode, message bytes in flight), HTTP connections.
 #[derive(Debug)]
 struct Sessions {
     open: Gauge,
     total: Counter,
     auth: Family<Labels2, Counter>,
+    stress: Gauge,
+    stress_entered: Counter,
+    inflight: Gauge,
     http_open: Gauge,
 }
 
@@ -146,6 +149,24 @@ impl Sessions {
                 auth.get_or_create_owned(&[("mechanism", mechanism), ("result", result)]);
             }
         }
+        let stress = add(
+            registry,
+            "smtp_stress",
+            "1 while SMTP sessions are over 80% of smtp.max_sessions (idle timeouts shortened)",
+            Gauge::default(),
+        );
+        let stress_entered = add(
+            registry,
+            "smtp_stress_entered",
+            "Times SMTP entered stress mode",
+            Counter::default(),
+        );
+        let inflight = add(
+            registry,
+            "smtp_inflight_bytes",
+            "Message bytes SMTP sessions hold, within smtp.max_inflight_bytes",
+            Gauge::default(),
+        );
         let http_open = add(
             registry,
             "http_connections_open",
@@ -156,6 +177,9 @@ impl Sessions {
             open,
             total,
             auth,
+            stress,
+            stress_entered,
+            inflight,
             http_open,
         }
     }
@@ -311,6 +335,19 @@ impl Metrics {
     pub fn http_connection(&self) -> SessionGuard {
         self.sessions.http_open.inc();
         SessionGuard(self.sessions.http_open.clone())
+    }
+
+    /// SMTP entered (`true`) or left stress mode (sessions over 80% of `smtp.max_sessions`).
+    pub fn smtp_stress(&self, on: bool) {
+        self.sessions.stress.set(i64::from(on));
+        if on {
+            self.sessions.stress_entered.inc();
+        }
+    }
+
+    /// SMTP sessions took (`bytes` > 0) or gave back message bytes in flight.
+    pub fn smtp_inflight(&self, bytes: i64) {
+        self.sessions.inflight.inc_by(bytes);
     }
 
     /// DATA was answered 354.

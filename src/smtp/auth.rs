@@ -1,6 +1,7 @@
 //! AUTH (RFC 4954) PLAIN and LOGIN, which Siren handles itself: mailin's AUTH, once enabled,
 //! makes it mandatory for every session, answers AUTH before TLS with 503 rather than 538 and
 //! has no `*` cancel. Offered and accepted only inside TLS and only for `[[smtp.users]]`.
+//! Failures are budgeted per session and per client address (see `Driver::charge`, `clients`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -151,7 +152,14 @@ impl Driver {
 
     /// Checks the credentials against every configured user, in constant time per comparison
     /// and without stopping at a match, so timing tells neither names nor passwords.
+    /// A client address over its failure budget gets 454 without its credentials being looked
+    /// at, so that guessing from one address is held to `max_auth_error_rate_per_client`.
     fn authenticate(&mut self, mechanism: Mechanism, user: &[u8], password: &[u8]) -> Answer {
+        let ip = self.peer.ip();
+        if !self.ctx.clients.auth_attempt(ip) {
+            tracing::info!(peer = %self.peer, "AUTH refused: too many failures from this address");
+            return Answer::refuse(SmtpRejection::AuthThrottled, reply::AUTH_THROTTLED);
+        }
         let ok = self.ctx.config.smtp.users.iter().fold(false, |found, u| {
             let name = constant_time_eq(user, u.name.as_bytes());
             let pass = constant_time_eq(password, u.password.as_bytes());
@@ -162,6 +170,7 @@ impl Driver {
         if ok {
             tracing::info!(peer = %self.peer, %user, mechanism = mechanism.name(), "authenticated");
             self.auth = Auth::Done;
+            self.ctx.clients.auth_succeeded(ip);
             Answer::ok(reply::AUTH_OK)
         } else {
             tracing::info!(peer = %self.peer, %user, mechanism = mechanism.name(), "authentication failed");

@@ -5,8 +5,10 @@
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use super::clients::Held;
+use super::envelope::Transaction;
 use super::reply;
-use super::session::{Answer, Driver, Next, Transaction};
+use super::session::{Answer, Driver, Next};
 use crate::clock;
 use crate::email::Envelope;
 use crate::ingest;
@@ -17,6 +19,8 @@ enum Body {
     Complete(Vec<u8>),
     /// Over `smtp.max_message_size`: read to the dot and dropped.
     TooBig,
+    /// Over what `smtp.max_inflight_bytes` left: read to the dot and dropped.
+    NoRoom,
     /// The session ends without a final dot; its closing reply (if any) is queued.
     Cut,
 }
@@ -35,18 +39,28 @@ impl Driver {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let body = self.collect(rd, wr, line, abort).await?;
+        // The message's share of smtp.max_inflight_bytes, given back once it is committed.
+        let mut held = self.ctx.inflight.hold();
+        let body = self.collect(rd, wr, line, abort, &mut held).await?;
         let dot = std::time::Instant::now();
         if let Body::Cut = body {
             return Ok(Next::Close);
         }
         // mailin only needs to see the dot to return to its ready state; the reply is ours.
         self.mailin_dot();
-        let Body::Complete(body) = body else {
-            let max = self.ctx.config.smtp.max_message_size;
-            tracing::info!(peer = %self.peer, max, "message too big; rejected");
-            let answer = Answer::refuse_message(SmtpRejection::Size, reply::MESSAGE_TOO_BIG);
-            return Ok(self.answer(answer));
+        let body = match body {
+            Body::Complete(body) => body,
+            Body::TooBig | Body::Cut => {
+                let max = self.ctx.config.smtp.max_message_size;
+                tracing::info!(peer = %self.peer, max, "message too big; rejected");
+                let answer = Answer::refuse_uncharged(SmtpRejection::Size, reply::MESSAGE_TOO_BIG);
+                return Ok(self.answer(answer));
+            }
+            Body::NoRoom => {
+                tracing::info!(peer = %self.peer, "no room for the message in flight; answered 452");
+                let answer = Answer::refuse_uncharged(SmtpRejection::Inflight, reply::NO_ROOM);
+                return Ok(self.answer(answer));
+            }
         };
         let helo = self.helo.as_deref().unwrap_or_default();
         let envelope = Envelope::new(&tx.mail_from, tx.rcpt_to, self.peer, helo);
@@ -63,12 +77,13 @@ impl Driver {
             Ok(receipts) => {
                 let first = receipts.first().map(|r| r.log_id).unwrap_or_default();
                 self.out.push_accepted(reply::queued(first).as_bytes(), dot);
+                self.spent.junk = 0;
                 Ok(Next::Continue)
             }
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "message not stored; answered 451");
                 let answer =
-                    Answer::refuse_message(SmtpRejection::StoreFailure, reply::STORE_FAILED);
+                    Answer::refuse_uncharged(SmtpRejection::StoreFailure, reply::STORE_FAILED);
                 Ok(self.answer(answer))
             }
         }
@@ -81,6 +96,7 @@ impl Driver {
         wr: &mut W,
         line: &mut Vec<u8>,
         abort: &CancellationToken,
+        held: &mut Held,
     ) -> std::io::Result<Body>
     where
         R: AsyncRead + Unpin,
@@ -88,7 +104,7 @@ impl Driver {
     {
         let max = self.ctx.config.smtp.max_message_size;
         let mut body = Vec::new();
-        let mut oversize = false;
+        let (mut oversize, mut no_room) = (false, false);
         loop {
             if !self.next_line(rd, wr, line, abort, None).await? {
                 tracing::info!(peer = %self.peer, "message not received completely; nothing stored");
@@ -96,7 +112,7 @@ impl Driver {
             }
             if !line.ends_with(b"\r\n") {
                 tracing::info!(peer = %self.peer, "bare LF in message data; rejected");
-                let answer = Answer::refuse_message(SmtpRejection::BareLf, reply::BARE_LF);
+                let answer = Answer::refuse_uncharged(SmtpRejection::BareLf, reply::BARE_LF);
                 self.answer(answer.then(Next::Close));
                 return Ok(Body::Cut);
             }
@@ -107,14 +123,19 @@ impl Driver {
             if oversize || body.len() + content.len() > max {
                 oversize = true;
                 body = Vec::new();
+                held.clear();
+            } else if no_room || !held.grow(content.len()) {
+                no_room = true;
+                body = Vec::new();
+                held.clear();
             } else {
                 body.extend_from_slice(content);
             }
         }
-        Ok(if oversize {
-            Body::TooBig
-        } else {
-            Body::Complete(body)
+        Ok(match (oversize, no_room) {
+            (true, _) => Body::TooBig,
+            (false, true) => Body::NoRoom,
+            (false, false) => Body::Complete(body),
         })
     }
 }

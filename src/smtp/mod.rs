@@ -1,9 +1,12 @@
-//! Stage 1: SMTP intake. The accept loop (session cap, shutdown) lives here; one session's
-//! protocol handling is in `session`, every reply text in `reply`. Siren never relays: a
-//! recipient no integration claims is refused at RCPT.
+//! Stage 1: SMTP intake. The accept loop (the session cap, each client address's share,
+//! stress mode, shutdown) lives here; one session's protocol handling is in `session`, what
+//! clients share is counted in `clients`, every reply text is in `reply`. Siren never relays:
+//! a recipient no integration claims is refused at RCPT.
 
 mod auth;
+mod clients;
 mod data;
+mod envelope;
 mod io;
 mod params;
 mod reply;
@@ -20,25 +23,37 @@ use std::time::Duration;
 use mailin::SessionBuilder;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Live};
 use crate::metrics::{Metrics, SmtpRejection};
 use crate::store::WriterHandle;
+use clients::{Clients, Inflight, Refusal};
+
+/// The idle timeout while in stress mode (Postfix's stress-dependent `smtpd_timeout`).
+const STRESS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every session of one configuration shares.
 pub struct Context {
-    /// The configuration at start: listeners, limits and TLS (they change only on restart).
+    /// The configuration at start: listeners and limits (they change only on restart).
     pub config: Arc<Config>,
-    /// The configuration in force, for routing and the pipeline; one snapshot per transaction.
+    /// The configuration in force, for routing, the pipeline and the TLS certificate (which
+    /// SIGHUP renews); one snapshot per transaction or handshake.
     pub live: Live,
     pub writer: WriterHandle,
     pub metrics: Arc<Metrics>,
     session_builder: SessionBuilder,
     /// `smtp.max_sessions` across every listen address.
     sessions: Arc<Semaphore>,
+    /// Each client address's sessions, connection rate and AUTH failures.
+    clients: Arc<Clients>,
+    /// `smtp.max_inflight_bytes`.
+    inflight: Arc<Inflight>,
+    /// True while sessions are over 80% of `smtp.max_sessions`: idle timeouts are then
+    /// [`STRESS_IDLE_TIMEOUT`]. Sessions watch it, so that waits already begun shorten too.
+    stress: watch::Sender<bool>,
 }
 
 impl Context {
@@ -48,13 +63,52 @@ impl Context {
         if config.smtp.tls.is_some() {
             session_builder.enable_start_tls();
         }
+        let limits = &config.smtp.limits;
         Self {
             live,
             session_builder,
             sessions: Arc::new(Semaphore::new(config.smtp.max_sessions)),
+            clients: Arc::new(Clients::new(limits)),
+            inflight: Arc::new(Inflight::new(limits.max_inflight_bytes, metrics.clone())),
+            stress: watch::Sender::new(false),
             config,
             writer,
             metrics,
+        }
+    }
+
+    /// The idle timeout now: shorter in stress mode.
+    fn idle_timeout(&self) -> Duration {
+        let idle = self.config.smtp.idle_timeout;
+        if *self.stress.borrow() {
+            idle.min(STRESS_IDLE_TIMEOUT)
+        } else {
+            idle
+        }
+    }
+
+    /// Enters stress mode above 80% of `smtp.max_sessions` and leaves it at 70% or less (the
+    /// gap keeps a load near the line from flapping), logging and counting each change.
+    fn update_stress(&self) {
+        let max = self.config.smtp.max_sessions;
+        let open = max - self.sessions.available_permits();
+        let changed = self.stress.send_if_modified(|on| {
+            let next = if *on {
+                open * 10 > max * 7
+            } else {
+                open * 10 > max * 8
+            };
+            std::mem::replace(on, next) != next
+        });
+        if !changed {
+            return;
+        }
+        let on = *self.stress.borrow();
+        self.metrics.smtp_stress(on);
+        if on {
+            tracing::warn!(open, max, idle_timeout = ?STRESS_IDLE_TIMEOUT, "smtp stress mode: over 80% of smtp.max_sessions, idle timeouts shortened");
+        } else {
+            tracing::info!(open, max, "smtp stress mode ended");
         }
     }
 }
@@ -83,26 +137,47 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // The client's share first, so that a client over it takes no global slot.
+        let admitted = match ctx.clients.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                let (reason, text) = match refused.why {
+                    Refusal::Sessions => (
+                        SmtpRejection::ClientSessions,
+                        reply::TOO_MANY_CLIENT_SESSIONS,
+                    ),
+                    Refusal::Rate => (SmtpRejection::ClientRate, reply::CLIENT_RATE),
+                };
+                if refused.first {
+                    tracing::warn!(%peer, reason = reason.as_str(), "client over its share; refusing with 421");
+                }
+                ctx.metrics.smtp_rejected(reason);
+                tracker.spawn(refuse(stream, peer, text));
+                continue;
+            }
+        };
         match ctx.sessions.clone().try_acquire_owned() {
             Ok(permit) => {
+                ctx.update_stress();
                 let (ctx, stop, abort) = (ctx.clone(), stop.clone(), abort.clone());
                 let open = ctx.metrics.smtp_session();
                 tracker.spawn(async move {
-                    session::run(stream, peer, ctx, stop, abort).await;
-                    drop((permit, open));
+                    session::run(stream, peer, ctx.clone(), stop, abort).await;
+                    drop((permit, open, admitted));
+                    ctx.update_stress();
                 });
             }
             Err(_) => {
                 tracing::warn!(%peer, "session limit reached; refusing with 421");
                 ctx.metrics.smtp_rejected(SmtpRejection::SessionCap);
-                tracker.spawn(refuse(stream, peer));
+                tracker.spawn(refuse(stream, peer, reply::TOO_MANY_SESSIONS));
             }
         }
     }
 }
 
-async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
-    let write = stream.write_all(reply::TOO_MANY_SESSIONS.as_bytes());
+async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr, text: &'static str) {
+    let write = stream.write_all(text.as_bytes());
     if tokio::time::timeout(Duration::from_secs(5), write)
         .await
         .is_err()

@@ -13,6 +13,12 @@ pub enum Error {
     Unsupported,
     /// `SIZE=` over `smtp.max_message_size`.
     TooBig,
+    /// A control character or NUL in the path.
+    Control,
+    /// A local part over 64 octets (RFC 5321 4.5.3.1.1).
+    LocalPartTooLong,
+    /// A path over 256 octets, brackets included (RFC 5321 4.5.3.1.3).
+    PathTooLong,
 }
 
 /// A `MAIL FROM:` command as Siren understood it.
@@ -20,6 +26,8 @@ pub enum Error {
 pub struct Mail {
     /// The reverse path; empty for the null sender `<>`.
     pub from: String,
+    /// What `SIZE=` declared.
+    pub size: Option<u64>,
     /// The line to hand mailin: its parser needs a non-empty path and knows no SIZE.
     pub line: Vec<u8>,
 }
@@ -37,6 +45,7 @@ pub struct Rcpt {
 pub fn mail(line: &[u8], max_size: usize) -> Result<Mail, Error> {
     let (path, params) = split_path(line, b"MAIL FROM:")?;
     let mut body = None;
+    let mut declared = None;
     for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
         let upper = p.to_ascii_uppercase();
         if let Some(size) = upper.strip_prefix(b"SIZE=") {
@@ -47,6 +56,7 @@ pub fn mail(line: &[u8], max_size: usize) -> Result<Mail, Error> {
             if size > max_size as u64 {
                 return Err(Error::TooBig);
             }
+            declared = Some(size);
         } else if upper == b"BODY=8BITMIME" || upper == b"BODY=7BIT" {
             body = Some(upper);
         } else {
@@ -69,6 +79,7 @@ pub fn mail(line: &[u8], max_size: usize) -> Result<Mail, Error> {
     out.extend_from_slice(b"\r\n");
     Ok(Mail {
         from: path.to_string(),
+        size: declared,
         line: out,
     })
 }
@@ -112,9 +123,39 @@ fn split_path<'a>(line: &'a [u8], prefix: &[u8]) -> Result<(&'a str, &'a [u8]), 
     if path.iter().any(|&b| b == b'<' || b == b' ' || b == b'\t') {
         return Err(Error::Syntax);
     }
+    if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(Error::Control);
+    }
+    if path.len() + 2 > 256 {
+        return Err(Error::PathTooLong);
+    }
+    if path
+        .iter()
+        .rposition(|&b| b == b'@')
+        .is_some_and(|at| at > 64)
+    {
+        return Err(Error::LocalPartTooLong);
+    }
     // mailin's parser takes UTF-8 only; routing compares text.
     let path = std::str::from_utf8(path).map_err(|_| Error::Syntax)?;
     Ok((path, &rest[close + 1..]))
+}
+
+/// A line that starts like an HTTP request: a browser or a cross-protocol attack (a form or
+/// a proxy made to talk to the SMTP port), which the session closes at once.
+pub fn looks_like_http(line: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"TRACE ",
+        b"CONNECT ",
+    ];
+    METHODS.iter().any(|m| line.starts_with(m))
 }
 
 #[cfg(test)]
@@ -166,6 +207,54 @@ mod tests {
                 mail(line.as_bytes(), MAX).map(|m| (m.from, String::from_utf8(m.line).unwrap()));
             assert_eq!(&got, want, "{line:?}");
         }
+    }
+
+    #[test]
+    fn address_limits() {
+        let local = |n: usize| format!("{}@x.example", "l".repeat(n));
+        let long = |n: usize| format!("a@{}", "d".repeat(n - 2));
+        let cases: &[(String, Result<(), Error>)] = &[
+            (local(64), Ok(())),
+            (local(65), Err(Error::LocalPartTooLong)),
+            (long(254), Ok(())),
+            (long(255), Err(Error::PathTooLong)),
+            ("a\u{0}b@x".into(), Err(Error::Control)),
+            ("a\u{1b}[31m@x".into(), Err(Error::Control)),
+            ("a\u{7f}@x".into(), Err(Error::Control)),
+            ("a\rb@x".into(), Err(Error::Control)),
+            ("\"a@b\"@x".into(), Ok(())),
+        ];
+        for (path, want) in cases {
+            let rcpt_line = format!("RCPT TO:<{path}>\r\n");
+            assert_eq!(&rcpt(rcpt_line.as_bytes()).map(|_| ()), want, "{path:?}");
+            let mail_line = format!("MAIL FROM:<{path}>\r\n");
+            assert_eq!(
+                &mail(mail_line.as_bytes(), MAX).map(|_| ()),
+                want,
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_request_lines() {
+        for (line, http) in [
+            ("GET / HTTP/1.1\r\n", true),
+            ("POST /webhooks/x HTTP/1.1\r\n", true),
+            ("CONNECT 127.0.0.1:25 HTTP/1.1\r\n", true),
+            ("HELP\r\n", false),
+            ("get / HTTP/1.1\r\n", false),
+            ("EHLO GET\r\n", false),
+        ] {
+            assert_eq!(looks_like_http(line.as_bytes()), http, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn declared_size_is_kept() {
+        let m = mail(b"MAIL FROM:<a@b> SIZE=999\r\n", MAX).unwrap();
+        assert_eq!(m.size, Some(999));
+        assert_eq!(mail(b"MAIL FROM:<a@b>\r\n", MAX).unwrap().size, None);
     }
 
     #[test]

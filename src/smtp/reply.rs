@@ -51,6 +51,44 @@ pub const NOT_RECOGNIZED: &str = "500 5.5.2 Error: command not recognized\r\n";
 pub const BARE_LF_COMMAND: &str = "500 5.5.2 Error: command lines must end with <CR><LF>\r\n";
 pub const BAD_ADDRESS_SYNTAX: &str = "501 5.1.7 Error: bad address syntax\r\n";
 
+// Addresses over RFC 5321's limits: X.1.3 is a recipient's, X.1.7 the sender's.
+pub fn address_control(recipient: bool) -> &'static str {
+    if recipient {
+        "501 5.1.3 Error: control character in address\r\n"
+    } else {
+        "501 5.1.7 Error: control character in address\r\n"
+    }
+}
+
+pub fn path_too_long(recipient: bool) -> &'static str {
+    if recipient {
+        "501 5.1.3 Error: path too long (at most 256 octets)\r\n"
+    } else {
+        "501 5.1.7 Error: path too long (at most 256 octets)\r\n"
+    }
+}
+
+pub fn local_part_too_long(recipient: bool) -> &'static str {
+    if recipient {
+        "553 5.1.3 Error: local part too long (at most 64 octets)\r\n"
+    } else {
+        "553 5.1.7 Error: local part too long (at most 64 octets)\r\n"
+    }
+}
+
+// Fair sharing and budgets.
+pub const TOO_MANY_CLIENT_SESSIONS: &str =
+    "421 4.7.0 Error: too many connections from your address, try again later\r\n";
+pub const CLIENT_RATE: &str =
+    "421 4.7.0 Error: too many connections from your address this minute, try again later\r\n";
+pub const TOO_MANY_AUTH_ERRORS: &str =
+    "421 4.7.0 Error: too many failed authentication attempts\r\n";
+pub const AUTH_THROTTLED: &str = "454 4.7.0 Error: too many failed authentication attempts from your address, try again later\r\n";
+pub const TOO_MANY_RCPT_ERRORS: &str = "421 4.7.0 Error: too many refused recipients\r\n";
+pub const TOO_MANY_JUNK_COMMANDS: &str = "421 4.7.0 Error: too many commands without a message\r\n";
+pub const HTTP_COMMAND: &str = "500 5.5.1 Error: this is an SMTP server, not HTTP\r\n";
+pub const NO_ROOM: &str = "452 4.3.1 Error: insufficient system storage, try again later\r\n";
+
 // AUTH (RFC 4954).
 pub const AUTH_NOT_ENABLED: &str = "503 5.5.1 Error: authentication not enabled\r\n";
 pub const ENCRYPTION_REQUIRED: &str =

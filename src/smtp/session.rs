@@ -3,7 +3,8 @@
 //! mailin decides command syntax and order; Siren decides everything else before it hands
 //! mailin a line (MAIL and RCPT parameters, routing, AUTH) and builds every reply itself. Each
 //! command handler returns an [`Answer`]; [`Driver::answer`] queues it, counts it and cuts off
-//! a client past its error budget, in one place. DATA is in `data`, SASL in `auth`.
+//! a client past its error budget, in one place. MAIL and RCPT are in `envelope`, DATA in
+//! `data`, SASL in `auth`.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -12,18 +13,21 @@ use std::time::Duration;
 
 use mailin::Handler;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
-use tokio::time::{Instant, timeout_at};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Auth;
+use super::envelope::Transaction;
 use super::io::{Output, ReadError, finish, read_line};
 use super::{Context, params, reply};
-use crate::config::Config;
 use crate::metrics::SmtpRejection;
-use crate::route::Route;
 
 /// Protocol errors after which the client is cut off (as Postfix's `smtpd_hard_error_limit`).
-const MAX_ERRORS: u32 = 20;
+const MAX_ERRORS: usize = 20;
+
+/// Commands that move no mail: counted against `smtp.junk_commands_max`.
+const JUNK: [&[u8; 4]; 6] = [b"NOOP", b"RSET", b"VRFY", b"EXPN", b"HELP", b"ETRN"];
 
 /// Serves one client until it quits, misbehaves, times out, or the daemon stops.
 /// `stop`: stop taking new work (a session between transactions is closed with 421);
@@ -46,13 +50,14 @@ pub async fn run<S>(
     let Ok(Ended::StartTls) = ended else {
         return end(peer, ended, rd, wr).await;
     };
-    let Some(tls) = ctx.config.smtp.tls.clone() else {
+    // The certificate in force now: SIGHUP may have renewed it since the daemon started.
+    let Some(tls) = ctx.live.get().smtp.tls.clone() else {
         return; // mailin offers STARTTLS only when a certificate is configured
     };
     // RFC 3207: anything the client pipelined after STARTTLS is discarded with the buffer.
     let stream = rd.into_inner().unsplit(wr);
     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-    let stream = match tokio::time::timeout(ctx.config.smtp.idle_timeout, handshake).await {
+    let stream = match tokio::time::timeout(ctx.idle_timeout(), handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             ctx.metrics.smtp_rejected(SmtpRejection::TlsHandshake);
@@ -88,35 +93,10 @@ enum Ended {
     StartTls,
 }
 
-/// The mail transaction: from an accepted MAIL to the reply to the final dot.
-pub(super) struct Transaction {
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
-    /// Each integration the message goes to, once, with the recipients that route there.
-    pub routes: Vec<(Route, Vec<String>)>,
-    /// The configuration this transaction routes and ingests with, taken at MAIL: a reload
-    /// in the middle never mixes two configurations in one message.
-    pub config: Arc<Config>,
-}
-
-impl Transaction {
-    fn add(&mut self, to: String, route: Route) {
-        match self
-            .routes
-            .iter_mut()
-            .find(|(r, _)| r.integration == route.integration)
-        {
-            Some((_, rcpts)) => rcpts.push(to.clone()),
-            None => self.routes.push((route, vec![to.clone()])),
-        }
-        self.rcpt_to.push(to);
-    }
-}
-
 /// mailin's handler takes whatever it is handed: Siren decides MAIL and RCPT before handing
 /// them over (a refused recipient never reaches mailin), so mailin only keeps command order
 /// and the session's state needs no sharing.
-struct Accept;
+pub(super) struct Accept;
 
 impl Handler for Accept {}
 
@@ -124,15 +104,29 @@ impl Handler for Accept {}
 pub(super) struct Driver {
     pub(super) peer: SocketAddr,
     pub(super) ctx: Arc<Context>,
-    mailin: mailin::Session<Accept>,
+    pub(super) mailin: mailin::Session<Accept>,
     /// The HELO/EHLO domain, once one was accepted (on this transport).
     pub(super) helo: Option<String>,
     pub(super) tx: Option<Transaction>,
     pub(super) tls_active: bool,
     pub(super) auth: Auth,
     pub(super) out: Output,
-    errors: u32,
+    /// What the session has spent of its error budgets.
+    pub(super) spent: Spent,
+    /// A wait owed before the next reply is written: the price of a failed AUTH or RCPT.
+    delay: Option<Duration>,
     session_deadline: Instant,
+    stress: watch::Receiver<bool>,
+}
+
+/// Errors and junk commands so far, against their limits (`smtp.limits`).
+#[derive(Default)]
+pub(super) struct Spent {
+    errors: usize,
+    auth: usize,
+    rcpt: usize,
+    /// NOOP, RSET, VRFY, EXPN, HELP and ETRN since the last accepted message.
+    pub junk: usize,
 }
 
 /// What to do after a reply.
@@ -149,7 +143,7 @@ pub(super) struct Answer {
     text: Cow<'static, str>,
     /// Set for refusals: counted in `/metrics` under this reason.
     refused: Option<SmtpRejection>,
-    /// Whether the refusal counts towards the session's protocol-error limit.
+    /// Whether the refusal is charged to the session's error budgets (see `Driver::charge`).
     charged: bool,
     next: Next,
 }
@@ -164,23 +158,19 @@ impl Answer {
         }
     }
 
-    /// A refused command. Only protocol errors are charged: refused recipients (550, 452) are
-    /// the client's right to try, and charging them would refuse a long recipient list on
-    /// every retry. Failed AUTH attempts are charged, so guessing ends with the session.
+    /// A refused command, charged to the session's error budgets, except a recipient over
+    /// `max_recipients` (452): a long recipient list is refused in part on every try.
     pub fn refuse(reason: SmtpRejection, text: impl Into<Cow<'static, str>>) -> Self {
-        let charged = !matches!(
-            reason,
-            SmtpRejection::UnknownRecipient | SmtpRejection::Recipients
-        );
         Self {
             refused: Some(reason),
-            charged,
+            charged: reason != SmtpRejection::Recipients,
             ..Self::ok(text)
         }
     }
 
-    /// A message refused after its data (too big, not stored): not the client's error.
-    pub fn refuse_message(reason: SmtpRejection, text: &'static str) -> Self {
+    /// A refusal that is not the client's error (a message too big or not stored, no room
+    /// for messages in flight): not charged.
+    pub fn refuse_uncharged(reason: SmtpRejection, text: &'static str) -> Self {
         Self {
             charged: false,
             ..Self::refuse(reason, text)
@@ -207,13 +197,15 @@ impl Driver {
         Self {
             peer,
             out: Output::new(ctx.metrics.clone()),
+            stress: ctx.stress.subscribe(),
             ctx,
             mailin,
             helo: None,
             tx: None,
             tls_active: false,
             auth: Auth::None,
-            errors: 0,
+            spent: Spent::default(),
+            delay: None,
             session_deadline,
         }
     }
@@ -235,11 +227,13 @@ impl Driver {
             if !self.next_line(rd, wr, &mut line, abort, stop).await? {
                 break;
             }
-            match self.command(&line) {
+            let next = self.command(&line);
+            self.pay_delay(abort).await;
+            match next {
                 Next::Continue => {}
                 Next::Close => break,
                 Next::StartTls => {
-                    let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout;
+                    let deadline = Instant::now() + self.ctx.idle_timeout();
                     self.out.flush(wr, deadline).await?;
                     return Ok(Ended::StartTls);
                 }
@@ -304,20 +298,12 @@ impl Driver {
             rd.consume(end + 1);
             return Ok(true);
         }
-        let deadline = self.session_deadline.min(Instant::now() + cfg.idle_timeout);
+        let waiting = Instant::now();
         if !rd.buffer().contains(&b'\n') {
+            let deadline = self.session_deadline.min(waiting + ctx.idle_timeout());
             self.out.flush(wr, deadline).await?;
         }
-        let event = tokio::select! {
-            biased;
-            _ = abort.cancelled() => Event::Shutdown,
-            _ = async { stop.expect("guarded").cancelled().await }, if stop.is_some() => Event::Shutdown,
-            r = timeout_at(deadline, read_line(rd, line, cfg.max_line_length)) => match r {
-                Ok(Ok(())) => Event::Line,
-                Ok(Err(e)) => Event::Read(e),
-                Err(_) => Event::Timeout,
-            },
-        };
+        let event = self.wait(rd, line, waiting, abort, stop).await;
         let host = &cfg.hostname;
         let (reason, text) = match event {
             Event::Line => return Ok(true),
@@ -338,30 +324,98 @@ impl Driver {
         Ok(false)
     }
 
+    /// Reads a line, racing the signals and the deadlines. The idle deadline counts from
+    /// `waiting` and is computed again when stress mode begins or ends, so that a wait already
+    /// begun is shortened too (the read itself goes on: a cancelled read would lose bytes).
+    async fn wait<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut BufReader<R>,
+        line: &mut Vec<u8>,
+        waiting: Instant,
+        abort: &CancellationToken,
+        stop: Option<&CancellationToken>,
+    ) -> Event {
+        let read = read_line(rd, line, self.ctx.config.smtp.max_line_length);
+        tokio::pin!(read);
+        loop {
+            let deadline = self.session_deadline.min(waiting + self.ctx.idle_timeout());
+            tokio::select! {
+                biased;
+                _ = abort.cancelled() => return Event::Shutdown,
+                _ = async { stop.expect("guarded").cancelled().await }, if stop.is_some() => return Event::Shutdown,
+                r = &mut read => return match r {
+                    Ok(()) => Event::Line,
+                    Err(e) => Event::Read(e),
+                },
+                _ = sleep_until(deadline) => return Event::Timeout,
+                Ok(()) = self.stress.changed() => {}
+            }
+        }
+    }
+
+    /// Waits what the last refusal costs before anything more is written or read.
+    async fn pay_delay(&mut self, abort: &CancellationToken) {
+        let Some(wait) = self.delay.take().filter(|w| !w.is_zero()) else {
+            return;
+        };
+        tokio::select! {
+            _ = abort.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+
     /// Handles one command line (or the answer to an AUTH challenge); queues its reply.
     fn command(&mut self, line: &[u8]) -> Next {
         let answer = self.dispatch(line);
         self.answer(answer)
     }
 
-    /// Queues an answer, counts a refusal, and cuts the client off after too many errors.
+    /// Queues an answer, counts a refusal, charges it to the error budgets, and cuts the
+    /// client off when one is spent.
     pub(super) fn answer(&mut self, answer: Answer) -> Next {
         self.out.push(answer.text.as_bytes());
         let Some(reason) = answer.refused else {
             return answer.next;
         };
         self.ctx.metrics.smtp_rejected(reason);
-        self.errors += u32::from(answer.charged);
-        let closing = answer.next == Next::Close || answer.text.starts_with("421");
-        if closing {
+        if answer.next == Next::Close || answer.text.starts_with("421") {
             return Next::Close;
         }
-        if self.errors >= MAX_ERRORS {
-            self.ctx.metrics.smtp_rejected(SmtpRejection::TooManyErrors);
-            self.out.push(reply::TOO_MANY_ERRORS.as_bytes());
-            return Next::Close;
+        if !answer.charged {
+            return answer.next;
         }
-        answer.next
+        let Some(text) = self.charge(reason) else {
+            return answer.next;
+        };
+        tracing::info!(peer = %self.peer, reply = text.trim_end(), "error budget spent; closing");
+        self.ctx.metrics.smtp_rejected(SmtpRejection::TooManyErrors);
+        self.out.push(text.as_bytes());
+        Next::Close
+    }
+
+    /// Charges one refusal: a refused recipient to the RCPT budget, a failed AUTH to the AUTH
+    /// budget and the protocol-error count, anything else to the protocol-error count. Failed
+    /// RCPT and AUTH attempts also owe a wait. Returns the closing reply of a spent budget.
+    fn charge(&mut self, reason: SmtpRejection) -> Option<&'static str> {
+        let limits = &self.ctx.config.smtp.limits;
+        match reason {
+            SmtpRejection::UnknownRecipient => {
+                self.spent.rcpt += 1;
+                self.delay = Some(limits.rcpt_errors_wait);
+                return (self.spent.rcpt >= limits.rcpt_errors_max)
+                    .then_some(reply::TOO_MANY_RCPT_ERRORS);
+            }
+            SmtpRejection::AuthFailed | SmtpRejection::AuthThrottled => {
+                self.spent.auth += 1;
+                self.delay = Some(limits.auth_errors_wait);
+                if self.spent.auth >= limits.auth_errors_max {
+                    return Some(reply::TOO_MANY_AUTH_ERRORS);
+                }
+            }
+            _ => {}
+        }
+        self.spent.errors += 1;
+        (self.spent.errors >= MAX_ERRORS).then_some(reply::TOO_MANY_ERRORS)
     }
 
     fn dispatch(&mut self, line: &[u8]) -> Answer {
@@ -372,73 +426,35 @@ impl Driver {
             } => return self.auth_response(mechanism, username, line),
             other => self.auth = other,
         }
+        if params::looks_like_http(line) {
+            tracing::info!(peer = %self.peer, "HTTP request on the SMTP port; closing");
+            return Answer::refuse(SmtpRejection::HttpCommand, reply::HTTP_COMMAND)
+                .then(Next::Close);
+        }
         if !line.ends_with(b"\r\n") {
             return Answer::refuse(SmtpRejection::BareLf, reply::BARE_LF_COMMAND);
         }
         let verb: [u8; 4] =
             std::array::from_fn(|i| line.get(i).copied().unwrap_or(b' ').to_ascii_uppercase());
+        if JUNK.contains(&&verb) {
+            // As Postfix's smtpd_junk_command_limit: a session that only keeps itself busy.
+            self.spent.junk += 1;
+            if self.spent.junk > self.ctx.config.smtp.limits.junk_commands_max {
+                return Answer::refuse(SmtpRejection::JunkCommands, reply::TOO_MANY_JUNK_COMMANDS)
+                    .then(Next::Close);
+            }
+        }
         match &verb {
             b"AUTH" => self.auth_command(line),
             b"MAIL" => self.mail(line),
             b"RCPT" => self.rcpt(line),
+            b"DATA" => self.data_command(line),
             _ => self.via_mailin(line, &verb),
         }
     }
 
-    fn mail(&mut self, line: &[u8]) -> Answer {
-        // Before HELO/EHLO, mailin's 503 says what is missing first.
-        if self.needs_auth() {
-            return Answer::refuse(SmtpRejection::AuthRequired, reply::AUTH_REQUIRED);
-        }
-        let mail = match params::mail(line, self.ctx.config.smtp.max_message_size) {
-            Ok(mail) => mail,
-            Err(e) => return refused(e),
-        };
-        let res = self.mailin.process(&mail.line);
-        if res.code != 250 {
-            return mailin_error(&res);
-        }
-        self.tx = Some(Transaction {
-            mail_from: mail.from,
-            rcpt_to: Vec::new(),
-            routes: Vec::new(),
-            config: self.ctx.live.get(),
-        });
-        Answer::ok(reply::MAIL_OK)
-    }
-
-    /// Checks the recipient's limit and route first and hands mailin only a recipient Siren
-    /// takes, so mailin's "no valid recipient yet" (503 to DATA) stays right.
-    fn rcpt(&mut self, line: &[u8]) -> Answer {
-        let rcpt = match params::rcpt(line) {
-            Ok(rcpt) => rcpt,
-            Err(e) => return refused(e),
-        };
-        let Some(tx) = &self.tx else {
-            // No transaction: mailin answers with its 503.
-            return self.via_mailin(&rcpt.line, b"RCPT");
-        };
-        if tx.rcpt_to.len() >= self.ctx.config.smtp.max_recipients {
-            return Answer::refuse(SmtpRejection::Recipients, reply::TOO_MANY_RECIPIENTS);
-        }
-        let Some(route) = tx.config.router.route(&rcpt.to) else {
-            return Answer::refuse(
-                SmtpRejection::UnknownRecipient,
-                reply::no_integration(&rcpt.to),
-            );
-        };
-        let res = self.mailin.process(&rcpt.line);
-        if res.code != 250 {
-            return mailin_error(&res);
-        }
-        if let Some(tx) = &mut self.tx {
-            tx.add(rcpt.to, route);
-        }
-        Answer::ok(reply::RCPT_OK)
-    }
-
     /// Every other command goes to mailin as sent; Siren words the reply.
-    fn via_mailin(&mut self, line: &[u8], verb: &[u8; 4]) -> Answer {
+    pub(super) fn via_mailin(&mut self, line: &[u8], verb: &[u8; 4]) -> Answer {
         let res = self.mailin.process(line);
         if res.is_error {
             return mailin_error(&res);
@@ -484,25 +500,11 @@ impl Driver {
     }
 
     /// `smtp.require_auth` is on, the client has said HELO/EHLO, and has not authenticated.
-    fn needs_auth(&self) -> bool {
+    pub(super) fn needs_auth(&self) -> bool {
         self.ctx.config.smtp.require_auth && self.auth != Auth::Done && self.helo.is_some()
     }
 }
 
-fn mailin_error(res: &mailin::Response) -> Answer {
+pub(super) fn mailin_error(res: &mailin::Response) -> Answer {
     Answer::refuse(SmtpRejection::Protocol, reply::render(res))
-}
-
-/// The reply to a MAIL or RCPT line that did not parse.
-fn refused(e: params::Error) -> Answer {
-    match e {
-        params::Error::NotRecognized => {
-            Answer::refuse(SmtpRejection::Protocol, reply::NOT_RECOGNIZED)
-        }
-        params::Error::Syntax => Answer::refuse(SmtpRejection::Protocol, reply::BAD_ADDRESS_SYNTAX),
-        params::Error::Unsupported => {
-            Answer::refuse(SmtpRejection::Protocol, reply::UNSUPPORTED_PARAMETER)
-        }
-        params::Error::TooBig => Answer::refuse(SmtpRejection::Size, reply::MESSAGE_TOO_BIG),
-    }
 }

@@ -132,6 +132,8 @@ pub struct AlertRequest {
     pub urgency: Urgency,
     pub aggregate: Option<Duration>,
     pub auto_resolve: Option<Duration>,
+    /// The title window's key, storm folding and silences (`fold.rs`).
+    pub fold: super::fold::Fold,
 }
 
 /// An alert as the API and destinations show it (spec "Alert JSON").
@@ -168,6 +170,9 @@ pub(super) struct Record {
     pub resolved_by: Option<ResolvedBy>,
     pub log_id: u64,
     pub auto_resolve_ms: Option<u64>,
+    /// A storm alert's members (`fold.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<super::fold::StormMembers>,
 }
 
 impl Record {

@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
+use super::jobs::{Answer, Job, Reply, Request};
 use super::outbox::{self, DeliveryState, Payload, Queued};
+use super::timeline;
 use super::txn::Txn;
-use super::writer::{Answer, Applied, DeliveryOutcome, Receipt, Request, State};
+use super::writer::{Applied, DeliveryOutcome, Receipt, State, WriterHandle};
 use super::{Error, NewLog, logs, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};
@@ -27,6 +29,8 @@ pub(super) struct Group<'a> {
     pub added: HashMap<String, usize>,
     /// Alert changes, counted in the metrics once the group is durable.
     pub changes: Vec<(String, AlertChange)>,
+    /// Dead letters put back in the outbox, reported with the deliveries the group adds.
+    pub retried: Vec<(String, Queued)>,
 }
 
 impl State {
@@ -45,6 +49,7 @@ impl State {
             now: unix_ms(crate::clock::now()),
             added: HashMap::new(),
             changes: Vec::new(),
+            retried: Vec::new(),
         };
         let config = self
             .outbox
@@ -54,6 +59,7 @@ impl State {
         if config.is_some() {
             group.txn.events = Some(Vec::new());
         }
+        group.txn.folding = Some(self.folding.clone());
         let mut results = Vec::with_capacity(requests.len());
         for request in requests {
             let at = group.txn.savepoint();
@@ -74,12 +80,13 @@ impl State {
             now,
             added,
             changes,
+            retried,
         } = group;
         let earliest = txn.earliest_deadline;
-        let mut queued = Vec::new();
+        let mut queued = retried;
         let result = (|| {
             if let (Some(config), Some(events)) = (&config, txn.events.take()) {
-                queued = self.enqueue(&mut txn, config, events, now)?;
+                queued.extend(self.enqueue(&mut txn, config, events, now)?);
             }
             let removed = self.prune_by_count(&handles.tree, &mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
@@ -113,6 +120,8 @@ impl State {
             Request::Change { id, change, now } => self.user_change(group, *id, *change, *now),
             Request::AutoResolve { now } => self.auto_resolve(group, *now),
             Request::Delivery { id, outcome } => self.delivery(group, *id, outcome),
+            Request::Silence(op) => super::silences::apply(group, op),
+            Request::Retry(id, now) => retry(group, *id, *now),
         }
     }
 
@@ -240,6 +249,11 @@ impl State {
                     dead_ms: None,
                 };
                 alerts::put_chunks(&mut txn.batch, outbox::PAYLOAD, id, &json);
+                let note = timeline::Note::Delivery {
+                    destination: destination.to_string(),
+                    event,
+                };
+                timeline::note(&mut txn.batch, alert_id, id, &note);
                 txn.batch.insert(
                     &outbox::state_key(outbox::PENDING, id)[..],
                     outbox::encode(&state, id)?,
@@ -283,7 +297,7 @@ fn wanted_destinations<'c>(
 
 /// Log entries and the alert changes they ask for. Entries that share their raw input (one
 /// input's events) store it once, under the first one's id.
-fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
+pub(super) fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
     let mut receipts = Vec::with_capacity(logs.len());
     let mut raws: Vec<(*const u8, u64)> = Vec::new();
     let mut added: HashMap<&str, usize> = HashMap::new();
@@ -313,6 +327,7 @@ fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
             }
         };
         logs::put_log(&mut group.txn.batch, log_id, raw_id, log, outcome, alert_id)?;
+        timeline::index_log(&mut group.txn.batch, alert_id, log_id);
         *added.entry(&log.integration).or_default() += 1;
         receipts.push(Receipt {
             log_id,
@@ -337,4 +352,41 @@ fn ingest_change(outcome: Outcome) -> Option<AlertChange> {
         Outcome::Acknowledged => Some(AlertChange::Acknowledged(Actor::Integration)),
         Outcome::Ignored | Outcome::Rejected => None,
     }
+}
+
+impl WriterHandle {
+    /// Moves a dead letter back to the outbox, attempts reset, due now; its destination's
+    /// worker gets it once the commit is durable. [`Error::NoSuchDeadLetter`] if it is not dead.
+    pub async fn retry(&self, id: u64, now: SystemTime) -> Result<(), Error> {
+        let request = Request::Retry(id, now);
+        self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
+            .await?
+    }
+}
+
+/// A dead letter back to the outbox: attempts reset, due `now`, its payload as it was; the
+/// group reports it to its destination's worker with the deliveries it adds.
+fn retry(group: &mut Group<'_>, id: u64, now: SystemTime) -> Result<Answer, Error> {
+    let dead = outbox::state_key(outbox::DEAD, id);
+    let Some(v) = group.txn.tree().get(dead)? else {
+        return Err(Error::NoSuchDeadLetter(id));
+    };
+    let mut state = outbox::decode(&v, id)?;
+    state.attempts = 0;
+    state.next_ms = unix_ms(now);
+    state.dead_ms = None;
+    let batch = &mut group.txn.batch;
+    batch.remove(&dead[..]);
+    batch.insert(
+        &outbox::state_key(outbox::PENDING, id)[..],
+        outbox::encode(&state, id)?,
+    );
+    let queued = Queued {
+        id,
+        alert_id: state.alert_id,
+        next_ms: state.next_ms,
+        attempts: 0,
+    };
+    group.retried.push((state.destination, queued));
+    Ok(Answer::Delivery(false))
 }

@@ -8,7 +8,7 @@
 //! | `V` log id, chunk                       | the entry's data (JSON), or what rebuilds it    |
 //! | `R` raw id, chunk                       | the raw input; the raw id is its first entry's id |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
-//! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE)           |
+//! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE), outcome byte (`timeline`) |
 //!
 //! A list reads only `L` (no data parsed, no e-mail rebuilt); one entry's detail reads all.
 //! Entries written before this layout keep their data inside `L`, their raw input under their
@@ -161,12 +161,11 @@ fn refs_key(raw: u64) -> [u8; 9] {
     chunk_prefix(RAW_REFS, raw)
 }
 
-/// One `I` key of an integration: the entry, when it was received, and its raw input's id.
+/// One `I` key of an integration: the entry and when it was received.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Indexed {
     pub id: u64,
     pub received_ms: u64,
-    pub raw: u64,
 }
 
 /// Ids of one integration's log entries, oldest first, with their received time.
@@ -177,12 +176,9 @@ pub(super) fn index(
     let plen = index_prefix(integration).len();
     tree.scan_prefix(index_prefix(integration)).map(move |kv| {
         let (k, v) = kv?;
-        let id = u64_at(&k[plen..]);
-        let raw = if v.len() >= 16 { u64_at(&v[8..]) } else { id };
         Ok(Indexed {
-            id,
+            id: u64_at(&k[plen..]),
             received_ms: u64_at(&v),
-            raw,
         })
     })
 }
@@ -328,9 +324,10 @@ pub(super) fn put_log(
     }
     .map_err(corrupt("log data", id))?;
     put_chunks(writes, DATA, id, &data);
-    let mut value = [0; 16];
+    let mut value = [0; 17];
     value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
-    value[8..].copy_from_slice(&raw.to_be_bytes());
+    value[8..16].copy_from_slice(&raw.to_be_bytes());
+    value[16] = super::timeline::outcome_byte(outcome);
     writes.insert(index_key(&log.integration, id), value.to_vec());
     Ok(())
 }
@@ -364,24 +361,28 @@ impl<'t> Removal<'t> {
         integration: &str,
         entry: Indexed,
     ) -> Result<(), Error> {
+        // The summary says where the raw input is (it is small: no data in it).
+        let raw = stored_summary(self.tree, entry.id)?
+            .and_then(|s| s.raw)
+            .unwrap_or(entry.id);
         writes.remove(index_key(integration, entry.id));
         for kind in [LOG, DATA] {
             remove_chunks(self.tree, writes, kind, entry.id)?;
         }
-        let left = match self.refs.get(&entry.raw) {
+        let left = match self.refs.get(&raw) {
             Some(&n) => n,
-            None => match self.tree.get(refs_key(entry.raw))? {
+            None => match self.tree.get(refs_key(raw))? {
                 Some(v) => u64_at(&v),
                 None => 1,
             },
         }
         .saturating_sub(1);
-        self.refs.insert(entry.raw, left);
+        self.refs.insert(raw, left);
         if left == 0 {
-            remove_chunks(self.tree, writes, RAW, entry.raw)?;
-            writes.remove(refs_key(entry.raw).to_vec());
+            remove_chunks(self.tree, writes, RAW, raw)?;
+            writes.remove(refs_key(raw).to_vec());
         } else {
-            writes.insert(refs_key(entry.raw).to_vec(), left.to_be_bytes().to_vec());
+            writes.insert(refs_key(raw).to_vec(), left.to_be_bytes().to_vec());
         }
         Ok(())
     }

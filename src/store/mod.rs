@@ -12,12 +12,20 @@
 
 mod alerts;
 mod apply;
+mod fold;
 mod heal;
+mod jobs;
 mod journal;
 mod logs;
 mod outbox;
 mod retention;
+mod sandbox;
+mod silences;
+#[cfg(test)]
+mod tests;
+mod timeline;
 mod txn;
+mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,8 +36,15 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
+pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use sandbox::Sandbox;
+pub use silences::{NewSilence, SILENCES_MAX, Silence, SilenceSpec};
+pub use views::{
+    AlertDelivery, AlertRow, AlertRows, AlertSearch, History, IntegrationStats, LogRow, LogRows,
+    TimelineEntry,
+};
 pub use writer::{DeliveryOutcome, OutboxFeed, Receipt, Writer, WriterHandle};
 
 /// Largest value sled holds for us. sled stores a page larger than a quarter of its 512 KiB
@@ -59,6 +74,8 @@ pub enum Error {
     Unavailable(Arc<str>),
     #[error("no alert {0}")]
     NoSuchAlert(u64),
+    #[error("no dead letter {0}")]
+    NoSuchDeadLetter(u64),
     #[error("alert {id} is {}; that change does not apply", serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())]
     Conflict { id: u64, status: Status },
     #[error("store write failed: fault injected")]
@@ -77,6 +94,7 @@ impl Error {
             Error::Corrupt { .. }
             | Error::Unavailable(_)
             | Error::NoSuchAlert(_)
+            | Error::NoSuchDeadLetter(_)
             | Error::Conflict { .. }
             | Error::Stopped => false,
         }

@@ -97,7 +97,7 @@ pub(super) fn encode(state: &DeliveryState, id: u64) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn decode(bytes: &[u8], id: u64) -> Result<DeliveryState, Error> {
+pub(super) fn decode(bytes: &[u8], id: u64) -> Result<DeliveryState, Error> {
     serde_json::from_slice(bytes).map_err(|source| Error::Corrupt {
         key: format!("delivery {id}"),
         source,

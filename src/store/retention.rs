@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
+use super::timeline;
 use super::txn::Writes;
 use super::writer::State;
 use super::{Error, u64_at, unix_ms};
@@ -32,7 +33,9 @@ impl State {
             }
             let mut done = 0;
             for entry in logs::index(tree, integration).take(excess) {
-                removal.remove(batch, integration, entry?)?;
+                let entry = entry?;
+                timeline::unindex_log(tree, batch, entry.id)?;
+                removal.remove(batch, integration, entry)?;
                 done += 1;
             }
             removed.insert(integration.clone(), done);
@@ -58,6 +61,7 @@ impl State {
                     oldest_kept = Some(oldest_kept.map_or(ms, |o| o.min(ms)));
                     break;
                 }
+                timeline::unindex_log(tree, &mut batch, entry.id)?;
                 removal.remove(&mut batch, integration, entry)?;
                 *removed.entry(integration.clone()).or_default() += 1;
             }
@@ -73,6 +77,7 @@ impl State {
                 })?;
             if state.dead_ms.unwrap_or(0) < cutoff {
                 batch.remove(k);
+                timeline::unnote(&mut batch, state.alert_id, id);
                 logs::remove_chunks(tree, &mut batch, outbox::PAYLOAD, id)?;
             }
         }

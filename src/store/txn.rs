@@ -9,6 +9,7 @@ use super::alerts::{
     Record, ResolvedBy, Status, Transition, UserChange, alert_key, both_prefix, deadline_key,
     integration_prefix, put_chunks, read_record, status_prefix, text_prefix, with_id,
 };
+use super::fold::Folding;
 use super::{Error, u64_at};
 
 /// How many same-title alerts, newest first, auto aggregate looks at. Only the newest can
@@ -120,6 +121,10 @@ pub(super) struct Txn<'a> {
     pub events: Option<Vec<(Record, AlertEvent)>>,
     /// Descriptions of the alerts this group creates (not in the tree yet).
     pub descriptions: HashMap<u64, String>,
+    /// The writer's storm windows and silences (`fold.rs`); none: no storm folding.
+    pub folding: Option<Folding>,
+    /// Set while applying a silenced input: its changes notify no destination.
+    quiet: bool,
 }
 
 impl<'a> Txn<'a> {
@@ -134,6 +139,8 @@ impl<'a> Txn<'a> {
             earliest_deadline: None,
             events: None,
             descriptions: HashMap::new(),
+            folding: None,
+            quiet: false,
         }
     }
 
@@ -168,7 +175,10 @@ impl<'a> Txn<'a> {
         self.earliest_deadline = at.earliest_deadline;
     }
 
-    fn event(&mut self, record: &Record, event: AlertEvent) {
+    pub(super) fn event(&mut self, record: &Record, event: AlertEvent) {
+        if self.quiet {
+            return;
+        }
         if let Some(events) = &mut self.events {
             events.push((record.clone(), event));
         }
@@ -190,7 +200,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Ids under `prefix`, newest first, this group's additions before the tree's.
-    fn newest(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>, Error> {
+    pub(super) fn newest(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>, Error> {
         let mut ids: Vec<u64> = self
             .added
             .get(prefix)
@@ -210,14 +220,22 @@ impl<'a> Txn<'a> {
         Ok(ids)
     }
 
-    fn index(&mut self, prefix: Vec<u8>, id: u64) {
+    pub(super) fn index(&mut self, prefix: Vec<u8>, id: u64) {
         self.batch.insert(with_id(prefix.clone(), id), &[][..]);
         self.added.entry(prefix.clone()).or_default().push(id);
         self.undo.push(Undo::Index(prefix));
     }
 
+    /// The description of an alert this group creates, for the outbox's payloads.
+    pub(super) fn describe(&mut self, id: u64, description: String) {
+        if self.events.is_some() {
+            self.descriptions.insert(id, description);
+            self.undo.push(Undo::Description(id));
+        }
+    }
+
     /// Writes `new` (and its status indexes, when its status changed from `old`'s).
-    fn put(&mut self, old: Option<&Record>, new: Record) -> Result<(), Error> {
+    pub(super) fn put(&mut self, old: Option<&Record>, new: Record) -> Result<(), Error> {
         let status_changed = old.is_none_or(|o| o.status != new.status);
         if status_changed {
             if let Some(o) = old {
@@ -264,8 +282,13 @@ impl<'a> Txn<'a> {
                 .map(|k| bounded(k, MAX_ID_BYTES))
                 .collect(),
             title: bounded(&req.title, MAX_TITLE_BYTES),
+            fold: super::fold::Fold {
+                key: req.fold.key.as_deref().map(|k| bounded(k, MAX_TITLE_BYTES)),
+                ..req.fold.clone()
+            },
             ..req.clone()
         };
+        self.quiet = req.fold.silence.is_some();
         match req.action {
             Action::Other => Ok((Outcome::Ignored, None)),
             Action::Create | Action::Drop => self.create(integration, req, log_id, now),
@@ -308,13 +331,12 @@ impl<'a> Txn<'a> {
                 return self.aggregate(r, now);
             }
         }
-        // Auto aggregate: a still-there alert with exactly this title, created within the window.
+        // Auto aggregate: a still-there alert with exactly this key (the title, unless
+        // `aggregate_key`), created within the window. It takes the latest title.
+        let key = req.fold.key.as_deref().unwrap_or(&req.title);
         if let Some(window) = req.aggregate {
             let from = now.saturating_sub(window.as_millis() as u64);
-            for id in self.newest(
-                &text_prefix(BY_TITLE, integration, &req.title),
-                TITLE_LOOKBACK,
-            )? {
+            for id in self.newest(&text_prefix(BY_TITLE, integration, key), TITLE_LOOKBACK)? {
                 let Some(r) = self.record(id)? else { continue };
                 if r.created_ms < from {
                     break;
@@ -322,12 +344,18 @@ impl<'a> Txn<'a> {
                 if r.status.still_there() {
                     // Later inputs with this third-party id find the alert they folded into.
                     self.index(tp_prefix, r.id);
-                    return self.aggregate(r, now);
+                    let mut titled = r.clone();
+                    titled.title = req.title.clone();
+                    return self.aggregate_into(r, titled, now);
                 }
             }
         }
+        if let Some(folded) = self.storm_fold(integration, req, tp_prefix.clone(), log_id, now)? {
+            return Ok(folded);
+        }
         let id = self.generate_id()?;
-        let status = if req.action == Action::Drop {
+        // A silenced input's alert is dropped: kept, notifying no destination.
+        let status = if req.action == Action::Drop || req.fold.silence.is_some() {
             Status::Dropped
         } else {
             Status::Open
@@ -347,6 +375,7 @@ impl<'a> Txn<'a> {
             resolved_by: None,
             log_id,
             auto_resolve_ms,
+            storm: None,
         };
         self.index(tp_prefix, id);
         for key in &req.dedup_keys {
@@ -354,7 +383,7 @@ impl<'a> Txn<'a> {
         }
         // Only auto aggregate looks alerts up by title: without a window, no title index.
         if req.aggregate.is_some() {
-            self.index(text_prefix(BY_TITLE, integration, &req.title), id);
+            self.index(text_prefix(BY_TITLE, integration, key), id);
         }
         self.index(integration_prefix(integration), id);
         if let Some(ms) = auto_resolve_ms
@@ -370,20 +399,30 @@ impl<'a> Txn<'a> {
             self.event(&record, AlertEvent::Create);
             Outcome::Created
         };
-        if self.events.is_some() {
-            self.descriptions.insert(id, req.description.clone());
-            self.undo.push(Undo::Description(id));
-        }
+        self.describe(id, req.description.clone());
         self.put(None, record)?;
         Ok((outcome, Some(id)))
     }
 
     fn aggregate(&mut self, old: Record, now: u64) -> Result<(Outcome, Option<u64>), Error> {
-        let mut r = old.clone();
+        let new = old.clone();
+        self.aggregate_into(old, new, now)
+    }
+
+    /// Counts one more input into `old`, which becomes `r` (with a new title, say).
+    fn aggregate_into(
+        &mut self,
+        old: Record,
+        mut r: Record,
+        now: u64,
+    ) -> Result<(Outcome, Option<u64>), Error> {
         r.dedup_count += 1;
         r.updated_ms = now;
         let id = r.id;
-        self.event(&r, AlertEvent::Aggregate);
+        // A storm alert's repeats page no one: it paged once, for all of them.
+        if r.storm.is_none() {
+            self.event(&r, AlertEvent::Aggregate);
+        }
         self.put(Some(&old), r)?;
         Ok((Outcome::Aggregated, Some(id)))
     }
@@ -402,6 +441,10 @@ impl<'a> Txn<'a> {
             let Some(old) = self.record(id)? else {
                 continue;
             };
+            if old.storm.is_some() && old.thirdparty_id != thirdparty_id {
+                let resolve = change == UserChange::Resolve;
+                return self.storm_member(old, integration, thirdparty_id, resolve, now);
+            }
             if let Transition::To(status) = change.from(old.status) {
                 self.set_status(old, status, Some(ResolvedBy::Integration), now)?;
                 let outcome = match change {
@@ -428,10 +471,23 @@ impl<'a> Txn<'a> {
             r.resolved_ms = Some(now);
             r.resolved_by = by;
         }
-        match status {
-            Status::Resolved => self.event(&r, AlertEvent::Resolve),
-            Status::Acknowledged => self.event(&r, AlertEvent::Acknowledge),
-            Status::Queued | Status::Open | Status::Dropped => {}
+        let event = match status {
+            Status::Resolved => Some(AlertEvent::Resolve),
+            Status::Acknowledged => Some(AlertEvent::Acknowledge),
+            Status::Queued | Status::Open | Status::Dropped => None,
+        };
+        if let Some(event) = event {
+            self.event(&r, event);
+            // An integration's change is on the timeline as its log entry; these have none.
+            if let Some(by @ (ResolvedBy::User | ResolvedBy::Auto)) = by {
+                let note = super::timeline::Note::Change {
+                    event,
+                    by,
+                    at_ms: now,
+                };
+                let id = self.generate_id()?;
+                super::timeline::note(&mut self.batch, r.id, id, &note);
+            }
         }
         self.put(Some(&old), r.clone())?;
         Ok(r)

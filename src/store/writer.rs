@@ -11,14 +11,17 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::fold::Folding;
+use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::Journal;
 use super::outbox::{self, DeliveryState, Queued};
+use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, Store, logs};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
@@ -55,89 +58,6 @@ pub enum DeliveryOutcome {
     Dead(DeliveryState),
 }
 
-/// What a write asks of the store.
-pub(super) enum Request {
-    Ingest(Vec<NewLog>),
-    Change {
-        id: u64,
-        change: UserChange,
-        now: SystemTime,
-    },
-    AutoResolve {
-        now: SystemTime,
-    },
-    Delivery {
-        id: u64,
-        outcome: DeliveryOutcome,
-    },
-}
-
-/// What a request came to once applied; its caller hears it after the group's sync.
-pub(super) enum Answer {
-    Ingest(Vec<Receipt>),
-    Change(Box<Alert>),
-    /// The next auto-resolve deadline (ms).
-    AutoResolve(Option<u64>),
-    /// Whether the delivery left the outbox (delivered or dead).
-    Delivery(bool),
-}
-
-/// Where a request's caller waits.
-pub(super) enum Reply {
-    Ingest(oneshot::Sender<Result<Vec<Receipt>, Error>>),
-    Change(oneshot::Sender<Result<Alert, Error>>),
-    AutoResolve(oneshot::Sender<Result<Option<SystemTime>, Error>>),
-    Delivery(oneshot::Sender<Result<(), Error>>),
-}
-
-impl Reply {
-    fn send(self, result: Result<Answer, Error>) {
-        let mismatch = || Error::Io {
-            path: "writer".into(),
-            source: std::io::Error::other("answer of the wrong kind"),
-        };
-        match (self, result) {
-            (Reply::Ingest(tx), Ok(Answer::Ingest(r))) => drop(tx.send(Ok(r))),
-            (Reply::Change(tx), Ok(Answer::Change(a))) => drop(tx.send(Ok(*a))),
-            (Reply::AutoResolve(tx), Ok(Answer::AutoResolve(next))) => {
-                drop(tx.send(Ok(next.map(ms_time))))
-            }
-            (Reply::Delivery(tx), Ok(Answer::Delivery(_))) => drop(tx.send(Ok(()))),
-            (reply, Err(e)) => reply.fail(e),
-            (reply, Ok(_)) => reply.fail(mismatch()),
-        }
-    }
-
-    fn fail(self, e: Error) {
-        match self {
-            Reply::Ingest(tx) => drop(tx.send(Err(e))),
-            Reply::Change(tx) => drop(tx.send(Err(e))),
-            Reply::AutoResolve(tx) => drop(tx.send(Err(e))),
-            Reply::Delivery(tx) => drop(tx.send(Err(e))),
-        }
-    }
-}
-
-/// An age-prune request: its time, and where its caller waits.
-type Prune = (
-    SystemTime,
-    oneshot::Sender<Result<Option<SystemTime>, Error>>,
-);
-
-enum Job {
-    Write(Request, Reply),
-    Prune {
-        now: SystemTime,
-        reply: oneshot::Sender<Result<Option<SystemTime>, Error>>,
-    },
-    /// Commit what was queued before this, flush, and end the writer.
-    Shutdown,
-}
-
-fn ms_time(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
-}
-
 /// Submits writes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -147,17 +67,23 @@ pub struct WriterHandle {
     deadline_moved: Arc<Notify>,
     /// Why writes are failing, while they are.
     unwritable: Arc<Mutex<Option<Arc<str>>>>,
+    /// The silences in force, which `commit` marks inputs with (`fold.rs`).
+    pub(super) folding: Folding,
 }
 
 impl WriterHandle {
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
+    pub(super) async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(job(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Writes the entries and their alert changes durably; returns what each came to, in order.
-    pub async fn commit(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+    pub async fn commit(&self, mut logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
+        self.folding.mark(&mut logs);
         self.submit(|reply| Job::Write(Request::Ingest(logs), Reply::Ingest(reply)))
             .await?
     }
@@ -191,6 +117,15 @@ impl WriterHandle {
     pub async fn delivery(&self, id: u64, outcome: DeliveryOutcome) -> Result<(), Error> {
         let request = Request::Delivery { id, outcome };
         self.submit(|reply| Job::Write(request, Reply::Delivery(reply)))
+            .await?
+    }
+
+    pub(super) async fn silence_request(
+        &self,
+        op: SilenceOp,
+    ) -> Result<Option<Box<silences::Record>>, Error> {
+        let request = Request::Silence(op);
+        self.submit(|reply| Job::Write(request, Reply::Silence(reply)))
             .await?
     }
 
@@ -242,11 +177,13 @@ impl Writer {
         metrics.set_outbox_depth(outbox_depth);
         metrics.set_store_writable(true);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let folding = Folding::load(&tree)?;
         let handle = WriterHandle {
             tx: tx.clone(),
             fault: Arc::new(AtomicBool::new(false)),
             deadline_moved: Arc::new(Notify::new()),
             unwritable: Arc::new(Mutex::new(None)),
+            folding: folding.clone(),
         };
         let data_file = Arc::new(open_data_file(&store)?);
         let journal = Journal::open(&store.path, &store.handles()?.db, &data_file)?;
@@ -264,6 +201,7 @@ impl Writer {
             metrics,
             failing: None,
             unwritable: handle.unwritable.clone(),
+            folding,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((Writer { task, tx }, handle))
@@ -378,6 +316,7 @@ pub(super) struct State {
     pub failing: Option<Failing>,
     /// What [`WriterHandle::unwritable`] reads.
     pub unwritable: Arc<Mutex<Option<Arc<str>>>>,
+    pub folding: Folding,
 }
 
 /// One group's jobs as collected from the queue.

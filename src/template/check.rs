@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::build_regex;
 use super::helpers::builtins::VALUE_HELPER;
-use super::helpers::date::{format_date, moment_format_is_literal};
+use super::helpers::date::{format_date, moment_format_is_literal, zone};
 use super::registry::{find, helpers};
 
 /// The one-line message for a template that handlebars cannot parse: where, and what is wrong.
@@ -241,10 +241,15 @@ impl Checker {
                         }
                         return Err(message);
                     }
-                    if !hash.is_empty() && find(helper).is_some_and(|s| s.siren) {
+                    if !hash.is_empty() && find(helper).is_some_and(|s| !s.named) {
                         return Err(format!("helper \"{helper}\" takes no name=value arguments"));
                     }
                     self.literals(helper, params)?;
+                    if matches!(helper, "date" | "moment" | "formatDate" | "now")
+                        && let Some(Parameter::Literal(Value::String(tz))) = hash.get("tz")
+                    {
+                        zone(tz).map_err(|e| format!("{helper}: {e}"))?;
+                    }
                 }
                 None if position == Position::Expression
                     && params.is_empty()
@@ -365,9 +370,13 @@ fn strftime_literal(helper: &str, format: Option<&str>) -> Result<(), String> {
              moment-style ones (YYYY-MM-DD HH:mm)"
         ));
     }
-    format_date(jiff::Timestamp::UNIX_EPOCH, format)
-        .map(drop)
-        .map_err(|e| format!("{helper}: {e}"))
+    format_date(
+        jiff::Timestamp::UNIX_EPOCH,
+        format,
+        &jiff::tz::TimeZone::UTC,
+    )
+    .map(drop)
+    .map_err(|e| format!("{helper}: {e}"))
 }
 
 pub(super) fn describe_arity(min: usize, max: Option<usize>) -> String {

@@ -105,6 +105,8 @@ impl std::fmt::Debug for Templates {
 enum Field {
     Title,
     Description,
+    /// `aggregate_key`: what the title window compares instead of the title.
+    Key,
 }
 
 impl Field {
@@ -112,13 +114,14 @@ impl Field {
         match self {
             Field::Title => "title",
             Field::Description => "description",
+            Field::Key => "aggregate_key",
         }
     }
 
     /// How much of a render is kept before the rest is cut off.
     fn render_limit(self) -> usize {
         match self {
-            Field::Title => TITLE_RENDER_MAX,
+            Field::Title | Field::Key => TITLE_RENDER_MAX,
             Field::Description => DESCRIPTION_MAX,
         }
     }
@@ -197,9 +200,11 @@ impl Templates {
         let mut simple = HashMap::new();
         for i in integrations {
             for (field, source) in [
-                (Field::Title, &i.title),
-                (Field::Description, &i.description),
+                (Field::Title, Some(&i.title)),
+                (Field::Description, Some(&i.description)),
+                (Field::Key, i.aggregate_key.as_ref()),
             ] {
+                let Some(source) = source else { continue };
                 let name = template_name(&i.id, field);
                 let template = compile(source, &name).map_err(|message| TemplateError {
                     integration: i.id.clone(),
@@ -219,6 +224,14 @@ impl Templates {
             integrations: ids,
             simple,
         })
+    }
+
+    /// The integration's `aggregate_key` rendered over `data` as a title is (one line, bounded),
+    /// or why it failed (the title is compared instead).
+    pub fn render_key(&self, integration: &Integration, data: &Value) -> Result<String, String> {
+        let name = template_name(&integration.id, Field::Key);
+        let ctx = Context::wraps(Root::new(integration, data)).map_err(|e| e.to_string())?;
+        render_capped(&self.strict, &name, &ctx, TITLE_RENDER_MAX).map(|t| clean_title(&t))
     }
 
     /// Renders over `{ "integration": {"id","name","type","urgency"}, "data": data }`. A
@@ -314,6 +327,7 @@ impl Templates {
             && match field {
                 Field::Title => integration.title == default_title,
                 Field::Description => integration.description == default_description,
+                Field::Key => false,
             };
         match render_capped(&self.fallback, &default, ctx, field.render_limit()) {
             Ok(text) => {

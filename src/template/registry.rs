@@ -122,11 +122,29 @@ pub struct Spec {
     /// One of Siren's own helpers rather than handlebars-helpers' (its summary starts with
     /// "Siren").
     pub siren: bool,
+    /// Takes name=value arguments (every library helper may; Siren's own only when they say).
+    pub(super) named: bool,
 }
 
 pub(super) type ValueFn = fn(&Call<'_>) -> Result<Value, String>;
 
 pub(super) type BlockFn = fn(&Call<'_>, &mut Block<'_, '_, '_, '_>) -> Result<(), RenderError>;
+
+/// Siren's own helpers are documented as such: their summary starts with "Siren".
+const fn is_siren_summary(summary: &str) -> bool {
+    let (b, prefix) = (summary.as_bytes(), b"Siren");
+    if b.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if b[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// A helper taking from `min` to `max` arguments; documented with [`Spec::doc`].
 pub(super) const fn spec(
@@ -148,6 +166,7 @@ pub(super) const fn spec(
         branches: false,
         new_scope: false,
         siren: false,
+        named: true,
     }
 }
 
@@ -168,8 +187,8 @@ impl Spec {
         expected: &'static str,
     ) -> Spec {
         self.summary = summary;
-        self.siren =
-            summary.len() >= 5 && summary.as_bytes()[0] == b'S' && summary.as_bytes()[4] == b'n';
+        self.siren = is_siren_summary(summary);
+        self.named = !self.siren;
         self.example = example;
         self.expected = expected;
         self
@@ -184,6 +203,12 @@ impl Spec {
     /// Its block form runs `f` (which sees the same arguments).
     pub(super) const fn on_block(mut self, f: BlockFn) -> Spec {
         self.block = Some(f);
+        self
+    }
+
+    /// Takes name=value arguments (`tz=`).
+    pub(super) const fn named(mut self) -> Spec {
+        self.named = true;
         self
     }
 

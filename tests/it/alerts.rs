@@ -62,6 +62,7 @@ impl Engine {
                 urgency: Urgency::High,
                 aggregate: req.aggregate,
                 auto_resolve: req.auto_resolve,
+                fold: Default::default(),
             }),
             outcome: None,
             error: None,

@@ -97,6 +97,18 @@ rejected! {
         => ["smtp.idle_timeout", "is not a duration", "\"5m\""];
     idle_timeout_zero: "[smtp]\nidle_timeout = \"0s\"\n"
         => ["smtp.idle_timeout", "longer than zero"];
+    trusted_client_not_a_network: "[smtp]\ntrusted_clients = [\"127.0.0.1/33\"]\n"
+        => ["smtp.trusted_clients", "\"127.0.0.1/33\"", "is not an IP network", "127.0.0.1/32"];
+    max_sessions_per_client_zero: "[smtp]\nmax_sessions_per_client = 0\n"
+        => ["smtp.max_sessions_per_client", "allowed: 1 to"];
+    connection_rate_negative: "[smtp]\nmax_connection_rate_per_client = -1\n"
+        => ["smtp.max_connection_rate_per_client", "allowed: 0 (no limit) to"];
+    auth_errors_wait_too_long: "[smtp]\nauth_errors_wait = \"2m\"\n"
+        => ["smtp.auth_errors_wait", "allowed: 0s to 1m"];
+    rcpt_errors_wait_not_a_duration: "[smtp]\nrcpt_errors_wait = \"soon\"\n"
+        => ["smtp.rcpt_errors_wait", "is not a duration"];
+    inflight_below_message_size: "[smtp]\nmax_message_size = 2000000\nmax_inflight_bytes = 1000000\n"
+        => ["smtp.max_inflight_bytes", "at least smtp.max_message_size (2000000)"];
     aggregate_too_short: r#"
         [[integrations]]
         id = "ops"
@@ -432,4 +444,22 @@ fn repository_example_config_is_valid() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+// The storm limits (issue 12): each key named, with what it allows.
+rejected! {
+    max_alerts_per_request_zero: "[http]\nmax_alerts_per_request = 0\n"
+        => ["http.max_alerts_per_request", "allowed: 1 to 1000000"];
+    header_timeout_not_a_duration: "[http]\nheader_timeout = \"soon\"\n"
+        => ["http.header_timeout", "is not a duration"];
+    body_timeout_zero: "[http]\nbody_timeout = \"0s\"\n"
+        => ["http.body_timeout", "longer than zero"];
+    body_min_rate_negative: "[http]\nbody_min_rate = -1\n"
+        => ["http.body_min_rate", "allowed: 1 to"];
+    keepalive_timeout_not_a_duration: "[http]\nkeepalive_timeout = 5\n"
+        => ["keepalive_timeout", "string"];
+    max_connections_zero: "[http]\nmax_connections = 0\n"
+        => ["http.max_connections", "allowed: 1 to 1048576"];
+    cache_size_too_small: "[store]\ncache_size = 1024\n"
+        => ["store.cache_size", "allowed: 1048576 to"];
 }

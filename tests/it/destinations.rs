@@ -529,3 +529,44 @@ async fn pending_deliveries_survive_sigkill() {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
 }
+
+/// Regression (issue 12): the webhook destination followed redirects, so whoever answered the
+/// configured URL could send the alert anywhere. A 3xx is now the destination's answer: a
+/// failed attempt, retried at the same URL, and nothing reaches the redirect's target.
+#[tokio::test]
+async fn a_webhook_destination_follows_no_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Receiver::start(200).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = listener.local_addr().unwrap();
+    let location = format!("http://{}/stolen", target.addr);
+    let app = Router::new().route(
+        "/{*path}",
+        post(move || {
+            let location = location.clone();
+            async move { (StatusCode::FOUND, [("location", location)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let defs = format!(
+        "[[destinations]]\nid = \"hook\"\ntype = \"webhook\"\nurl = \"http://{redirector}/alerts\"\n\
+         retry_initial = \"10ms\"\nretry_max = \"20ms\"\nmax_attempts = 2\n"
+    );
+    let d = Daemon::start_config(config_with(&dir.path().join("store"), &["hook"], &defs)).await;
+    deliver(
+        d.smtp,
+        &["ops@alerts.localhost"],
+        &message("redirected", "redirect@x"),
+    )
+    .await;
+    let dead = deliveries_until(d.http, "dead", |l| l.len() == 1).await;
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("HTTP 302"),
+        "{dead:?}"
+    );
+    assert!(
+        target.got.try_recv().is_err(),
+        "the redirect's target got the alert"
+    );
+    d.stop().await;
+}

@@ -181,6 +181,15 @@ impl Smtp {
         }
     }
 
+    /// A client on a connected stream (e.g. one bound to another loopback address).
+    pub fn from_stream(s: TcpStream) -> Smtp {
+        let (rd, wr) = s.into_split();
+        Smtp {
+            rd: BufReader::new(rd),
+            wr: Some(wr),
+        }
+    }
+
     /// A client on the read half of a connection whose write half the caller keeps.
     pub fn from_read_half(rd: OwnedReadHalf) -> Smtp {
         Smtp {

@@ -209,7 +209,9 @@ async fn webhook_counters_move_as_requests_are_accepted_and_refused() {
         post(&d, "/webhooks/hook", Some("secret"), json, body).await,
         400
     );
-    let body = br#"{"event_type": 5}"#.to_vec();
+    // A payload the adapter cannot read (an array as Id; a non-string event_type is `other`
+    // since issue 14, as PagerTree reads it).
+    let body = br#"{"event_type": "create", "Id": [5]}"#.to_vec();
     assert_eq!(
         post(&d, "/webhooks/hook", Some("secret"), json, body).await,
         400
@@ -452,4 +454,66 @@ async fn readyz_turns_503_once_shutdown_begins_and_metrics_stay_up_while_drainin
         std::net::TcpStream::connect(d.http).is_err(),
         "HTTP closed after the drain"
     );
+}
+
+/// Issue 12: while writes fail, `/readyz` says so with the reason (SMTP 451, HTTP 503), and
+/// it is ready again by itself once writes work: no restart.
+#[tokio::test]
+async fn readyz_is_503_with_the_reason_while_writes_fail_and_ready_again_once_healed() {
+    let d = daemon("", "").await;
+    d.writer.inject_failure(true);
+    let mut c = Smtp::greeted(d.smtp).await;
+    let r = c
+        .mail(
+            "m@example.com",
+            &["ops@alerts.localhost"],
+            &message("x", "h1@x"),
+        )
+        .await;
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("store cannot write"),
+        "{body}"
+    );
+    assert_eq!(Scrape::of(&d).await.get("siren_store_writable"), 0.0);
+    d.writer.inject_failure(false);
+    // The writer tries to heal every second, and at once when a write comes.
+    c.cmd("RSET", "250").await;
+    let r = c
+        .mail(
+            "m@example.com",
+            &["ops@alerts.localhost"],
+            &message("x", "h2@x"),
+        )
+        .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!((status, body), (200, json!({"ready": true})));
+    assert_eq!(Scrape::of(&d).await.get("siren_store_writable"), 1.0);
+    d.stop().await;
+}
+
+/// Issue 7: a webhook request failing authentication is counted, and costs nothing durable.
+#[tokio::test]
+async fn unauthenticated_webhooks_are_counted_and_not_stored() {
+    let d = daemon("", "").await;
+    for _ in 0..3 {
+        let status = post(
+            &d,
+            "/webhooks/hook",
+            Some("wrong"),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(Scrape::of(&d).await.rejected("http", "unauthorized"), 3.0);
+    assert!(d.logs("hook").await.is_empty(), "no log entry");
+    d.stop().await;
 }

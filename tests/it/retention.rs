@@ -62,3 +62,25 @@ async fn entries_older_than_max_age_are_dropped() {
     assert!(d.logs("ops").await.is_empty());
     d.stop().await;
 }
+
+/// Regression (issue 12): a failed age-prune waited a whole `logs.max_age` for its next try.
+/// It is now tried again within a minute.
+#[tokio::test]
+async fn a_failed_age_prune_is_retried_soon() {
+    let d = Daemon::start_with("[logs]\nmax_age = \"1h\"").await;
+    deliver(d.smtp, &["ops@alerts.localhost"], &message("old", "old@x")).await;
+    d.writer.inject_failure(true);
+    // The log-age timer comes due and its prune fails. (Paused only while no client talks:
+    // with a paused clock, tokio moves time ahead at every park, socket I/O or not.)
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(3600 + 5)).await;
+    tokio::time::resume();
+    assert!(d.writer.unwritable().is_some(), "the prune ran and failed");
+    assert_eq!(d.logs("ops").await.len(), 1);
+    d.writer.inject_failure(false);
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    tokio::time::resume();
+    assert!(d.logs("ops").await.is_empty(), "pruned on the retry");
+    d.stop().await;
+}

@@ -25,6 +25,9 @@ struct Expected {
     attachments: Vec<ExpectedAttachment>,
     #[serde(default)]
     message_not_contains: Vec<String>,
+    /// The loop and auto-reply guard's reason, for samples it stops (outcome `ignored`).
+    #[serde(default)]
+    guard: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +152,10 @@ async fn every_sample_is_parsed_and_sanitized() {
         assert_eq!(attachments, want, "{f}: attachments");
         assert_eq!(data["envelope"]["mail_from"], e.mail_from, "{f}: envelope");
         assert!(data["headers"]["Subject"].is_string(), "{f}: headers");
+        if let Some(reason) = &e.guard {
+            assert_eq!(log["outcome"], "ignored", "{f}: guard");
+            assert_eq!(log["error"], reason.as_str(), "{f}: guard");
+        }
     }
     d.stop().await;
 }
@@ -196,8 +203,12 @@ async fn siren_alerts_list_shows_the_alerts_the_samples_created() {
     );
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("ID "), "{table}");
-    // Every sample made an alert titled with its subject, except the one that folded in (below).
-    for e in expected.iter().filter(|e| e.file != "zabbix-resolved.eml") {
+    // Every sample made an alert titled with its subject, except the one that folded in (below)
+    // and those the guard stopped.
+    let made_alerts = expected
+        .iter()
+        .filter(|e| e.file != "zabbix-resolved.eml" && e.guard.is_none());
+    for e in made_alerts {
         // Titles are single-line text with runs of whitespace collapsed.
         let subject = e.subject.split_whitespace().collect::<Vec<_>>().join(" ");
         let title: String = subject.chars().take(80).collect();

@@ -6,15 +6,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::pki_types::{CertificateDer, ServerName};
 use siren::smtp::{Context, serve_connection};
 use siren::store::{LogEntry, Store, Writer};
 use tokio::io::{
-    AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf,
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
+    ReadHalf, WriteHalf,
 };
 use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::test_config;
+use crate::tls::write_certificate;
 
 /// What every scripted session of one configuration shares: the context the accept loop
 /// would hold, the store and its writer, and the daemon's stop signals.
@@ -30,7 +34,19 @@ pub struct Harness {
 impl Harness {
     /// The test configuration (helpers::test_config) with extra `[smtp]` keys.
     pub async fn new(extra_smtp: &str) -> Harness {
+        Self::in_dir(tempfile::tempdir().unwrap(), extra_smtp)
+    }
+
+    /// As [`Harness::new`] with STARTTLS on a new certificate, which is returned.
+    pub async fn with_tls(extra_smtp: &str) -> (Harness, CertificateDer<'static>) {
         let dir = tempfile::tempdir().unwrap();
+        let cert = write_certificate(dir.path());
+        let d = dir.path().display();
+        let keys = format!("tls_cert = \"{d}/tls.crt\"\ntls_key = \"{d}/tls.key\"\n{extra_smtp}");
+        (Self::in_dir(dir, &keys), cert)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, extra_smtp: &str) -> Harness {
         let config = test_config(&dir.path().join("store"), extra_smtp);
         let store = Store::open(&config.store.path).unwrap();
         let metrics = Arc::new(siren::metrics::Metrics::new());
@@ -109,16 +125,47 @@ impl Harness {
     }
 }
 
-/// The client side of one scripted session.
-pub struct Script {
-    rd: BufReader<ReadHalf<DuplexStream>>,
-    wr: Option<WriteHalf<DuplexStream>>,
+/// The client side of one scripted session: in the clear, or inside TLS after `starttls`.
+pub struct Script<S = DuplexStream> {
+    rd: BufReader<ReadHalf<S>>,
+    wr: Option<WriteHalf<S>>,
     /// Lines queued by `send`, written by the next `expect` (so a script can pipeline).
     pending: Vec<u8>,
     task: Option<JoinHandle<()>>,
 }
 
-impl Script {
+impl Script<DuplexStream> {
+    /// STARTTLS and a handshake trusting `cert`: the session is ready for its second EHLO.
+    pub async fn starttls(
+        mut self,
+        cert: &CertificateDer<'static>,
+    ) -> Script<TlsStream<DuplexStream>> {
+        self.send("STARTTLS").expect("220 2.0.0").await;
+        let wr = self.wr.take().expect("this client writes");
+        let stream = self.rd.into_inner().unsplit(wr);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("localhost").unwrap(), stream)
+            .await
+            .expect("TLS handshake");
+        let (rd, wr) = tokio::io::split(tls);
+        Script {
+            rd: BufReader::new(rd),
+            wr: Some(wr),
+            pending: Vec::new(),
+            task: self.task.take(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     /// Queues a command line (CRLF added); the next `expect` or `reply` writes it.
     pub fn send(&mut self, line: &str) -> &mut Self {
         self.pending.extend_from_slice(line.as_bytes());

@@ -179,7 +179,7 @@ async fn pipelined_commands_are_answered_in_order() {
 
 #[tokio::test]
 async fn the_twentieth_protocol_error_ends_the_session() {
-    let h = Harness::new("").await;
+    let h = Harness::new("rcpt_errors_max = 30\nrcpt_errors_wait = \"0s\"").await;
     let mut s = h.session();
     s.expect("220").await;
     // Refused recipients are not protocol errors.

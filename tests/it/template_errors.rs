@@ -86,10 +86,20 @@ fn date_format_that_prints_itself_is_rejected() {
 }
 
 #[test]
+fn unknown_time_zone_is_rejected() {
+    assert_rejected(
+        "title",
+        "{{date data.startsAt \"HH:mm\" tz=\"Mars/Olympus\"}}",
+        &["date", "unknown time zone \"Mars/Olympus\""],
+    );
+}
+
+#[test]
 fn working_helpers_and_formats_pass() {
     for template in [
         "{{formatDate data.startsAt \"%Y-%m-%d %H:%M\"}}",
-        "{{date data.startsAt \"YYYY-MM-DD HH:mm\"}}",
+        "{{date data.startsAt \"YYYY-MM-DD HH:mm\" tz=\"Europe/Paris\"}}",
+        "{{formatDate data.startsAt \"%H:%M %Z\" tz=\"+02:00\"}}",
         "{{#startsWith \"PROBLEM\" data.title}}down{{/startsWith}} {{matchRegex data.title \"^x\"}}",
         "{{#withFirst data.alerts}}{{labels.alertname}}{{/withFirst}}",
     ] {

@@ -25,12 +25,24 @@ async fn tls_daemon() -> (Daemon, CertificateDer<'static>) {
 
 /// A daemon with STARTTLS, the users [`AM`] and [`NAGIOS`], and `require_auth` as given.
 async fn auth_daemon(require_auth: bool) -> (Daemon, CertificateDer<'static>) {
+    auth_daemon_with(require_auth, "").await
+}
+
+/// [`auth_daemon`] with more `[smtp]` keys.
+async fn auth_daemon_with(
+    require_auth: bool,
+    smtp_keys: &str,
+) -> (Daemon, CertificateDer<'static>) {
     let users = format!(
         "[[smtp.users]]\nname = \"{}\"\npassword_file = \"smtp-password\"\n\
          [[smtp.users]]\nname = \"{}\"\npassword = \"{}\"\n",
         AM.0, NAGIOS.0, NAGIOS.1
     );
-    tls_daemon_with(&format!("require_auth = {require_auth}"), &users).await
+    tls_daemon_with(
+        &format!("require_auth = {require_auth}\n{smtp_keys}"),
+        &users,
+    )
+    .await
 }
 
 /// `smtp_keys` go into `[smtp]`, `tail` at the end of the file.
@@ -94,7 +106,24 @@ pub async fn starttls(
     smtp: std::net::SocketAddr,
     cert: &CertificateDer<'static>,
 ) -> BufReader<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(smtp).await.unwrap();
+    try_starttls(smtp, cert)
+        .await
+        .expect("TLS handshake with the configured certificate")
+}
+
+/// As [`starttls`], with the handshake's outcome.
+pub async fn try_starttls(
+    smtp: std::net::SocketAddr,
+    cert: &CertificateDer<'static>,
+) -> std::io::Result<BufReader<TlsStream<TcpStream>>> {
+    starttls_on(TcpStream::connect(smtp).await?, cert).await
+}
+
+/// As [`try_starttls`] on a connection the caller made (e.g. from another address).
+pub async fn starttls_on(
+    tcp: TcpStream,
+    cert: &CertificateDer<'static>,
+) -> std::io::Result<BufReader<TlsStream<TcpStream>>> {
     let mut plain = BufReader::new(tcp);
     assert!(reply(&mut plain).await.starts_with("220"));
     let ehlo = cmd(&mut plain, "EHLO client.test", "250").await;
@@ -114,9 +143,8 @@ pub async fn starttls(
             ServerName::try_from("localhost").unwrap(),
             plain.into_inner(),
         )
-        .await
-        .expect("TLS handshake with the configured certificate");
-    BufReader::new(tls)
+        .await?;
+    Ok(BufReader::new(tls))
 }
 
 #[tokio::test]
@@ -290,7 +318,11 @@ async fn auth_plain_and_login_succeed_after_starttls() {
 
 #[tokio::test]
 async fn wrong_credentials_get_535_and_repeated_failures_end_the_session() {
-    let (d, cert) = auth_daemon(true).await;
+    // The AUTH budgets raised and their waits off, so that the protocol-error limit is what
+    // ends the session here (the budgets have their own tests in `budgets`).
+    let budgets =
+        "auth_errors_max = 20\nauth_errors_wait = \"0s\"\nmax_auth_error_rate_per_client = 0";
+    let (d, cert) = auth_daemon_with(true, budgets).await;
     let mut s = starttls(d.smtp, &cert).await;
     cmd(&mut s, "EHLO client.test", "250").await;
     // A wrong password, a password of another user, another identity in authzid.
@@ -425,4 +457,58 @@ fn changed_smtp_users_are_kept_until_a_restart() {
     let running = live.get();
     assert_eq!(running.smtp.users[0].password, "old");
     assert!(!running.smtp.require_auth);
+}
+
+/// certbot-style rotation: new files under the same names and a reload put the new
+/// certificate in force (nothing is reported as needing a restart); turning TLS off does need
+/// one, and the running certificate stays.
+#[test]
+fn a_reload_picks_up_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_certificate(dir.path());
+    let path = dir.path().join("siren.toml");
+    let tls = "[smtp]\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n";
+    let live = siren::config::Live::new(siren::Config::parse(tls, &path).unwrap());
+    let renewed = write_certificate(dir.path());
+    assert_ne!(first, renewed);
+    assert!(
+        live.reload(siren::Config::parse(tls, &path).unwrap())
+            .is_empty()
+    );
+    assert_eq!(live.get().smtp.tls_chain, vec![renewed.clone()]);
+    assert_eq!(
+        live.reload(siren::Config::parse("", &path).unwrap()),
+        vec!["smtp"]
+    );
+    assert!(live.get().smtp.tls.is_some());
+    assert_eq!(live.get().smtp.tls_chain, vec![renewed]);
+}
+
+/// The same on the real binary under SIGHUP: handshakes after the reload present the new
+/// certificate, and a client that trusts only the old one is refused.
+#[tokio::test]
+async fn sighup_puts_a_renewed_certificate_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write_certificate(dir.path());
+    let config = crate::process::write_config_with(
+        dir.path(),
+        "tls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
+    );
+    let mut p = crate::process::start(&config).await;
+    // A session open across the reload keeps the certificate it began with.
+    let mut before = starttls(p.smtp, &old).await;
+    let renewed = write_certificate(dir.path());
+    p.signal(libc::SIGHUP);
+    p.log_line("smtp TLS certificate and key reloaded").await;
+    p.log_line("configuration reloaded").await;
+    cmd(&mut before, "EHLO client.test", "250").await;
+    let mut s = starttls(p.smtp, &renewed).await;
+    cmd(&mut s, "EHLO client.test", "250").await;
+    send_one(&mut s, "renewed@x").await;
+    assert!(
+        try_starttls(p.smtp, &old).await.is_err(),
+        "the old certificate is still served"
+    );
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
 }

@@ -14,6 +14,7 @@ listen = ["127.0.0.1:0"]
 [http]
 listen = "127.0.0.1:0"
 max_body_size = 65536
+max_alerts_per_request = 3
 [store]
 path = "{}"
 [[integrations]]
@@ -434,5 +435,66 @@ async fn store_failure_answers_503_stores_nothing_and_the_retry_succeeds() {
     .await;
     assert_eq!(status, 202, "{resp}");
     assert_eq!(result(&resp).0, "created");
+    d.stop().await;
+}
+
+/// Issue 12: a notification's cost is bounded by the input. Past `http.max_alerts_per_request`
+/// it is refused whole with 413 naming the key: no alert, and one `rejected` entry without the
+/// body.
+#[tokio::test]
+async fn a_notification_over_max_alerts_per_request_gets_413_and_stores_no_alert() {
+    let d = daemon().await;
+    let mut body = sample("alertmanager-firing.json");
+    let one = body["alerts"][0].clone();
+    body["alerts"] = json!([one, one, one, one]);
+    let (status, resp) = post_raw(
+        &d,
+        "/webhooks/am",
+        Some("am-token"),
+        "application/json",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413, "{resp}");
+    assert!(
+        resp["error"]
+            .as_str()
+            .unwrap()
+            .contains("http.max_alerts_per_request"),
+        "{resp}"
+    );
+    let (_, alerts) = d.get("/api/v1/alerts").await;
+    assert!(alerts["alerts"].as_array().unwrap().is_empty());
+    let logs = d.logs("am").await;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["outcome"], "rejected");
+    assert_eq!((&logs[0]["size"], &logs[0]["raw"]), (&json!(0), &json!("")));
+    assert!(logs[0]["data"].is_null());
+    d.stop().await;
+}
+
+/// The entries one notification makes each show its raw body (stored once, see the store's
+/// tests); a list carries only their summaries, the detail their data.
+#[tokio::test]
+async fn a_notifications_entries_share_its_body_and_lists_show_summaries() {
+    let d = daemon().await;
+    let body = sample("alertmanager-firing.json");
+    let text = body.to_string();
+    post(&d, "am", "am-token", body).await;
+    let (status, list) = d.get("/api/v1/integrations/am/logs").await;
+    assert_eq!(status, 200);
+    let list = list["logs"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for entry in list {
+        assert!(entry.get("data").is_none(), "a list has no data: {entry}");
+        assert!(!entry["summary"].as_str().unwrap().is_empty(), "{entry}");
+        assert_eq!(entry["size"], text.len());
+    }
+    let logs = d.logs("am").await;
+    assert!(logs.iter().all(|l| l["raw"] == text.as_str()));
+    assert_ne!(
+        logs[0]["data"]["fingerprint"], logs[1]["data"]["fingerprint"],
+        "each entry has its own alert's data"
+    );
     d.stop().await;
 }

@@ -191,7 +191,7 @@ fn compare(c: &Call<'_>) -> Result<Value, String> {
         ">" => js::gt(a, b),
         "<=" => js::lte(a, b),
         ">=" => js::gte(a, b),
-        "typeof" => Value::from(typeof_a()) == *b,
+        "typeof" => b.as_str() == Some(typeof_a()),
         other => return Err(format!("invalid operator: `{other}`")),
     };
     Ok(result.into())

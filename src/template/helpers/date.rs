@@ -57,7 +57,7 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         "4",
     ),
     spec("date", 0, 2, moment).missing_ok().doc(
-        "a date formatted with moment.js tokens (`YYYY-MM-DD HH:mm`), in UTC",
+        "a date formatted with moment.js tokens (`YYYY-MM-DD HH:mm`), in UTC or `tz=\"Europe/Paris\"`",
         "{{date data.started \"YYYY-MM-DD HH:mm\"}}",
         "2024-07-15 16:24",
     ),
@@ -69,32 +69,35 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
     // Siren's own.
     spec("formatDate", 1, 2, |c| {
         let format = optional_text(c, 1, DEFAULT_DATE_FORMAT)?;
-        Ok(format_date(timestamp(c.arg(0))?, &format)?.into())
+        Ok(format_date(timestamp(c.arg(0))?, &format, &zone_arg(c)?)?.into())
     })
     .doc(
-        "Siren: a date formatted strftime-style in UTC (default RFC 3339)",
+        "Siren: a date formatted strftime-style (default RFC 3339), in UTC or `tz=`",
         "{{formatDate data.started \"%d %b %Y %H:%M %Z\"}}",
         "15 Jul 2024 16:24 UTC",
-    ),
+    )
+    .named(),
     spec("now", 0, 1, |c| {
         let format = optional_text(c, 0, DEFAULT_DATE_FORMAT)?;
-        Ok(format_date(jiff::Timestamp::now(), &format)?.into())
+        Ok(format_date(jiff::Timestamp::now(), &format, &zone_arg(c)?)?.into())
     })
     .doc(
         "Siren: the current time, formatted as `formatDate` does",
         "{{length (now \"%Y\")}}",
         "4",
-    ),
+    )
+    .named(),
 ];
 
 fn moment(c: &Call<'_>) -> Result<Value, String> {
+    let tz = zone_arg(c)?;
     let (input, pattern) = (c.arg(0), c.arg(1));
     if input.is_null() && pattern.is_null() {
-        return Ok(format_moment(jiff::Timestamp::now(), "MMMM DD, YYYY").into());
+        return Ok(format_moment(jiff::Timestamp::now(), "MMMM DD, YYYY", &tz).into());
     }
     let ts = match (input, pattern) {
         (Value::String(s), Value::Null) => {
-            return Ok(format_moment(jiff::Timestamp::now(), s).into());
+            return Ok(format_moment(jiff::Timestamp::now(), s, &tz).into());
         }
         (Value::Number(n), _) => {
             let ms = n.as_f64().unwrap_or(f64::NAN);
@@ -114,7 +117,7 @@ fn moment(c: &Call<'_>) -> Result<Value, String> {
         Value::Null => "YYYY-MM-DDTHH:mm:ssZ".to_string(),
         p => js::string(p),
     };
-    Ok(format_moment(ts, &pattern).into())
+    Ok(format_moment(ts, &pattern, &tz).into())
 }
 
 /// RFC 3339, RFC 2822, or `YYYY-MM-DD[ HH:mm[:ss]]` (UTC).
@@ -313,9 +316,19 @@ fn week_of_year(date: jiff::civil::Date, dow: i64, doy: i64) -> (i64, i64) {
     }
 }
 
-/// A timestamp in UTC with moment's tokens, English names.
-pub(in crate::template) fn format_moment(ts: jiff::Timestamp, format: &str) -> String {
-    let z = ts.to_zoned_datetime(TimeZone::UTC);
+/// A timestamp in `tz` with moment's tokens, English names.
+pub(in crate::template) fn format_moment(
+    ts: jiff::Timestamp,
+    format: &str,
+    tz: &TimeZone,
+) -> String {
+    let z = ts.to_zoned_datetime(tz.clone());
+    let offset = z.offset().seconds();
+    let (sign, off_h, off_m) = (
+        if offset < 0 { '-' } else { '+' },
+        offset.abs() / 3600,
+        offset.abs() % 3600 / 60,
+    );
     let d = z.date();
     let (year, month, day) = (
         i64::from(z.year()),
@@ -373,16 +386,6 @@ pub(in crate::template) fn format_moment(ts: jiff::Timestamp, format: &str) -> S
                 wd
             })
             .to_string(),
-            "w" => week_of_year(d, 0, 6).0.to_string(),
-            "wo" => ordinal(week_of_year(d, 0, 6).0),
-            "ww" => pad(week_of_year(d, 0, 6).0, 2),
-            "W" => week_of_year(d, 1, 4).0.to_string(),
-            "Wo" => ordinal(week_of_year(d, 1, 4).0),
-            "WW" => pad(week_of_year(d, 1, 4).0, 2),
-            "gg" => pad(week_of_year(d, 0, 6).1 % 100, 2),
-            "gggg" => pad(week_of_year(d, 0, 6).1, 4),
-            "GG" => pad(week_of_year(d, 1, 4).1 % 100, 2),
-            "GGGG" => pad(week_of_year(d, 1, 4).1, 4),
             "H" => hour.to_string(),
             "HH" => pad(hour, 2),
             "h" => h12.to_string(),
@@ -395,17 +398,35 @@ pub(in crate::template) fn format_moment(ts: jiff::Timestamp, format: &str) -> S
             "ss" => pad(second, 2),
             "a" => (if hour < 12 { "am" } else { "pm" }).to_string(),
             "A" => (if hour < 12 { "AM" } else { "PM" }).to_string(),
-            "Z" => "+00:00".to_string(),
-            "ZZ" => "+0000".to_string(),
+            "Z" => format!("{sign}{off_h:02}:{off_m:02}"),
+            "ZZ" => format!("{sign}{off_h:02}{off_m:02}"),
             "z" | "zz" => String::new(),
             "X" => ts.as_second().to_string(),
             "x" => ts.as_millisecond().to_string(),
             s if s.starts_with('S') => nanos[..s.len()].to_string(),
-            other => other.to_string(),
+            other => week_token(other, d).unwrap_or_else(|| other.to_string()),
         };
         out.push_str(&s);
     }
     out
+}
+
+/// moment's week and week-year tokens (locale weeks from Sunday, ISO weeks from Monday).
+fn week_token(token: &str, d: jiff::civil::Date) -> Option<String> {
+    let pad = |n: i64, w: usize| format!("{n:0w$}");
+    Some(match token {
+        "w" => week_of_year(d, 0, 6).0.to_string(),
+        "wo" => ordinal(week_of_year(d, 0, 6).0),
+        "ww" => pad(week_of_year(d, 0, 6).0, 2),
+        "W" => week_of_year(d, 1, 4).0.to_string(),
+        "Wo" => ordinal(week_of_year(d, 1, 4).0),
+        "WW" => pad(week_of_year(d, 1, 4).0, 2),
+        "gg" => pad(week_of_year(d, 0, 6).1 % 100, 2),
+        "gggg" => pad(week_of_year(d, 0, 6).1, 4),
+        "GG" => pad(week_of_year(d, 1, 4).1 % 100, 2),
+        "GGGG" => pad(week_of_year(d, 1, 4).1, 4),
+        _ => return None,
+    })
 }
 
 /// A literal format that prints itself: for the start-up check.
@@ -448,12 +469,51 @@ fn timestamp(v: &Value) -> Result<jiff::Timestamp, String> {
     }
 }
 
-/// strftime-style, in UTC.
+/// strftime-style, in `tz`.
 pub(in crate::template) fn format_date(
     ts: jiff::Timestamp,
     format: &str,
+    tz: &TimeZone,
 ) -> Result<String, String> {
-    let utc = ts.to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    jiff::fmt::strtime::format(format, &utc)
+    let zoned = ts.to_zoned_datetime(tz.clone());
+    jiff::fmt::strtime::format(format, &zoned)
         .map_err(|e| format!("cannot format a date with \"{format}\": {e}"))
+}
+
+/// A time zone by IANA name (`Europe/Paris`, from the system's database) or as a fixed offset
+/// (`+02:00`, `-0530`, `Z`).
+pub(in crate::template) fn zone(name: &str) -> Result<TimeZone, String> {
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("utc") || name == "Z" {
+        return Ok(TimeZone::UTC);
+    }
+    if let Some(rest) = name.strip_prefix(['+', '-']) {
+        let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+        let ok = digits.len() == 4 && rest.len() <= 5;
+        let (h, m) = (
+            digits.get(..2).and_then(|h| h.parse::<i32>().ok()),
+            digits.get(2..).and_then(|m| m.parse::<i32>().ok()),
+        );
+        if let (true, Some(h), Some(m)) = (ok, h, m)
+            && h < 24
+            && m < 60
+        {
+            let sign = if name.starts_with('-') { -1 } else { 1 };
+            let offset = jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60))
+                .map_err(|e| e.to_string())?;
+            return Ok(TimeZone::fixed(offset));
+        }
+        return Err(format!(
+            "the time zone \"{name}\" is not an offset like +02:00"
+        ));
+    }
+    TimeZone::get(name).map_err(|_| format!("unknown time zone \"{name}\"; use an IANA name such as Europe/Paris or an offset such as +02:00"))
+}
+
+/// The `tz=` argument: UTC unless one is given.
+fn zone_arg(c: &Call<'_>) -> Result<TimeZone, String> {
+    match c.hash("tz") {
+        Value::Null => Ok(TimeZone::UTC),
+        v => zone(&js::string(v)),
+    }
 }

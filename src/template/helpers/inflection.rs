@@ -29,9 +29,9 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
         let s = js::string(v);
         let suffix = match (n % 100.0, n % 10.0) {
             (r, _) if (11.0..=13.0).contains(&r) => "th",
-            (_, d) if d == 1.0 => "st",
-            (_, d) if d == 2.0 => "nd",
-            (_, d) if d == 3.0 => "rd",
+            (_, 1.0) => "st",
+            (_, 2.0) => "nd",
+            (_, 3.0) => "rd",
             _ => "th",
         };
         Ok(format!("{s}{suffix}").into())

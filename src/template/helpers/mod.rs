@@ -24,6 +24,7 @@ pub(super) mod number;
 pub(super) mod object;
 pub(super) mod regex;
 pub(super) mod string;
+mod transform;
 pub(super) mod url;
 
 fn type_name(v: &Value) -> &'static str {

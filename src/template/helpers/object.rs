@@ -88,12 +88,12 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
             "{{JSONstringify (extend data.labels team=\"ops\")}}",
             "{\"alertname\":\"DiskFull\",\"instance\":\"db-1:9100\",\"team\":\"ops\"}",
         ),
-    block("forIn", 1, 1, |c, b| for_keys(c, b)).doc(
+    block("forIn", 1, 1, for_keys).doc(
         "the block for each key of an object, with `@key`",
         "{{#forIn data.labels}}{{@key}}={{this}} {{/forIn}}",
         "alertname=DiskFull instance=db-1:9100 ",
     ),
-    block("forOwn", 1, 1, |c, b| for_keys(c, b)).doc(
+    block("forOwn", 1, 1, for_keys).doc(
         "the block for each own key of an object, with `@key`",
         "{{#forOwn data.labels}}{{@key}} {{/forOwn}}",
         "alertname instance ",

@@ -97,8 +97,10 @@ pub(in crate::template) const HELPERS: &[Spec] = &[
 fn extract(c: &Call<'_>) -> Result<Value, String> {
     let s = text(c.arg(0))?;
     let re = c.regexes.get(&text(c.arg(1))?)?;
+    // No match is a missing value, as an undefined one in handlebars.js: it renders as
+    // nothing, and `default` replaces it.
     let Some(caps) = re.captures(&s) else {
-        return Ok("".into());
+        return Ok(Value::Null);
     };
     let group = match c.args.get(2) {
         // No group asked for: the first group, or the whole match when there is none.
@@ -117,5 +119,5 @@ fn extract(c: &Call<'_>) -> Result<Value, String> {
             caps.get(index)
         }
     };
-    Ok(group.map_or("", |m| m.as_str()).into())
+    Ok(group.map_or(Value::Null, |m| m.as_str().into()))
 }

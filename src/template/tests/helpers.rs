@@ -114,6 +114,11 @@ const HELPER_CASES: &[(&str, &str)] = &[
     ("{{formatDate data.rfc2822 \"%H:%M %z\"}}", "16:24 +0000"),
     ("{{formatDate \"2024-07-15T18:24:59+02:00\" \"%A %e %B\"}}", "Monday 15 July"),
     ("{{length (now \"%Y\")}}", "4"),
+    // UTC unless a time zone is given.
+    ("{{formatDate data.ts \"%H:%M %Z\" tz=\"Europe/Paris\"}}", "18:24 CEST"),
+    ("{{date data.ts \"HH:mm Z\" tz=\"+05:30\"}}", "21:54 +05:30"),
+    ("{{moment data.ts \"YYYY-MM-DD HH:mm ZZ\" tz=\"America/New_York\"}}", "2024-07-15 12:24 -0400"),
+    ("{{moment data.ts \"HH:mm Z\"}}", "16:24 +00:00"),
     // JSON
     // Keys keep their order.
     ("{{json data.obj}}", "{\"k\":1,\"j\":2}"),

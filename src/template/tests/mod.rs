@@ -6,6 +6,7 @@ use super::*;
 use serde_json::json;
 
 mod helpers;
+mod js;
 
 /// Integrations from `[[integrations]]` tables, filled in as the configuration fills them (the
 /// name from the id, the type's default templates). Built here rather than through `config`,

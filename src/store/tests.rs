@@ -1,0 +1,128 @@
+//! The store's own properties, checked against the tree itself: what one input stores, and what
+//! a failing input or a failing disk does to the rest.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::logs::RAW;
+use super::{Action, AlertRequest, Error, NewLog, Outcome, Source, Store, Writer, WriterHandle};
+use crate::config::LogsConfig;
+use crate::domain::Urgency;
+
+fn start(max_entries: usize) -> (tempfile::TempDir, Store, Writer, WriterHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let retention = LogsConfig {
+        max_entries,
+        max_age: Duration::from_secs(30 * 86_400),
+    };
+    let (writer, handle) =
+        Writer::spawn(store.clone(), retention, None, Default::default()).unwrap();
+    (dir, store, writer, handle)
+}
+
+fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
+    NewLog {
+        integration: "i".into(),
+        received_at: SystemTime::now(),
+        source: Source::Http,
+        remote_addr: "127.0.0.1:1".into(),
+        data: json!({"title": "t"}),
+        alert: alert.map(|tp| AlertRequest {
+            action: Action::Create,
+            thirdparty_id: tp.into(),
+            dedup_keys: Vec::new(),
+            title: tp.into(),
+            description: String::new(),
+            urgency: Urgency::High,
+            aggregate: None,
+            auto_resolve: None,
+            fold: Default::default(),
+        }),
+        outcome: alert.is_none().then_some(Outcome::Ignored),
+        error: None,
+        raw: raw.clone(),
+        email: None,
+    }
+}
+
+/// Chunks of raw input in the tree.
+fn raw_chunks(store: &Store) -> usize {
+    store.tree().unwrap().scan_prefix([RAW]).count()
+}
+
+#[tokio::test]
+async fn one_inputs_entries_store_its_raw_input_once_until_the_last_one_goes() {
+    let (_dir, store, writer, handle) = start(3);
+    // 10,000 bytes: three chunks.
+    let shared: Arc<[u8]> = vec![b'x'; 10_000].into();
+    let logs = (0..3).map(|_| entry(&shared, None)).collect();
+    let first = handle.commit(logs).await.unwrap();
+    assert_eq!(raw_chunks(&store), 3, "one copy for three entries");
+    for r in &first {
+        assert_eq!(store.raw(r.log_id).unwrap().unwrap(), shared[..]);
+    }
+    // Count retention (3 entries) drops the oldest entry with each new one; the shared input
+    // stays as long as one of its entries does.
+    let small: Arc<[u8]> = b"small".to_vec().into();
+    for n in 1..=2 {
+        handle.commit(vec![entry(&small, None)]).await.unwrap();
+        assert_eq!(store.raw(first[n - 1].log_id).unwrap(), None);
+        assert_eq!(store.raw(first[2].log_id).unwrap().unwrap(), shared[..]);
+        assert_eq!(raw_chunks(&store), 3 + n);
+    }
+    handle.commit(vec![entry(&small, None)]).await.unwrap();
+    assert_eq!(store.raw(first[2].log_id).unwrap(), None);
+    assert_eq!(
+        raw_chunks(&store),
+        3,
+        "only the three small inputs are left"
+    );
+    writer.join().await;
+}
+
+#[tokio::test]
+async fn an_input_that_fails_in_a_group_fails_alone_with_its_own_error() {
+    let (_dir, store, writer, handle) = start(100);
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    let bad = handle.commit(vec![entry(&raw, Some("bad"))]).await.unwrap();
+    let bad_id = bad[0].alert_id.unwrap();
+    // Its record becomes unreadable: the next input for it cannot aggregate.
+    store
+        .tree()
+        .unwrap()
+        .insert(super::alerts::alert_key(bad_id), &b"not json"[..])
+        .unwrap();
+    // Queued together before the writer runs, so they share a group.
+    let (a, b, c) = tokio::join!(
+        handle.commit(vec![entry(&raw, Some("g1"))]),
+        handle.commit(vec![entry(&raw, Some("bad"))]),
+        handle.commit(vec![entry(&raw, Some("g2"))]),
+    );
+    assert_eq!(a.unwrap()[0].outcome, Some(Outcome::Created));
+    assert!(matches!(b, Err(Error::Corrupt { .. })), "{b:?}");
+    assert_eq!(c.unwrap()[0].outcome, Some(Outcome::Created));
+    // The failed input left nothing behind: three entries, not four.
+    assert_eq!(store.logs("i", 10, None).unwrap().items.len(), 3);
+    writer.join().await;
+}
+
+#[tokio::test]
+async fn a_store_that_fails_writes_says_why_refuses_them_and_heals_by_itself() {
+    let (_dir, _store, writer, handle) = start(100);
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    handle.inject_failure(true);
+    let first = handle.commit(vec![entry(&raw, Some("a"))]).await;
+    assert!(matches!(first, Err(Error::Commit(_))), "{first:?}");
+    assert!(handle.unwritable().is_some());
+    let next = handle.commit(vec![entry(&raw, Some("a"))]).await;
+    assert!(matches!(next, Err(Error::Unavailable(_))), "{next:?}");
+    handle.inject_failure(false);
+    // The next write heals the store first (nothing acknowledged was lost: nothing was).
+    let healed = handle.commit(vec![entry(&raw, Some("a"))]).await.unwrap();
+    assert_eq!(healed[0].outcome, Some(Outcome::Created));
+    assert!(handle.unwritable().is_none());
+    writer.join().await;
+}
