@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Transition, UserChange};
 use super::jobs::{Answer, Job, Reply, Request};
 use super::outbox::{self, DeliveryState, Payload, Queued};
+use super::packed::Dictionary;
 use super::timeline;
 use super::txn::Txn;
 use super::writer::{Applied, DeliveryOutcome, Receipt, State, WriterHandle};
@@ -152,7 +153,7 @@ impl State {
                 }
             },
         }?;
-        let description = self.store.description(record.id)?;
+        let description = self.store.description(&record)?;
         Ok(Answer::Change(Box::new(record.into_alert(description))))
     }
 
@@ -225,7 +226,7 @@ impl State {
             }
             let description = match txn.descriptions.get(&record.id) {
                 Some(d) => d.clone(),
-                None => self.store.description(record.id)?,
+                None => self.store.description(&record)?,
             };
             let alert_id = record.id;
             let payload = Payload {
@@ -299,7 +300,8 @@ fn wanted_destinations<'c>(
 /// input's events) store it once, under the first one's id.
 pub(super) fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, Error> {
     let mut receipts = Vec::with_capacity(logs.len());
-    let mut raws: Vec<(*const u8, u64)> = Vec::new();
+    // Per raw input: where it is stored, and its entries' data's dictionary (`packed.rs`).
+    let mut raws: Vec<(*const u8, u64, Dictionary)> = Vec::new();
     let mut added: HashMap<&str, usize> = HashMap::new();
     for (i, log) in logs.iter().enumerate() {
         let log_id = group.txn.generate_id()?;
@@ -314,20 +316,34 @@ pub(super) fn ingest(group: &mut Group<'_>, logs: &[NewLog]) -> Result<Answer, E
             None => (log.outcome, None),
         };
         let key = log.raw.as_ptr();
-        let raw_id = match raws.iter().find(|(k, _)| *k == key) {
-            Some(&(_, raw_id)) => raw_id,
+        let at = match raws.iter().position(|(k, ..)| *k == key) {
+            Some(at) => at,
             None => {
                 let sharing = logs[i..]
                     .iter()
                     .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
                     .count();
-                logs::put_raw(&mut group.txn.batch, log_id, &log.raw, sharing as u64);
-                raws.push((key, log_id));
-                log_id
+                logs::put_raw(&mut group.txn.batch, log_id, &log.raw, sharing as u64)?;
+                raws.push((key, log_id, Dictionary::new(&log.raw)));
+                raws.len() - 1
             }
         };
-        logs::put_log(&mut group.txn.batch, log_id, raw_id, log, outcome, alert_id)?;
-        timeline::index_log(&mut group.txn.batch, alert_id, log_id);
+        let (_, raw, dictionary) = &raws[at];
+        let placed = logs::Placed {
+            id: log_id,
+            raw: *raw,
+            dictionary,
+        };
+        logs::put_log(&mut group.txn.batch, placed, log, outcome, alert_id)?;
+        // The entry that created an alert is on its timeline without a key: the record names
+        // it (`log_id`), and `views::history` shows it from there.
+        let created = match alert_id {
+            Some(a) => group.txn.record(a)?.is_some_and(|r| r.log_id == log_id),
+            None => false,
+        };
+        if !created {
+            timeline::index_log(&mut group.txn.batch, alert_id, log_id);
+        }
         *added.entry(&log.integration).or_default() += 1;
         receipts.push(Receipt {
             log_id,

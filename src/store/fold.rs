@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{
-    AlertEvent, AlertRequest, BY_THIRDPARTY, DESCRIPTION, Outcome, Record, ResolvedBy, Status,
-    deadline_key, integration_prefix, put_chunks, text_prefix, with_id,
+    AlertEvent, AlertRequest, BY_THIRDPARTY, Outcome, Record, ResolvedBy, Status, deadline_key,
+    put_description, text_prefix, with_id,
 };
 use super::silences::Silences;
 use super::txn::Txn;
@@ -174,7 +174,7 @@ impl Txn<'_> {
     ) -> Result<u64, Error> {
         let id = self.generate_id()?;
         let deadline = now + storm.within.as_millis() as u64;
-        let record = Record {
+        let mut record = Record {
             id,
             integration: integration.to_string(),
             thirdparty_id: STORM_ID.to_string(),
@@ -192,6 +192,7 @@ impl Txn<'_> {
                 members: 1,
                 open: 1,
             }),
+            description: None,
         };
         let within = humantime::format_duration(storm.within);
         let description = format!(
@@ -202,10 +203,9 @@ impl Txn<'_> {
             crate::email::escape_html(&req.title)
         );
         self.index(storm_prefix, id);
-        self.index(integration_prefix(integration), id);
         self.batch.insert(&deadline_key(deadline, id)[..], &[][..]);
         self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
-        put_chunks(&mut self.batch, DESCRIPTION, id, description.as_bytes());
+        put_description(&mut self.batch, &mut record, &description);
         self.event(&record, AlertEvent::Create);
         self.describe(id, description);
         self.put(None, record)?;

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use super::alerts::{
-    Action, AlertEvent, AlertRequest, BY_THIRDPARTY, BY_TITLE, DEADLINE, DESCRIPTION, Outcome,
-    Record, ResolvedBy, Status, Transition, UserChange, alert_key, both_prefix, deadline_key,
-    integration_prefix, put_chunks, read_record, status_prefix, text_prefix, with_id,
+    Action, AlertEvent, AlertRequest, BY_THIRDPARTY, BY_TITLE, DEADLINE, Outcome, Record,
+    ResolvedBy, Status, Transition, UserChange, alert_key, both_prefix, deadline_key,
+    put_description, read_record, status_prefix, text_prefix, with_id,
 };
 use super::fold::Folding;
 use super::{Error, u64_at};
@@ -361,7 +361,7 @@ impl<'a> Txn<'a> {
             Status::Open
         };
         let auto_resolve_ms = req.auto_resolve.map(|d| now + d.as_millis() as u64);
-        let record = Record {
+        let mut record = Record {
             id,
             integration: integration.to_string(),
             thirdparty_id: req.thirdparty_id.clone(),
@@ -376,6 +376,7 @@ impl<'a> Txn<'a> {
             log_id,
             auto_resolve_ms,
             storm: None,
+            description: None,
         };
         self.index(tp_prefix, id);
         for key in &req.dedup_keys {
@@ -385,14 +386,13 @@ impl<'a> Txn<'a> {
         if req.aggregate.is_some() {
             self.index(text_prefix(BY_TITLE, integration, key), id);
         }
-        self.index(integration_prefix(integration), id);
         if let Some(ms) = auto_resolve_ms
             && status.still_there()
         {
             self.batch.insert(&deadline_key(ms, id)[..], &[][..]);
             self.earliest_deadline = Some(self.earliest_deadline.map_or(ms, |e| e.min(ms)));
         }
-        put_chunks(&mut self.batch, DESCRIPTION, id, req.description.as_bytes());
+        put_description(&mut self.batch, &mut record, &req.description);
         let outcome = if status == Status::Dropped {
             Outcome::Dropped
         } else {
