@@ -93,6 +93,7 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            super::journal::stamp(&mut txn.batch, self.next_seq);
             let journal = super::journal::encode(&txn.batch);
             handles.tree.apply_batch(txn.batch.into_batch())?;
             Ok((removed, journal))
@@ -100,8 +101,11 @@ impl State {
         match result {
             Ok((removed, journal)) => {
                 self.count_applied(added, removed);
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 Applied {
                     journal,
+                    seq,
                     results,
                     queued,
                     changes,

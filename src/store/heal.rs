@@ -112,7 +112,13 @@ impl State {
         handles.tree.insert(PROBE_KEY, &[][..])?;
         sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
         // The reopen replayed the journal into sled and that is synced now: start it afresh.
-        let journal = Journal::open(&self.store.path, &handles.db, &self.data_file)?;
+        let journal = Journal::open(
+            &self.store.path,
+            &handles.db,
+            &handles.tree,
+            &self.data_file,
+        )?;
+        self.next_seq = journal.next_seq();
         self.journal = Arc::new(std::sync::Mutex::new(journal));
         self.counts = logs::counts(&handles.tree)?;
         self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;

@@ -85,12 +85,15 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            let seq = self.next_seq;
+            super::journal::stamp(&mut batch, seq);
             let record = super::journal::encode(&batch);
             tree.apply_batch(batch.into_batch())?;
+            self.next_seq += 1;
             // In the tree now: the counts follow, whatever the sync says.
             self.count_applied(HashMap::new(), removed);
             let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-            journal.append(&record, &handles.db, &self.data_file)?;
+            journal.append(seq, &record, &handles.db, &self.data_file)?;
         }
         Ok(oldest_kept
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))

@@ -186,9 +186,10 @@ impl Writer {
             folding: folding.clone(),
         };
         let data_file = Arc::new(open_data_file(&store)?);
-        let journal = Journal::open(&store.path, &store.handles()?.db, &data_file)?;
+        let journal = Journal::open(&store.path, &store.handles()?.db, &tree, &data_file)?;
         let state = State {
             data_file,
+            next_seq: journal.next_seq(),
             journal: Arc::new(Mutex::new(journal)),
             store,
             retention,
@@ -244,6 +245,8 @@ pub(super) struct Applied {
     pub earliest: Option<u64>,
     /// The group's writes as a journal record: durable once its sync returns.
     pub journal: Vec<u8>,
+    /// The record's sequence number (stamped into the group's writes).
+    pub seq: u64,
     /// Set when the group as a whole could not be applied (nothing of it is in the tree).
     pub failed: Option<Error>,
 }
@@ -285,6 +288,7 @@ impl Applied {
             started,
             earliest: None,
             journal: Vec::new(),
+            seq: 0,
             failed: Some(e),
         }
     }
@@ -302,6 +306,9 @@ pub(super) struct State {
     pub data_file: Arc<File>,
     /// Where each group is made durable (sled is flushed behind it).
     pub journal: Arc<Mutex<Journal>>,
+    /// The journal sequence number of the next group applied (the journal's own is one group
+    /// behind while a sync is in flight).
+    pub next_seq: u64,
     pub retention: LogsConfig,
     pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
@@ -427,7 +434,7 @@ impl State {
                     self.finish(applied, group.replies, Ok(()));
                 } else {
                     in_flight = Some(InFlight {
-                        sync: self.spawn_sync(std::mem::take(&mut applied.journal)),
+                        sync: self.spawn_sync(applied.seq, std::mem::take(&mut applied.journal)),
                         applied,
                         replies: group.replies,
                     });
@@ -492,12 +499,12 @@ impl State {
     }
 
     /// Appends the group's record to the journal and syncs it (one `fdatasync`).
-    fn spawn_sync(&self, record: Vec<u8>) -> JoinHandle<Result<(), Error>> {
+    fn spawn_sync(&self, seq: u64, record: Vec<u8>) -> JoinHandle<Result<(), Error>> {
         let handles = self.store.handles();
         let (file, journal) = (self.data_file.clone(), self.journal.clone());
         tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
-            journal.append(&record, &handles?.db, &file)
+            journal.append(seq, &record, &handles?.db, &file)
         })
     }
 
