@@ -148,7 +148,7 @@ pub(crate) fn encode(s: &str) -> String {
 /// Where the API is and how to authenticate.
 pub struct Api {
     base: String,
-    token: Option<String>,
+    token: Option<crate::domain::Secret>,
     client: reqwest::Client,
 }
 
@@ -183,7 +183,7 @@ impl Api {
         let url = format!("{}{path}", self.base);
         let mut req = self.client.request(method, &url);
         if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.as_str());
         }
         if let Some(body) = body {
             req = req.json(body);
@@ -281,4 +281,14 @@ pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What `check-config` found: "3 integrations, 1 destination".
+pub fn loaded(config: &Config) -> String {
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}",
+        count(config.integrations.len(), "integration"),
+        count(config.destinations.len(), "destination")
+    )
 }

@@ -123,7 +123,7 @@ pub struct Integration {
     pub auto_resolve: Option<Duration>,
     pub title: String,
     pub description: String,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `email` only: tried in order, the first match decides the action (`adapt::email`). The
     /// integration's own rules come first, then its preset's.
     pub rules: Vec<Rule>,
@@ -309,4 +309,34 @@ pub enum IdPart {
     Text(String),
     /// The match of the named group (empty when it did not take part).
     Group(String),
+}
+
+/// A configured secret (an API or integration token, a webhook signing secret, a password):
+/// used as a `&str`, never printed. Its `Debug` says `<redacted>`, so a configuration logged or
+/// shown with `{:?}` gives none away.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }

@@ -91,12 +91,7 @@ fn main() -> ExitCode {
     };
     let done = match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { explain } => {
-            println!(
-                "{}: ok ({} integrations, {} destinations)",
-                cli.config.display(),
-                config.integrations.len(),
-                config.destinations.len()
-            );
+            println!("{}: ok ({})", cli.config.display(), cli::loaded(&config));
             explain.map_or(Ok(()), |id| cli::explain(&config, &id))
         }
         Command::Alerts { command, url } => cli::alerts(&config, command, url),

@@ -44,7 +44,7 @@ enum SilenceCommand {
         starts: Option<String>,
         #[arg(long, default_value = "")]
         comment: String,
-        /// Who silences (default: $USER).
+        /// Who silences (default: $USER, else $LOGNAME, else "siren silence").
         #[arg(long)]
         created_by: Option<String>,
     },
@@ -106,7 +106,9 @@ pub fn run(config: &Config, args: SilenceArgs) -> anyhow::Result<()> {
                     "comment": comment,
                     "created_by": created_by
                         .or_else(|| std::env::var("USER").ok())
-                        .unwrap_or_default(),
+                        .or_else(|| std::env::var("LOGNAME").ok())
+                        .filter(|who| !who.is_empty())
+                        .unwrap_or_else(|| "siren silence".into()),
                 });
                 api.request(reqwest::Method::POST, "/api/v1/silences", Some(&body))
                     .await?

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::domain::AlertEvent;
+use crate::domain::{AlertEvent, Secret};
 
 use super::key::Key;
 use super::raw::RawDestination;
@@ -97,7 +97,7 @@ fn required(at: &Key, d: &RawDestination) -> Result<(), ConfigError> {
 }
 
 /// A webhook's extra headers, sorted by name, each a valid HTTP header.
-fn headers(at: &Key, raw: HashMap<String, String>) -> Result<Vec<(String, String)>, ConfigError> {
+fn headers(at: &Key, raw: HashMap<String, String>) -> Result<Vec<(String, Secret)>, ConfigError> {
     let mut headers: Vec<(String, String)> = raw.into_iter().collect();
     headers.sort();
     for (name, value) in &headers {
@@ -109,7 +109,10 @@ fn headers(at: &Key, raw: HashMap<String, String>) -> Result<Vec<(String, String
             )));
         }
     }
-    Ok(headers)
+    Ok(headers
+        .into_iter()
+        .map(|(name, value)| (name, Secret::new(value)))
+        .collect())
 }
 
 /// An e-mail destination: `smarthost` as host[:port] (25 by default), addresses that parse.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ConfigError;
+use crate::domain::Secret;
 
 /// Window values (`aggregate`, `auto_resolve`) must lie in this range.
 const WINDOW_MIN: Duration = Duration::from_secs(15 * 60);
@@ -177,7 +178,7 @@ impl<'a> Key<'a> {
         inline: Option<String>,
         file: Option<PathBuf>,
         env: Option<String>,
-    ) -> Result<Option<String>, ConfigError> {
+    ) -> Result<Option<Secret>, ConfigError> {
         let value = match (inline, file, env) {
             (None, None, None) => return Ok(None),
             (Some(v), None, None) => v,
@@ -205,7 +206,7 @@ impl<'a> Key<'a> {
         if value.is_empty() {
             return Err(self.err("must not be empty"));
         }
-        Ok(Some(value))
+        Ok(Some(Secret::new(value)))
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
+pub use crate::domain::Secret;
 use crate::domain::{AlertEvent, Integration};
 use crate::route::Router;
 use crate::template::Templates;
@@ -185,25 +186,16 @@ impl PartialEq for SmtpConfig {
 }
 
 /// One `[[smtp.users]]` entry.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmtpUser {
     pub name: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for SmtpUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpUser")
-            .field("name", &self.name)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// Largest webhook body accepted; larger ones get 413.
     pub max_body_size: usize,
     /// How others reach this port (for links in notifications); `http://<listen>` by default.
@@ -264,13 +256,14 @@ pub struct Destination {
 }
 
 /// A destination's kind-specific settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Target {
     Webhook {
         url: reqwest::Url,
-        headers: Vec<(String, String)>,
+        /// Values may carry credentials (`Authorization`), so they are secrets too.
+        headers: Vec<(String, Secret)>,
         /// Signs each body: `X-Siren-Signature: sha256=<hex HMAC-SHA256>`.
-        secret: Option<String>,
+        secret: Option<Secret>,
     },
     Slack {
         url: reqwest::Url,
@@ -288,9 +281,76 @@ pub enum Target {
     },
 }
 
+/// Written by hand for one field: a Slack incoming-webhook URL is its credential, so only its
+/// origin is shown (the webhook's own secret and header values are `Secret`s already).
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Webhook {
+                url,
+                headers,
+                secret,
+            } => f
+                .debug_struct("Webhook")
+                .field("url", &url.as_str())
+                .field("headers", headers)
+                .field("secret", secret)
+                .finish(),
+            Target::Slack { url, link_base } => f
+                .debug_struct("Slack")
+                .field(
+                    "url",
+                    &format!("{}/<redacted>", url.origin().ascii_serialization()),
+                )
+                .field("link_base", link_base)
+                .finish(),
+            Target::Email {
+                host,
+                port,
+                from,
+                to,
+            } => f
+                .debug_struct("Email")
+                .field("host", host)
+                .field("port", port)
+                .field("from", from)
+                .field("to", to)
+                .finish(),
+            Target::Command { argv } => f.debug_struct("Command").field("argv", argv).finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let config = parse(
+            "[http]\napi_token = \"api-SECRET\"\n\
+             [[integrations]]\nid = \"hook\"\ntype = \"webhook\"\ntoken = \"tok-SECRET\"\n\
+             [[destinations]]\nid = \"d\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+             secret = \"sig-SECRET\"\nheaders = { Authorization = \"Bearer hdr-SECRET\" }\n\
+             [[destinations]]\nid = \"s\"\ntype = \"slack\"\n\
+             url = \"https://hooks.slack.com/services/T0/B0/slack-SECRET\"\n",
+        )
+        .unwrap();
+        let user = SmtpUser {
+            name: "relay".into(),
+            password: Secret::new("pw-SECRET"),
+        };
+        let shown = format!("{config:?} {user:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        // What is not secret still shows.
+        assert!(
+            shown.contains("Authorization") && shown.contains("hooks.slack.com"),
+            "{shown}"
+        );
+        // The values themselves are intact for use.
+        assert_eq!(config.http.api_token.as_deref(), Some("api-SECRET"));
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
@@ -308,7 +368,7 @@ mod tests {
         assert_eq!(config.integrations[0].token.as_deref(), Some("siren"));
         assert!(matches!(
             &config.destinations[0].target,
-            Target::Webhook { secret: Some(s), .. } if s == "siren"
+            Target::Webhook { secret: Some(s), .. } if s.as_str() == "siren"
         ));
     }
 

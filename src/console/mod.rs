@@ -56,6 +56,7 @@ pub struct Console {
     store: Store,
     writer: WriterHandle,
     sessions: Arc<session::Sessions>,
+    guesses: Arc<session::Guesses>,
     key: Arc<ring::hmac::Key>,
 }
 
@@ -69,12 +70,13 @@ impl Console {
             store,
             writer,
             sessions: Arc::new(session::Sessions::default()),
+            guesses: Arc::new(session::Guesses::default()),
             key: Arc::new(key),
         }
     }
 
     /// The API token when one is configured: then the console asks for it once.
-    fn token(&self) -> Option<String> {
+    fn token(&self) -> Option<crate::domain::Secret> {
         self.live.get().http.api_token.clone()
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -27,6 +27,48 @@ pub const SESSION_COOKIE: &str = "siren_session";
 const LIFETIME_MS: u64 = 12 * 3600 * 1000;
 /// Sessions kept at most; past it the oldest go first (only a log-in adds one).
 const MAX_SESSIONS: usize = 10_000;
+
+/// Wrong tokens one client address may try at once; after that, one more per
+/// `GUESS_EVERY`, as the SMTP port's AUTH bucket does.
+const GUESS_BURST: f64 = 5.0;
+const GUESS_EVERY: std::time::Duration = std::time::Duration::from_secs(12);
+/// Addresses whose wrong tokens are remembered at most; drained ones are forgotten first.
+const MAX_GUESSERS: usize = 10_000;
+
+/// Failed log-ins per client address, a leaky bucket: a full one refuses log-ins with 429
+/// before the token is compared, so guessing the API token through the form is held to five
+/// a minute from one address.
+#[derive(Default)]
+pub struct Guesses {
+    map: Mutex<HashMap<std::net::IpAddr, (f64, tokio::time::Instant)>>,
+}
+
+impl Guesses {
+    fn level(entry: &(f64, tokio::time::Instant), now: tokio::time::Instant) -> f64 {
+        let drained = now.duration_since(entry.1).as_secs_f64() / GUESS_EVERY.as_secs_f64();
+        (entry.0 - drained).max(0.0)
+    }
+
+    /// Whether `ip` may try a token now.
+    fn may_try(&self, ip: std::net::IpAddr) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        map.get(&ip)
+            .is_none_or(|e| Self::level(e, now) <= GUESS_BURST - 1.0)
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if map.len() >= MAX_GUESSERS {
+            map.retain(|_, e| Self::level(e, now) > 0.0);
+        }
+        if map.len() < MAX_GUESSERS || map.contains_key(&ip) {
+            let level = map.get(&ip).map_or(0.0, |e| Self::level(e, now));
+            map.insert(ip, (level + 1.0, now));
+        }
+    }
+}
 
 /// Sessions in memory: id -> expiry (ms since the epoch).
 #[derive(Default)]
@@ -224,6 +266,7 @@ pub struct LoginForm {
 pub async fn login(
     State(console): State<Console>,
     visitor: Visitor,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ConsoleError> {
@@ -233,8 +276,17 @@ pub async fn login(
     let Some(token) = console.token() else {
         return Ok(Redirect::to(&next).into_response());
     };
+    let client = client_address(peer.ip(), &headers);
+    if !console.guesses.may_try(client) {
+        let error = "Too many wrong tokens from your address: try again in a minute.".to_string();
+        let mut resp = login_page(&visitor, next, error, StatusCode::TOO_MANY_REQUESTS)?;
+        let wait = HeaderValue::from(GUESS_EVERY.as_secs());
+        resp.headers_mut().insert(header::RETRY_AFTER, wait);
+        return Ok(resp);
+    }
     if !csrf::same_secret(&console.key, form.token.as_bytes(), token.as_bytes()) {
-        tracing::warn!("console login with a wrong token");
+        console.guesses.failed(client);
+        tracing::warn!(%client, "console login with a wrong token");
         let error = "That is not the API token.".to_string();
         return login_page(&visitor, next, error, StatusCode::UNAUTHORIZED);
     }
@@ -246,6 +298,23 @@ pub async fn login(
         set_cookie(SESSION_COOKIE, &id, LIFETIME_MS / 1000, secure),
     );
     Ok(resp)
+}
+
+/// Who is logging in: the peer, or behind a reverse proxy on this host (a loopback peer) the
+/// address the proxy put last in `X-Forwarded-For`, so one guesser does not lock out everyone
+/// behind the same proxy. A remote peer cannot choose its address this way.
+fn client_address(peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !peer.is_loopback() {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 #[derive(Deserialize)]
@@ -277,6 +346,42 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_a_local_proxy_the_forwarded_address_counts() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 192.0.2.7"),
+        );
+        let local = "127.0.0.1".parse().unwrap();
+        let remote = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_address(local, &headers).to_string(), "192.0.2.7");
+        assert_eq!(client_address(remote, &headers), remote);
+        assert_eq!(client_address(local, &HeaderMap::new()), local);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wrong_tokens_drain_one_every_twelve_seconds() {
+        let guesses = Guesses::default();
+        let (a, b) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        for _ in 0..5 {
+            assert!(guesses.may_try(a));
+            guesses.failed(a);
+        }
+        assert!(!guesses.may_try(a));
+        assert!(guesses.may_try(b));
+        tokio::time::advance(GUESS_EVERY - std::time::Duration::from_millis(100)).await;
+        assert!(!guesses.may_try(a));
+        tokio::time::advance(std::time::Duration::from_millis(200)).await;
+        assert!(guesses.may_try(a));
+        guesses.failed(a);
+        assert!(!guesses.may_try(a));
+        tokio::time::advance(GUESS_EVERY * 5).await;
+        assert!(guesses.may_try(a));
+        guesses.failed(a);
+        assert!(guesses.may_try(a), "a drained bucket starts again from one");
+    }
 
     #[test]
     fn next_stays_on_this_site() {

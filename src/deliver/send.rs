@@ -52,7 +52,7 @@ impl Sender {
                     .header("x-siren-event", event_name(payload.event))
                     .header("x-siren-delivery", id.to_string());
                 for (name, value) in headers {
-                    request = request.header(name, value);
+                    request = request.header(name, value.as_str());
                 }
                 if let Some(secret) = secret {
                     request = request.header("x-siren-signature", signature(secret, &body));

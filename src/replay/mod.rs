@@ -62,6 +62,13 @@ pub fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         eprintln!("siren: {how}");
         let since = since(&args.since)?;
         let integrations = match &args.integration {
+            Some(id) if !config.integrations.iter().any(|i| &i.id == id) => {
+                let ids: Vec<&str> = config.integrations.iter().map(|i| i.id.as_str()).collect();
+                anyhow::bail!(
+                    "--integration {id}: the draft has no such integration (it has: {})",
+                    ids.join(", ")
+                );
+            }
             Some(id) => vec![id.clone()],
             None => live.integrations(config).await?,
         };

@@ -111,7 +111,8 @@ impl Folding {
 /// The title of a storm alert with `members`.
 fn storm_title(members: u64, integration: &str, storm: Storm) -> String {
     let within = humantime::format_duration(storm.within);
-    format!("Storm: {members} alerts from {integration} in {within}")
+    let alerts = if members == 1 { "alert" } else { "alerts" };
+    format!("Storm: {members} {alerts} from {integration} in {within}")
 }
 
 impl Txn<'_> {

@@ -315,7 +315,7 @@ impl<'a> Txn<'a> {
         // Aggregation by third-party id: the newest alert with it, if still there.
         if let Some(&id) = self.newest(&tp_prefix, 1)?.first()
             && let Some(r) = self.record(id)?
-            && r.status.still_there()
+            && takes(&r, req)
         {
             return self.aggregate(r, now);
         }
@@ -325,7 +325,7 @@ impl<'a> Txn<'a> {
                 .newest(&text_prefix(BY_THIRDPARTY, integration, key), 1)?
                 .first()
                 && let Some(r) = self.record(id)?
-                && r.status.still_there()
+                && takes(&r, req)
             {
                 self.index(tp_prefix, r.id);
                 return self.aggregate(r, now);
@@ -341,7 +341,7 @@ impl<'a> Txn<'a> {
                 if r.created_ms < from {
                     break;
                 }
-                if r.status.still_there() {
+                if takes(&r, req) {
                     // Later inputs with this third-party id find the alert they folded into.
                     self.index(tp_prefix, r.id);
                     let mut titled = r.clone();
@@ -355,7 +355,7 @@ impl<'a> Txn<'a> {
         }
         let id = self.generate_id()?;
         // A silenced input's alert is dropped: kept, notifying no destination.
-        let status = if req.action == Action::Drop || req.fold.silence.is_some() {
+        let status = if quiet(req) {
             Status::Dropped
         } else {
             Status::Open
@@ -505,6 +505,19 @@ impl<'a> Txn<'a> {
         }
         Ok(out)
     }
+}
+
+/// Whether `req` is dropped on arrival: by its rule's action, or by a silence in force.
+fn quiet(req: &AlertRequest) -> bool {
+    req.action == Action::Drop || req.fold.silence.is_some()
+}
+
+/// Whether the alert `r` takes `req` in as a repeat. A dropped alert takes only inputs that
+/// would be dropped themselves: once its silence has ended (or the drop rule no longer
+/// matches), a repeat of the problem makes a new alert that pages, instead of folding quietly
+/// into the one nobody was told about.
+fn takes(r: &Record, req: &AlertRequest) -> bool {
+    r.status.still_there() && (r.status != Status::Dropped || quiet(req))
 }
 
 #[cfg(test)]

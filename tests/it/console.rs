@@ -72,10 +72,16 @@ impl Page {
 
 impl Browser {
     fn new(addr: SocketAddr) -> Browser {
+        Self::from(addr, "127.0.0.1")
+    }
+
+    /// A browser on another host: its connections come from `local` (a loopback address).
+    fn from(addr: SocketAddr, local: &str) -> Browser {
         Browser {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local.parse::<std::net::IpAddr>().unwrap())
                 .build()
                 .unwrap(),
             cookies: HashMap::new(),
@@ -603,6 +609,42 @@ async fn with_a_token_the_console_asks_for_it_once_and_keeps_a_session() {
         "{}",
         ok.header("set-cookie")
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_tokens_from_one_address_are_held_to_a_few_a_minute() {
+    let d = daemon("api_token = \"s3cret-token\"", "").await;
+    let mut guesser = Browser::from(d.http, "127.0.0.2");
+    let csrf = guesser.get("/login").await.csrf();
+    let mut statuses = Vec::new();
+    for n in 0..7 {
+        let guess = format!("guess-{n}");
+        let p = guesser
+            .post("/login", &[("csrf", &csrf), ("token", &guess)], &[])
+            .await;
+        statuses.push(p.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    // Even the right token waits: the form is refused before any comparison.
+    let p = guesser
+        .post("/login", &[("csrf", &csrf), ("token", "s3cret-token")], &[])
+        .await;
+    assert_eq!(p.status, 429);
+    assert_eq!(p.header("retry-after"), "12");
+    assert!(p.body.contains("Too many wrong tokens"));
+    // Another address is not held back by the guesser.
+    let mut user = Browser::new(d.http);
+    let csrf_user = user.get("/login").await.csrf();
+    let ok = user
+        .post(
+            "/login",
+            &[("csrf", &csrf_user), ("token", "s3cret-token")],
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    // (That the bucket drains is `console::session`'s unit test, in paused time.)
     d.stop().await;
 }
 

@@ -156,7 +156,7 @@ async fn a_storm_folds_into_one_alert_and_one_page_and_resolves_with_its_members
         pages.push(got["alert"]["title"].as_str().unwrap().to_string());
     }
     assert_eq!(pages[..3], ["Host 1 down", "Host 2 down", "Host 3 down"]);
-    assert_eq!(pages[3], "Storm: 1 alerts from zabbix in 1m");
+    assert_eq!(pages[3], "Storm: 1 alert from zabbix in 1m");
     // Members resolve; the storm alert stays open until the last of them has.
     let resolve = |n: usize| json!({"event_type": "resolve", "Id": format!("p{n}")});
     for n in 4..10 {

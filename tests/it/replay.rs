@@ -202,6 +202,13 @@ async fn an_alert_created_before_the_span_is_found_by_the_entries_in_it() {
     );
     assert_eq!(lines[2], lines[1].replace("today", "draft"), "{out}");
     assert_eq!(lines[3], "1 entries, 0 would change");
+    // A mistyped integration is an error, not an empty replay.
+    let (code, out, err) = replay(&path, &["--integration", "nagois"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("--integration nagois: the draft has no such integration (it has: "),
+        "{err}"
+    );
     d.stop().await;
 }
 

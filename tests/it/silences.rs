@@ -168,6 +168,21 @@ async fn a_silenced_mail_is_logged_and_dropped_and_pages_no_one() {
     assert_eq!(d.logs("ops").await[0]["outcome"], "created");
     let got = hook.next().await;
     assert_eq!(got["alert"]["title"], "Swap full on db01", "{got}");
+    // A problem first seen under the silence and still repeating after it pages now: its
+    // repeat makes a new alert rather than folding into the dropped one nobody was told of.
+    deliver(d.smtp, to, &problem("Disk full on db01", "s1")).await;
+    let after = d.logs("ops").await.remove(0);
+    assert_eq!(after["outcome"], "created", "{after}");
+    assert_ne!(after["alert_id"], silenced["alert_id"]);
+    let got = hook.next().await;
+    assert_eq!(got["alert"]["title"], "Disk full on db01", "{got}");
+    // And its next repeat folds into that new alert.
+    deliver(d.smtp, to, &problem("Disk full on db01", "s1")).await;
+    let again = d.logs("ops").await.remove(0);
+    assert_eq!(
+        (&again["outcome"], &again["alert_id"]),
+        (&json!("aggregated"), &after["alert_id"])
+    );
     d.stop().await;
 }
 

@@ -455,7 +455,7 @@ fn changed_smtp_users_are_kept_until_a_restart() {
     assert_eq!(live.reload(config("new", false)), vec!["smtp"]);
     assert_eq!(live.reload(config("old", true)), vec!["smtp"]);
     let running = live.get();
-    assert_eq!(running.smtp.users[0].password, "old");
+    assert_eq!(running.smtp.users[0].password.as_str(), "old");
     assert!(!running.smtp.require_auth);
 }
 

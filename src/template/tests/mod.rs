@@ -41,7 +41,7 @@ pub(super) fn integrations(toml: &str) -> Vec<Integration> {
                 urgency: t.urgency.unwrap_or(Urgency::Medium),
                 title: t.title.unwrap_or_else(|| title.into()),
                 description: t.description.unwrap_or_else(|| description.into()),
-                token: t.token,
+                token: t.token.map(crate::domain::Secret::new),
                 ..Integration::new(&t.id, t.kind)
             }
         })
