@@ -4,7 +4,8 @@
 //! summary and, when small, the data. Bytes in, bytes out; no sled, no I/O.
 //!
 //! Why zstd (the `zstd` crate, bindings to the reference library): it is fast enough to sit on
-//! the writer's path (about 5 µs for a 2 KB e-mail at level 1), compresses the repetitive JSON
+//! the writer's path (for a 2 KB e-mail, about 12 µs for the message and 15 µs to prepare it as
+//! a dictionary and compress the entry's data with it), compresses the repetitive JSON
 //! of a notification 20-50x, and is the one common codec whose dictionaries take raw content,
 //! which is what makes an entry's data cost a few dozen bytes beside its raw input.
 
