@@ -1,7 +1,7 @@
 //! The group-commit writer: one task owns every write. It takes all pending requests,
-//! applies them as one sled batch, calls the blocking `flush()` once, `fdatasync`s sled's data
-//! file itself (sled's flush uses `sync_file_range`, which does not persist file metadata), and
-//! only then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
+//! applies them as one sled batch, appends the batch to Siren's journal with one `pwrite` and
+//! one `fdatasync` (`journal.rs`; sled is flushed behind it), and only then answers each
+//! waiting caller. It never calls `flush_async` (sled issue 1308).
 //! Alert changes happen here too, so reads-then-writes (aggregation) never race.
 //!
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
