@@ -11,6 +11,7 @@
 //! disk takes writes (see `writer.rs`). Readers take the handles in force for each read.
 
 mod alerts;
+mod answer;
 mod apply;
 mod fold;
 mod heal;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::answer::{Answerer, Settled};
 use super::fold::Folding;
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::Journal;
@@ -371,10 +372,11 @@ fn collect(first: Job, rx: &mut mpsc::Receiver<Job>) -> Collected {
 
 impl State {
     /// Collects whatever is queued into one group, applies it to the tree, and makes it durable,
-    /// all on the blocking pool. Groups are pipelined: while one group's flush and fdatasync
-    /// wait for the disk, the next group is applied (sled's batches are atomic and in order, so
-    /// a sync covers every group applied before it). Each group is answered only after its own
-    /// sync returned; syncs never overlap. (On the blocking pool, tokio knows work is in
+    /// all on the blocking pool. Groups are pipelined: while one group's journal append waits
+    /// for the disk, the next group is applied (sled's batches are atomic and in order, so a
+    /// sync covers every group applied before it). Each group is answered only after its own
+    /// sync returned, and as soon as it did, even while the next applies ([`race`]); syncs
+    /// never overlap. (On the blocking pool, tokio knows work is in
     /// flight: paused-time tests do not run the clock ahead during a commit.)
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut in_flight: Option<InFlight> = None;
@@ -421,13 +423,24 @@ impl State {
             }
             let requests = std::mem::take(&mut group.requests);
             let prunes = std::mem::take(&mut group.prunes);
-            let Some((state, applied)) = self.apply_blocking(requests, prunes).await else {
+            let answerer = self.answerer();
+            let apply = self.apply_blocking(requests, prunes);
+            let (done, earlier) = match in_flight.take() {
+                Some(f) => race(apply, f, answerer).await,
+                None => (apply.await, Earlier::None),
+            };
+            let Some((state, applied)) = done else {
                 return;
             };
             self = state;
-            if let Some(f) = in_flight.take() {
-                let synced = f.sync.await;
-                self.finish(f.applied, f.replies, flatten(synced));
+            match earlier {
+                Earlier::None => {}
+                Earlier::Settled(settled) => self.settle(settled),
+                Earlier::Failed(applied, replies, synced) => self.finish(applied, replies, synced),
+                Earlier::InFlight(f) => {
+                    let synced = f.sync.await;
+                    self.finish(f.applied, f.replies, flatten(synced));
+                }
             }
             if let Some(mut applied) = applied {
                 if applied.failed.is_some() || self.failing.is_some() {
@@ -511,9 +524,9 @@ impl State {
     /// Answers a group once its sync returned (or it could not be applied): every waiting
     /// caller, the metrics, the resolver and the delivery workers. A group applied before a
     /// failure that another group's sync reported is not durable either.
-    fn finish(&mut self, applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
+    fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
         let requests = replies.len();
-        let failure = match (applied.failed, synced, &self.failing) {
+        let failure = match (applied.failed.take(), synced, &self.failing) {
             (Some(e), _, _) | (None, Err(e), _) => Some(e),
             (None, Ok(()), Some(f)) => Some(Error::Unavailable(f.reason.clone())),
             (None, Ok(()), None) => None,
@@ -530,36 +543,48 @@ impl State {
             }
             return;
         }
-        if let Some(ms) = applied.earliest
-            && self.reported_deadline.is_none_or(|r| ms < r)
-        {
-            self.reported_deadline = Some(ms);
-            self.deadline_moved.notify_one();
+        let settled = self.answerer().answer(applied, replies);
+        self.settle(settled);
+    }
+}
+
+/// What became of the group that was in flight while the next one applied.
+enum Earlier {
+    None,
+    /// Its sync had not returned when the apply did.
+    InFlight(InFlight),
+    /// Answered while the next one applied; what the state keeps of it.
+    Settled(Settled),
+    /// Its sync failed: answered once the state is back.
+    Failed(Applied, Vec<Reply>, Result<(), Error>),
+}
+
+/// Awaits `apply` (the next group's) and, meanwhile, the sync of the group in flight: a group
+/// whose sync returned is answered at once instead of after the next group's apply.
+async fn race<F>(apply: F, f: InFlight, answerer: Answerer) -> (F::Output, Earlier)
+where
+    F: std::future::Future,
+{
+    let InFlight {
+        mut sync,
+        applied,
+        replies,
+    } = f;
+    tokio::pin!(apply);
+    tokio::select! {
+        biased;
+        done = &mut apply => {
+            let f = InFlight { sync, applied, replies };
+            (done, Earlier::InFlight(f))
         }
-        let elapsed = applied.started.elapsed();
-        self.metrics.commit(elapsed, requests);
-        self.metrics.alert_changes(&applied.changes);
-        tracing::trace!(requests, ?elapsed, "group commit");
-        let left = applied
-            .results
-            .iter()
-            .filter(|r| matches!(r, Ok(Answer::Delivery(true))))
-            .count() as u64;
-        let queued = applied.queued;
-        if !queued.is_empty() || left > 0 {
-            self.outbox_depth = (self.outbox_depth + queued.len() as u64).saturating_sub(left);
-            self.metrics.set_outbox_depth(self.outbox_depth);
-        }
-        if let Some(feed) = &self.outbox
-            && !queued.is_empty()
-        {
-            let _ = feed.queued.send(queued);
-        }
-        for (reply, result) in replies.into_iter().zip(applied.results) {
-            if let Ok(Answer::AutoResolve(next)) = &result {
-                self.reported_deadline = *next;
-            }
-            reply.send(result);
+        synced = &mut sync => {
+            let earlier = match flatten(synced) {
+                Ok(()) if applied.failed.is_none() => {
+                    Earlier::Settled(answerer.answer(applied, replies))
+                }
+                synced => Earlier::Failed(applied, replies, synced),
+            };
+            (apply.await, earlier)
         }
     }
 }
