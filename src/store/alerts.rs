@@ -3,11 +3,11 @@
 //!
 //! | key                                              | value                     |
 //! |--------------------------------------------------|---------------------------|
-//! | `A` alert id                                     | the record (JSON, small)  |
-//! | `D` alert id, chunk                              | description chunks        |
+//! | `A` alert id                                     | the record (JSON, small), with a short description |
+//! | `D` alert id, chunk                              | a longer description's chunks |
 //! | `T` integration `\0` len(u32) third-party id, id | (by third-party id)       |
 //! | `H` integration `\0` len(u32) title, id          | (by exact title)          |
-//! | `N` integration `\0` id                          | (list by integration)     |
+//! | `N` integration `\0` id                          | (list by integration; no longer written: `Q` is merged) |
 //! | `S` status, id                                   | (list by status)          |
 //! | `Q` integration `\0` status, id                  | (list by both)            |
 //! | `X` auto-resolve deadline (ms), id               | (auto-resolve timer)      |
@@ -28,7 +28,6 @@ pub(super) const ALERT: u8 = b'A';
 pub(super) const DESCRIPTION: u8 = b'D';
 pub(super) const BY_THIRDPARTY: u8 = b'T';
 pub(super) const BY_TITLE: u8 = b'H';
-pub(super) const BY_INTEGRATION: u8 = b'N';
 pub(super) const BY_STATUS: u8 = b'S';
 pub(super) const BY_BOTH: u8 = b'Q';
 pub(super) const DEADLINE: u8 = b'X';
@@ -44,6 +43,14 @@ pub enum Status {
 }
 
 impl Status {
+    pub(super) const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Open,
+        Status::Acknowledged,
+        Status::Dropped,
+        Status::Resolved,
+    ];
+
     /// Queued, open, acknowledged and dropped alerts are "still there" for aggregation.
     pub fn still_there(self) -> bool {
         self != Status::Resolved
@@ -154,25 +161,88 @@ pub struct Alert {
     pub log_id: String,
 }
 
-/// The stored record: small and rewritten on every change; the description lives apart.
+/// Descriptions up to this size live in the record (a key fewer per alert); longer ones under
+/// `D`, so that the record, rewritten on every change, stays small.
+const INLINE_DESCRIPTION: usize = 512;
+
+/// The stored record: small and rewritten on every change; a long description lives apart.
+/// Field names are short and unset options left out: sled writes every byte of a record
+/// twice or more. Records from before read through the long names (`alias`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Record {
     pub id: u64,
+    #[serde(rename = "i", alias = "integration")]
     pub integration: String,
+    #[serde(rename = "p", alias = "thirdparty_id")]
     pub thirdparty_id: String,
+    #[serde(rename = "t", alias = "title")]
     pub title: String,
+    #[serde(rename = "u", alias = "urgency")]
     pub urgency: Urgency,
+    #[serde(rename = "s", alias = "status")]
     pub status: Status,
+    #[serde(
+        rename = "n",
+        alias = "dedup_count",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
     pub dedup_count: u64,
+    #[serde(rename = "c", alias = "created_ms")]
     pub created_ms: u64,
+    #[serde(rename = "m", alias = "updated_ms")]
     pub updated_ms: u64,
+    #[serde(
+        rename = "r",
+        alias = "resolved_ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_ms: Option<u64>,
+    #[serde(
+        rename = "b",
+        alias = "resolved_by",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_by: Option<ResolvedBy>,
+    #[serde(rename = "l", alias = "log_id")]
     pub log_id: u64,
+    #[serde(
+        rename = "x",
+        alias = "auto_resolve_ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_resolve_ms: Option<u64>,
     /// A storm alert's members (`fold.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm: Option<super::fold::StormMembers>,
+    /// The description, when short (else under `D`; records from before have none).
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Stores a new alert's description: in its record when short, else under `D`.
+pub(super) fn put_description(batch: &mut Writes, record: &mut Record, description: &str) {
+    if description.len() <= INLINE_DESCRIPTION {
+        record.description = Some(description.to_string());
+    } else {
+        put_chunks(batch, DESCRIPTION, record.id, description.as_bytes());
+    }
+}
+
+/// An alert's description, from its record or from `D`.
+pub(super) fn description(tree: &sled::Tree, record: &Record) -> Result<String, Error> {
+    if let Some(d) = &record.description {
+        return Ok(d.clone());
+    }
+    let bytes = super::read_chunks(tree, DESCRIPTION, record.id)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 impl Record {
@@ -215,10 +285,6 @@ pub(super) fn text_prefix(kind: u8, integration: &str, text: &str) -> Vec<u8> {
     k
 }
 
-pub(super) fn integration_prefix(integration: &str) -> Vec<u8> {
-    scoped(BY_INTEGRATION, integration)
-}
-
 pub(super) fn status_prefix(status: Status) -> Vec<u8> {
     vec![BY_STATUS, status.byte()]
 }
@@ -227,6 +293,51 @@ pub(super) fn both_prefix(integration: &str, status: Status) -> Vec<u8> {
     let mut k = scoped(BY_BOTH, integration);
     k.push(status.byte());
     k
+}
+
+/// Ids of alerts, newest first, older than `cursor`, from the index that fits the filter. An
+/// integration's alerts have no index of their own (a key fewer per alert): its status
+/// indexes (`Q`) are merged, five ranges read side by side.
+pub(super) fn newest_ids(
+    tree: &sled::Tree,
+    integration: Option<&str>,
+    status: Option<Status>,
+    cursor: Option<u64>,
+) -> impl Iterator<Item = Result<u64, Error>> + use<> {
+    let prefixes = match (integration, status) {
+        (Some(i), Some(s)) => vec![both_prefix(i, s)],
+        (Some(i), None) => Status::ALL.iter().map(|&s| both_prefix(i, s)).collect(),
+        (None, Some(s)) => vec![status_prefix(s)],
+        (None, None) => vec![vec![ALERT]],
+    };
+    let mut runs: Vec<_> = prefixes
+        .into_iter()
+        .map(|prefix| {
+            let mut end = prefix.clone();
+            match cursor {
+                Some(c) => end.extend_from_slice(&c.to_be_bytes()),
+                None => end.push(0xff),
+            }
+            let n = prefix.len();
+            tree.range(prefix..end)
+                .keys()
+                .rev()
+                .map(move |k| Ok(u64_at(&k?[n..])))
+                .peekable()
+        })
+        .collect();
+    std::iter::from_fn(move || {
+        let mut newest: Option<(usize, u64)> = None;
+        for (i, run) in runs.iter_mut().enumerate() {
+            match run.peek() {
+                None => {}
+                Some(Err(_)) => return run.next(),
+                Some(Ok(id)) if newest.is_none_or(|(_, n)| *id > n) => newest = Some((i, *id)),
+                Some(Ok(_)) => {}
+            }
+        }
+        newest.and_then(|(i, _)| runs[i].next())
+    })
 }
 
 pub(super) fn with_id(mut prefix: Vec<u8>, id: u64) -> Vec<u8> {

@@ -92,13 +92,19 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            super::journal::stamp(&mut txn.batch, self.next_seq);
+            let journal = super::journal::encode(&txn.batch);
             handles.tree.apply_batch(txn.batch.into_batch())?;
-            Ok(removed)
+            Ok((removed, journal))
         })();
         match result {
-            Ok(removed) => {
+            Ok((removed, journal)) => {
                 self.count_applied(added, removed);
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 Applied {
+                    journal,
+                    seq,
                     results,
                     queued,
                     changes,
@@ -168,7 +174,7 @@ impl<E: Engine> Group<E> {
                 }
             },
         }?;
-        let description = self.txn.description(record.id)?;
+        let description = self.txn.description(&record)?;
         Ok(Answer::Change(Box::new(record.into_alert(description))))
     }
 
@@ -273,7 +279,7 @@ pub(super) fn enqueue<E: Engine>(
         if wanted.is_empty() {
             continue;
         }
-        let description = txn.description(record.id)?;
+        let description = txn.description(&record)?;
         let alert_id = record.id;
         let payload = Payload {
             event,

@@ -33,8 +33,8 @@ pub(super) trait Engine {
 
     /// One alert as this group sees it.
     fn record(&mut self, id: u64) -> Result<Option<Record>, Error>;
-    /// An alert's description.
-    fn description(&mut self, id: u64) -> Result<String, Error>;
+    /// An alert's description (on sled, a short one is in its record).
+    fn description(&mut self, record: &Record) -> Result<String, Error>;
     /// Ids of the alerts under `key`, newest first, at most `limit`.
     fn newest(&mut self, integration: &str, key: Key<'_>, limit: usize) -> Result<Vec<u64>, Error>;
     /// Files alert `id` under `key`.

@@ -209,6 +209,7 @@ impl<E: Engine> Rules<'_, E> {
                 members: 1,
                 open: 1,
             }),
+            description: None,
         };
         let within = humantime::format_duration(storm.within);
         let description = format!(

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::writer::{Failing, State, open_data_file, sync_files};
+use super::journal::{Journal, open_data_file, sync_files};
+use super::writer::{Failing, State};
 use super::{Error, logs, outbox};
 
 /// How long after a failed attempt the writer tries to heal again.
@@ -110,6 +111,15 @@ impl State {
         let handles = self.store.handles()?;
         handles.tree.insert(PROBE_KEY, &[][..])?;
         sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
+        // The reopen replayed the journal into sled and that is synced now: start it afresh.
+        let journal = Journal::open(
+            &self.store.path,
+            &handles.db,
+            &handles.tree,
+            &self.data_file,
+        )?;
+        self.next_seq = journal.next_seq();
+        self.journal = Arc::new(std::sync::Mutex::new(journal));
         self.counts = logs::counts(&handles.tree)?;
         self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;
         self.metrics.set_outbox_depth(self.outbox_depth);

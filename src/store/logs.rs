@@ -4,15 +4,18 @@
 //!
 //! | key                                     | value                                          |
 //! |-----------------------------------------|------------------------------------------------|
-//! | `L` log id, chunk                       | the entry's summary (JSON, small: what a list shows) |
-//! | `V` log id, chunk                       | the entry's data (JSON), or what rebuilds it    |
-//! | `R` raw id, chunk                       | the raw input; the raw id is its first entry's id |
+//! | `L` log id, chunk                       | the entry's summary (what a list shows) and its data when small (`packed.rs`) |
+//! | `V` log id, chunk                       | the entry's data when larger, or what rebuilds it |
+//! | `B` raw id, chunk                       | the raw input, zstd-compressed; the raw id is its first entry's id |
+//! | `R` raw id, chunk                       | the raw input as received, when compressing it gains nothing |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
 //! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE), outcome byte (`timeline`) |
 //!
-//! A list reads only `L` (no data parsed, no e-mail rebuilt); one entry's detail reads all.
-//! Entries written before this layout keep their data inside `L`, their raw input under their
-//! own id, and an 8-byte `I` value; they read as before.
+//! A list reads only `L` and parses only its head (no data parsed, no e-mail rebuilt); one
+//! entry's detail reads all. An entry's data is compressed with its raw input as the
+//! dictionary: most of it is that input again. Entries written before this layout have a JSON
+//! `L` (with their data inside it, or under `V` as JSON), their raw input under `R`, and an
+//! 8-byte `I` value; they read as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,12 +24,14 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Outcome, put_chunks};
+use super::packed::{self, Dictionary, Head};
 use super::txn::Writes;
-use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339, u64_at, unix_ms};
+use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339_ms, u64_at, unix_ms};
 
 pub(super) const LOG: u8 = b'L';
 pub(super) const DATA: u8 = b'V';
 pub(super) const RAW: u8 = b'R';
+pub(super) const PACKED_RAW: u8 = b'B';
 pub(super) const RAW_REFS: u8 = b'C';
 pub(super) const INDEX: u8 = b'I';
 
@@ -114,26 +119,71 @@ pub struct NewLog {
     pub email: Option<EmailSource>,
 }
 
-/// The summary as stored: [`LogSummary`] and the id of the raw input, when not the entry's.
-#[derive(Serialize, Deserialize)]
-struct StoredSummary {
+/// The JSON summary of entries written before packing: [`LogSummary`] and the id of the raw
+/// input, when not the entry's.
+#[derive(Deserialize)]
+struct OldSummary {
     #[serde(flatten)]
     summary: LogSummary,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     raw: Option<u64>,
     /// Entries written before `V` existed keep their data here.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     data: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     email: Option<EmailSource>,
 }
 
-/// An entry's data as stored under `V`.
-#[derive(Serialize, Deserialize)]
+/// A log entry as read from its `L` value.
+pub(super) struct Stored {
+    pub summary: LogSummary,
+    /// Where its raw input is, when not under the entry's own id.
+    pub raw: Option<u64>,
+    inline: Inline,
+}
+
+/// The data an `L` value holds.
+enum Inline {
+    /// Packed data (`packed.rs`); empty when it is under `V`.
+    Packed(Vec<u8>),
+    /// An entry from before packing: its data here, or under `V` when neither is set.
+    Old {
+        data: Option<serde_json::Value>,
+        email: Option<Box<EmailSource>>,
+    },
+}
+
+/// An entry's data as stored (packed) under `L` or `V`.
+#[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum StoredData {
     Data(serde_json::Value),
     Email(EmailSource),
+}
+
+/// [`StoredData`] as written, borrowing what it holds.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum StoredDataRef<'a> {
+    Data(&'a serde_json::Value),
+    Email(&'a EmailSource),
+}
+
+impl Head {
+    fn into_summary(self, id: u64) -> LogSummary {
+        LogSummary {
+            id: id.to_string(),
+            integration: self.integration,
+            received_at: rfc3339_ms(self.received_ms),
+            source: self.source,
+            remote_addr: self.remote_addr,
+            size: self.size,
+            summary: self.summary,
+            outcome: self.outcome,
+            alert_id: self.alert_id.map(|a| a.to_string()),
+            error: self.error,
+        }
+    }
 }
 
 fn corrupt(what: &str, id: u64) -> impl FnOnce(serde_json::Error) -> Error + '_ {
@@ -224,7 +274,7 @@ impl SledStore {
                     next: last.map(|l: u64| l.to_string()),
                 });
             }
-            if let Some(stored) = stored_summary(&tree, id)? {
+            if let Some(stored) = stored(&tree, id)? {
                 items.push(stored.summary);
                 last = Some(id);
             }
@@ -235,18 +285,29 @@ impl SledStore {
     /// One log entry, with its data (an e-mail's rebuilt from its raw message).
     pub fn log(&self, id: u64) -> Result<Option<LogEntry>, Error> {
         let tree = self.tree()?;
-        let Some(stored) = stored_summary(&tree, id)? else {
+        let Some(stored) = stored(&tree, id)? else {
             return Ok(None);
         };
-        let raw_id = stored.raw.unwrap_or(id);
-        let source = match read_chunks(&tree, DATA, id)? {
-            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(corrupt("log data", id))?),
+        let mut raw = RawOf {
+            tree: &tree,
+            id: stored.raw.unwrap_or(id),
+            bytes: None,
+        };
+        let (packed, email, data) = match stored.inline {
+            Inline::Packed(bytes) if !bytes.is_empty() => (Some(bytes), None, None),
+            Inline::Packed(_) => (read_chunks(&tree, DATA, id)?, None, None),
+            Inline::Old { data, email } => (read_chunks(&tree, DATA, id)?, email, data),
+        };
+        let source = match packed {
+            Some(bytes) => {
+                let json = packed::unpack(&bytes, || raw.get())?;
+                Some(serde_json::from_slice(&json).map_err(corrupt("log data", id))?)
+            }
             None => None,
         };
-        let data = match (source, stored.email, stored.data) {
-            (Some(StoredData::Email(email)), _, _) | (None, Some(email), _) => {
-                email.rebuild(&read_chunks(&tree, RAW, raw_id)?.unwrap_or_default())
-            }
+        let data = match (source, email, data) {
+            (Some(StoredData::Email(email)), _, _) => email.rebuild(raw.get()?),
+            (None, Some(email), _) => email.rebuild(raw.get()?),
             (Some(StoredData::Data(data)), _, _) | (None, None, Some(data)) => data,
             (None, None, None) => serde_json::Value::Null,
         };
@@ -259,20 +320,60 @@ impl SledStore {
     /// The raw input of a log entry, as received.
     pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>, Error> {
         let tree = self.tree()?;
-        let Some(stored) = stored_summary(&tree, id)? else {
+        let Some(stored) = stored(&tree, id)? else {
             return Ok(None);
         };
-        read_chunks(&tree, RAW, stored.raw.unwrap_or(id))
+        read_raw(&tree, stored.raw.unwrap_or(id))
     }
 }
 
-fn stored_summary(tree: &sled::Tree, id: u64) -> Result<Option<StoredSummary>, Error> {
-    match read_chunks(tree, LOG, id)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(corrupt("log", id)),
+/// A raw input, read when first needed.
+struct RawOf<'t> {
+    tree: &'t sled::Tree,
+    id: u64,
+    bytes: Option<Vec<u8>>,
+}
+
+impl RawOf<'_> {
+    fn get(&mut self) -> Result<&[u8], Error> {
+        if self.bytes.is_none() {
+            self.bytes = Some(read_raw(self.tree, self.id)?.unwrap_or_default());
+        }
+        Ok(self.bytes.as_deref().unwrap_or_default())
     }
+}
+
+/// The raw input stored under `raw`, as received.
+fn read_raw(tree: &sled::Tree, raw: u64) -> Result<Option<Vec<u8>>, Error> {
+    match read_chunks(tree, PACKED_RAW, raw)? {
+        Some(bytes) => packed::decompress_raw(&bytes).map(Some),
+        None => read_chunks(tree, RAW, raw),
+    }
+}
+
+/// Log entry `id` as its `L` value holds it: the summary, where the raw input is, and the data
+/// when it is there.
+pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error> {
+    let Some(bytes) = read_chunks(tree, LOG, id)? else {
+        return Ok(None);
+    };
+    if let Some((head, data)) = packed::split_entry(&bytes) {
+        let head: Head = serde_json::from_slice(head).map_err(corrupt("log", id))?;
+        return Ok(Some(Stored {
+            raw: head.raw,
+            summary: head.into_summary(id),
+            inline: Inline::Packed(data.to_vec()),
+        }));
+    }
+    let old: OldSummary = serde_json::from_slice(&bytes).map_err(corrupt("log", id))?;
+    Ok(Some(Stored {
+        summary: old.summary,
+        raw: old.raw,
+        inline: Inline::Old {
+            data: old.data,
+            email: old.email.map(Box::new),
+        },
+    }))
 }
 
 /// The subject or title of an input's data, on one line and cut short, for lists.
@@ -289,41 +390,48 @@ pub(super) fn summary_of(data: &serde_json::Value) -> String {
         .collect()
 }
 
-/// Adds one log entry to the batch. `raw` is the id its raw input is stored under (its own id
-/// when it is the first of its input's entries, which then stores the raw input).
+/// What one log entry is and where it goes: its id, the id its raw input is stored under (its
+/// own id when it is the first of its input's entries, which then stores the raw input), and
+/// what its data is compressed with (its raw input).
+pub(super) struct Placed<'d> {
+    pub id: u64,
+    pub raw: u64,
+    pub dictionary: &'d Dictionary,
+}
+
+/// Adds one log entry to the batch.
 pub(super) fn put_log(
     writes: &mut Writes,
-    id: u64,
-    raw: u64,
+    at: Placed<'_>,
     log: &NewLog,
     outcome: Option<Outcome>,
     alert_id: Option<u64>,
 ) -> Result<(), Error> {
-    let stored = StoredSummary {
-        summary: LogSummary {
-            id: id.to_string(),
-            integration: log.integration.clone(),
-            received_at: rfc3339(log.received_at),
-            source: log.source,
-            remote_addr: log.remote_addr.clone(),
-            size: log.raw.len() as u64,
-            summary: summary_of(&log.data),
-            outcome,
-            alert_id: alert_id.map(|a| a.to_string()),
-            error: log.error.clone(),
-        },
+    let Placed { id, raw, .. } = at;
+    let head = Head {
+        integration: log.integration.clone(),
+        received_ms: unix_ms(log.received_at),
+        source: log.source,
+        remote_addr: log.remote_addr.clone(),
+        size: log.raw.len() as u64,
+        summary: summary_of(&log.data),
+        outcome,
+        alert_id,
+        error: log.error.clone(),
         raw: (raw != id).then_some(raw),
-        data: None,
-        email: None,
     };
-    let json = serde_json::to_vec(&stored).map_err(corrupt("log", id))?;
-    put_chunks(writes, LOG, id, &json);
     let data = match &log.email {
-        Some(email) => serde_json::to_vec(&StoredData::Email(email.clone())),
-        None => serde_json::to_vec(&StoredData::Data(log.data.clone())),
+        Some(email) => serde_json::to_vec(&StoredDataRef::Email(email)),
+        None => serde_json::to_vec(&StoredDataRef::Data(&log.data)),
     }
     .map_err(corrupt("log data", id))?;
-    put_chunks(writes, DATA, id, &data);
+    let data = at.dictionary.pack(&data)?;
+    if data.len() <= packed::INLINE_DATA {
+        put_chunks(writes, LOG, id, &packed::entry(&head, Some(&data)));
+    } else {
+        put_chunks(writes, LOG, id, &packed::entry(&head, None));
+        put_chunks(writes, DATA, id, &data);
+    }
     let mut value = [0; 17];
     value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
     value[8..16].copy_from_slice(&raw.to_be_bytes());
@@ -333,11 +441,20 @@ pub(super) fn put_log(
 }
 
 /// Stores one input's raw bytes under `raw`, shared by `entries` log entries.
-pub(super) fn put_raw(writes: &mut Writes, raw: u64, bytes: &[u8], entries: u64) {
-    put_chunks(writes, RAW, raw, bytes);
+pub(super) fn put_raw(
+    writes: &mut Writes,
+    raw: u64,
+    bytes: &[u8],
+    entries: u64,
+) -> Result<(), Error> {
+    match packed::compress_raw(bytes)? {
+        Some(packed) => put_chunks(writes, PACKED_RAW, raw, &packed),
+        None => put_chunks(writes, RAW, raw, bytes),
+    }
     if entries > 1 {
         writes.insert(refs_key(raw).to_vec(), entries.to_be_bytes().to_vec());
     }
+    Ok(())
 }
 
 /// Removes log entries within one batch, and each raw input once its last entry is gone.
@@ -361,8 +478,8 @@ impl<'t> Removal<'t> {
         integration: &str,
         entry: Indexed,
     ) -> Result<(), Error> {
-        // The summary says where the raw input is (it is small: no data in it).
-        let raw = stored_summary(self.tree, entry.id)?
+        // The summary says where the raw input is.
+        let raw = stored(self.tree, entry.id)?
             .and_then(|s| s.raw)
             .unwrap_or(entry.id);
         writes.remove(index_key(integration, entry.id));
@@ -380,6 +497,7 @@ impl<'t> Removal<'t> {
         self.refs.insert(raw, left);
         if left == 0 {
             remove_chunks(self.tree, writes, RAW, raw)?;
+            remove_chunks(self.tree, writes, PACKED_RAW, raw)?;
             writes.remove(refs_key(raw).to_vec());
         } else {
             writes.insert(refs_key(raw).to_vec(), left.to_be_bytes().to_vec());

@@ -11,13 +11,16 @@
 //! disk takes writes (see `writer.rs`). Readers take the handles in force for each read.
 
 mod alerts;
+mod answer;
 mod apply;
 mod engine;
 mod fold;
 mod heal;
 mod jobs;
+mod journal;
 mod logs;
 mod outbox;
+mod packed;
 mod postgres;
 mod retention;
 mod rules;
@@ -71,6 +74,11 @@ pub enum Error {
         key: String,
         source: serde_json::Error,
     },
+    #[error("cannot compress or decompress {what}: {source}")]
+    Codec {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("group commit failed: {0}")]
     Commit(Arc<Error>),
     /// Writes are failing (a full disk, an I/O error); the writer retries by itself.
@@ -99,6 +107,7 @@ impl Error {
             Error::Open { .. } | Error::Io { .. } | Error::Sled(_) | Error::Injected => true,
             Error::Commit(e) => e.is_store_failure(),
             Error::Corrupt { .. }
+            | Error::Codec { .. }
             | Error::Unavailable(_)
             | Error::NoSuchAlert(_)
             | Error::NoSuchDeadLetter(_)
@@ -191,6 +200,8 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
         source,
     })?;
     let tree = db.open_tree("siren")?;
+    // What the journal holds beyond sled's last checkpoint; the flush below makes it sled's.
+    journal::replay(path, &tree)?;
     db.flush()?;
     for file in ["db", "conf"] {
         if let Ok(f) = std::fs::File::open(path.join(file)) {
@@ -255,17 +266,14 @@ impl SledStore {
         match alerts::read_record(&self.tree()?, id)? {
             None => Ok(None),
             Some(r) => {
-                let description = self.description(r.id)?;
+                let description = self.description(&r)?;
                 Ok(Some(r.into_alert(description)))
             }
         }
     }
 
-    fn description(&self, id: u64) -> Result<String, Error> {
-        let bytes = self
-            .read_chunks(alerts::DESCRIPTION, id)?
-            .unwrap_or_default();
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    fn description(&self, record: &alerts::Record) -> Result<String, Error> {
+        alerts::description(&self.tree()?, record)
     }
 
     /// Alerts, newest first, from the index that fits the filter, starting after `cursor`.
@@ -276,21 +284,10 @@ impl SledStore {
         cursor: Option<u64>,
     ) -> Result<Page<Alert>, Error> {
         let tree = self.tree()?;
-        let prefix = match (&filter.integration, filter.status) {
-            (Some(i), Some(s)) => alerts::both_prefix(i, s),
-            (Some(i), None) => alerts::integration_prefix(i),
-            (None, Some(s)) => alerts::status_prefix(s),
-            (None, None) => vec![alerts::ALERT],
-        };
-        let mut end = prefix.clone();
-        match cursor {
-            Some(c) => end.extend_from_slice(&c.to_be_bytes()),
-            None => end.push(0xff),
-        }
+        let integration = filter.integration.as_deref();
         let mut items = Vec::new();
-        for k in tree.range(prefix.clone()..end).keys().rev() {
-            let k = k?;
-            let id = u64_at(&k[prefix.len()..]);
+        for id in alerts::newest_ids(&tree, integration, filter.status, cursor) {
+            let id = id?;
             let Some(r) = alerts::read_record(&tree, id)? else {
                 continue;
             };
@@ -301,7 +298,7 @@ impl SledStore {
                 let next = items.last().map(|a: &Alert| a.id.clone());
                 return Ok(Page { items, next });
             }
-            let description = self.description(id)?;
+            let description = self.description(&r)?;
             items.push(r.into_alert(description));
         }
         Ok(Page { items, next: None })

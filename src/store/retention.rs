@@ -12,7 +12,7 @@ use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
 use super::timeline;
 use super::txn::Writes;
-use super::writer::{State, sync_files};
+use super::writer::State;
 use super::{Error, u64_at, unix_ms};
 
 impl State {
@@ -85,10 +85,15 @@ impl State {
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }
+            let seq = self.next_seq;
+            super::journal::stamp(&mut batch, seq);
+            let record = super::journal::encode(&batch);
             tree.apply_batch(batch.into_batch())?;
+            self.next_seq += 1;
             // In the tree now: the counts follow, whatever the sync says.
             self.count_applied(HashMap::new(), removed);
-            sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
+            let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            journal.append(seq, &record, &handles.db, &self.data_file)?;
         }
         Ok(oldest_kept
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))

@@ -200,6 +200,7 @@ impl<'e, E: Engine> Rules<'e, E> {
             log_id,
             auto_resolve_ms: req.auto_resolve.map(|d| now + d.as_millis() as u64),
             storm: None,
+            description: None,
         };
         self.e.index(integration, tp, id)?;
         for key in &req.dedup_keys {

@@ -6,14 +6,14 @@
 
 use std::time::SystemTime;
 
-use super::alerts::{self, DESCRIPTION};
+use super::alerts;
 use super::apply::Group;
 use super::engine::Engine;
 use super::fold::Folding;
 use super::jobs::Answer;
 use super::txn::Txn;
 use super::writer::Receipt;
-use super::{Alert, Error, NewLog, read_chunks, unix_ms};
+use super::{Alert, Error, NewLog, unix_ms};
 
 pub struct Sandbox {
     db: sled::Db,
@@ -54,9 +54,7 @@ impl Sandbox {
         let Some(r) = alerts::read_record(&self.tree, id)? else {
             return Ok(None);
         };
-        let description = read_chunks(&self.tree, DESCRIPTION, id)?.unwrap_or_default();
-        Ok(Some(r.into_alert(
-            String::from_utf8_lossy(&description).into_owned(),
-        )))
+        let description = alerts::description(&self.tree, &r)?;
+        Ok(Some(r.into_alert(description)))
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use super::logs::RAW;
+use super::logs::{PACKED_RAW, RAW};
 use super::{Action, AlertRequest, Error, NewLog, Outcome, Source, Store, Writer, WriterHandle};
 use crate::config::LogsConfig;
 use crate::domain::Urgency;
@@ -48,16 +48,18 @@ fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
     }
 }
 
-/// Chunks of raw input in the tree.
+/// Chunks of raw input in the tree, compressed or not.
 fn raw_chunks(store: &Store) -> usize {
-    store.tree().unwrap().scan_prefix([RAW]).count()
+    let tree = store.tree().unwrap();
+    tree.scan_prefix([RAW]).count() + tree.scan_prefix([PACKED_RAW]).count()
 }
 
 #[tokio::test]
 async fn one_inputs_entries_store_its_raw_input_once_until_the_last_one_goes() {
     let (_dir, store, writer, handle) = start(3);
-    // 10,000 bytes: three chunks.
-    let shared: Arc<[u8]> = vec![b'x'; 10_000].into();
+    // 10,000 bytes that do not compress: three chunks.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let shared: Arc<[u8]> = (0..10_000).map(|_| rng.u8(..)).collect();
     let logs = (0..3).map(|_| entry(&shared, None)).collect();
     let first = handle.commit(logs).await.unwrap();
     assert_eq!(raw_chunks(&store), 3, "one copy for three entries");

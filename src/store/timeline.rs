@@ -1,5 +1,5 @@
 //! The console's one index, written by the writer in the same batch as what it indexes: each
-//! alert's timeline. The writer calls [`index_log`] (from `apply::ingest`), [`note`] (from
+//! alert's timeline. The writer calls [`index_log`] (from sled's `Txn::put_log`), [`note`] (from
 //! `Txn::set_status` and `enqueue`), [`unindex_log`] and [`unnote`] (from retention); `views`
 //! reads it.
 //!
@@ -17,9 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{AlertEvent, Outcome, ResolvedBy};
-use super::logs::LOG;
 use super::txn::Writes;
-use super::{Error, chunk_prefix, read_chunks};
+use super::{Error, chunk_prefix};
 
 pub(super) const TIMELINE: u8 = b'K';
 
@@ -85,22 +84,12 @@ pub(super) fn index_log(writes: &mut Writes, alert: Option<u64>, id: u64) {
     }
 }
 
-/// The alert a stored log entry touched (its summary's `alert_id`).
-#[derive(Deserialize)]
-struct AlertOf {
-    alert_id: Option<String>,
-}
-
 /// Takes log entry `id` off its alert's timeline (the caller removes the entry itself).
 pub(super) fn unindex_log(tree: &sled::Tree, writes: &mut Writes, id: u64) -> Result<(), Error> {
-    let Some(bytes) = read_chunks(tree, LOG, id)? else {
+    let Some(stored) = super::logs::stored(tree, id)? else {
         return Ok(());
     };
-    let of: AlertOf = serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
-        key: format!("log {id}"),
-        source,
-    })?;
-    if let Some(alert) = of.alert_id.and_then(|a| a.parse().ok()) {
+    if let Some(alert) = stored.summary.alert_id.and_then(|a| a.parse().ok()) {
         writes.remove(timeline_key(alert, id));
     }
     Ok(())

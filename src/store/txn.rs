@@ -6,16 +6,17 @@
 use std::collections::HashMap;
 
 use super::alerts::{
-    AlertEvent, BY_THIRDPARTY, BY_TITLE, DEADLINE, DESCRIPTION, Outcome, Record, alert_key,
-    both_prefix, deadline_key, integration_prefix, next_deadline, put_chunks, read_record,
-    status_prefix, text_prefix, with_id,
+    self, AlertEvent, BY_THIRDPARTY, BY_TITLE, DEADLINE, Outcome, Record, alert_key, both_prefix,
+    deadline_key, next_deadline, put_chunks, put_description, read_record, status_prefix,
+    text_prefix, with_id,
 };
 use super::engine::{Engine, Key};
 use super::fold::Folding;
 use super::outbox::{self, DeliveryState};
+use super::packed::Dictionary;
 use super::timeline::{self, Note};
 use super::writer::DeliveryOutcome;
-use super::{Error, NewLog, logs, read_chunks, silences, u64_at};
+use super::{Error, NewLog, logs, silences, u64_at};
 
 /// A group's writes in order; they become one sled `Batch` when the group is complete, and
 /// can be cut back to a [`Savepoint`] until then (a sled `Batch` cannot).
@@ -35,6 +36,11 @@ impl Writes {
 
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The writes in order (what the journal records).
+    pub fn ops(&self) -> &[(sled::IVec, Option<sled::IVec>)] {
+        &self.ops
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,6 +102,16 @@ pub(super) struct Txn<'a> {
     pub descriptions: HashMap<u64, String>,
     /// The writer's storm windows and silences (`fold.rs`); none: no storm folding.
     pub folding: Option<Folding>,
+    /// Raw inputs put in this group whose entries are not all put yet, with what their
+    /// entries' data is compressed with (`packed.rs`).
+    dictionaries: Vec<Shared>,
+}
+
+/// A raw input some log entries still to come share: its id, its dictionary, how many left.
+struct Shared {
+    raw: u64,
+    dictionary: Dictionary,
+    left: u64,
 }
 
 impl<'a> Txn<'a> {
@@ -111,6 +127,7 @@ impl<'a> Txn<'a> {
             events: None,
             descriptions: HashMap::new(),
             folding: None,
+            dictionaries: Vec::new(),
         }
     }
 
@@ -143,6 +160,8 @@ impl<'a> Txn<'a> {
             events.truncate(at.events);
         }
         self.earliest_deadline = at.earliest_deadline;
+        // Only the request rolled back can have entries still to put.
+        self.dictionaries.clear();
     }
 
     fn read(&self, id: u64) -> Result<Option<Record>, Error> {
@@ -242,12 +261,11 @@ impl Engine for Txn<'_> {
         self.read(id)
     }
 
-    fn description(&mut self, id: u64) -> Result<String, Error> {
-        if let Some(d) = self.descriptions.get(&id) {
+    fn description(&mut self, record: &Record) -> Result<String, Error> {
+        if let Some(d) = self.descriptions.get(&record.id) {
             return Ok(d.clone());
         }
-        let bytes = read_chunks(self.tree, DESCRIPTION, id)?.unwrap_or_default();
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        alerts::description(self.tree, record)
     }
 
     fn newest(&mut self, integration: &str, key: Key<'_>, limit: usize) -> Result<Vec<u64>, Error> {
@@ -265,15 +283,14 @@ impl Engine for Txn<'_> {
         Ok(())
     }
 
-    fn insert(&mut self, record: Record, description: &str) -> Result<(), Error> {
+    fn insert(&mut self, mut record: Record, description: &str) -> Result<(), Error> {
         let id = record.id;
-        self.index_under(integration_prefix(&record.integration), id);
         if let Some(ms) = record.auto_resolve_ms
             && record.status.still_there()
         {
             self.add_deadline(ms, id);
         }
-        put_chunks(&mut self.batch, DESCRIPTION, id, description.as_bytes());
+        put_description(&mut self.batch, &mut record, description);
         self.describe(id, description.to_string());
         self.put(None, record)
     }
@@ -335,7 +352,12 @@ impl Engine for Txn<'_> {
     }
 
     fn put_raw(&mut self, raw: u64, bytes: &[u8], entries: u64) -> Result<(), Error> {
-        logs::put_raw(&mut self.batch, raw, bytes, entries);
+        logs::put_raw(&mut self.batch, raw, bytes, entries)?;
+        self.dictionaries.push(Shared {
+            raw,
+            dictionary: Dictionary::new(bytes),
+            left: entries,
+        });
         Ok(())
     }
 
@@ -347,8 +369,38 @@ impl Engine for Txn<'_> {
         outcome: Option<Outcome>,
         alert: Option<u64>,
     ) -> Result<(), Error> {
-        logs::put_log(&mut self.batch, id, raw, log, outcome, alert)?;
-        timeline::index_log(&mut self.batch, alert, id);
+        // The raw input's dictionary, prepared once by `put_raw` for all its entries and
+        // dropped with the last of them (an entry whose input was not put here gets its own).
+        let at = self.dictionaries.iter().position(|d| d.raw == raw);
+        let own;
+        let dictionary = match at {
+            Some(at) => &self.dictionaries[at].dictionary,
+            None => {
+                own = Dictionary::new(&log.raw);
+                &own
+            }
+        };
+        let placed = logs::Placed {
+            id,
+            raw,
+            dictionary,
+        };
+        logs::put_log(&mut self.batch, placed, log, outcome, alert)?;
+        if let Some(at) = at {
+            self.dictionaries[at].left = self.dictionaries[at].left.saturating_sub(1);
+            if self.dictionaries[at].left == 0 {
+                self.dictionaries.swap_remove(at);
+            }
+        }
+        // The entry that created an alert is on its timeline without a key: the record names
+        // it (`log_id`), and `views::history` shows it from there.
+        let created = match alert {
+            Some(a) => self.read(a)?.is_some_and(|r| r.log_id == id),
+            None => false,
+        };
+        if !created {
+            timeline::index_log(&mut self.batch, alert, id);
+        }
         Ok(())
     }
 

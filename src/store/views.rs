@@ -9,10 +9,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Status};
-use super::logs::{self, LOG, LogSummary};
+use super::logs::{self, LogSummary};
 use super::outbox::{self, DeliveryState};
 use super::timeline::{Note, byte_outcome, outcome_byte, timeline_prefix};
-use super::{Error, SledStore, Source, read_chunks, u64_at};
+use super::{Error, SledStore, Source, u64_at};
 use crate::domain::Urgency;
 
 /// Alerts a title search reads per request at most; the page then says where to go on.
@@ -181,20 +181,15 @@ fn log_prefix(integration: &str) -> Vec<u8> {
 
 /// A log entry's summary (the list part: no data).
 fn summary(tree: &sled::Tree, id: u64) -> Result<Option<LogSummary>, Error> {
-    let Some(bytes) = read_chunks(tree, LOG, id)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| Error::Corrupt {
-            key: format!("log {id}"),
-            source,
-        })
+    Ok(logs::stored(tree, id)?.map(|s| s.summary))
 }
+
+/// An alert id in a list, with its record when the list reads the records themselves.
+type Row = (u64, Option<sled::IVec>);
 
 #[derive(Deserialize)]
 struct TitleOnly<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, rename = "t", alias = "title")]
     title: std::borrow::Cow<'a, str>,
 }
 
@@ -223,24 +218,28 @@ impl SledStore {
         cursor: Option<u64>,
     ) -> Result<AlertRows, Error> {
         let tree = self.tree()?;
-        let prefix = match (&search.integration, search.status) {
-            (Some(i), Some(s)) => alerts::both_prefix(i, s),
-            (Some(i), None) => alerts::integration_prefix(i),
-            (None, Some(s)) => alerts::status_prefix(s),
-            (None, None) => vec![alerts::ALERT],
-        };
-        let mut end = prefix.clone();
-        match cursor {
-            Some(c) => end.extend_from_slice(&c.to_be_bytes()),
-            None => end.push(0xff),
-        }
         let needle = search.text.as_ref().map(|t| t.to_lowercase());
         let mut items: Vec<AlertRow> = Vec::new();
         // Listing every alert, the index is the records themselves: no second lookup.
-        let records = prefix == [alerts::ALERT];
-        for (read, kv) in tree.range(prefix.clone()..end).rev().enumerate() {
-            let (k, v) = kv?;
-            let id = u64_at(&k[prefix.len()..]);
+        let rows: Box<dyn Iterator<Item = Result<Row, Error>>> =
+            match (&search.integration, search.status) {
+                (None, None) => {
+                    let end = match cursor {
+                        Some(c) => alerts::alert_key(c).to_vec(),
+                        None => vec![alerts::ALERT, 0xff],
+                    };
+                    Box::new(tree.range(vec![alerts::ALERT]..end).rev().map(|kv| {
+                        let (k, v) = kv?;
+                        Ok((u64_at(&k[1..]), Some(v)))
+                    }))
+                }
+                (i, s) => Box::new(
+                    alerts::newest_ids(&tree, i.as_deref(), s, cursor)
+                        .map(|id| id.map(|id| (id, None))),
+                ),
+            };
+        for (read, row) in rows.enumerate() {
+            let (id, record) = row?;
             if items.len() == limit {
                 return Ok(AlertRows {
                     next: items.last().map(|a| a.id),
@@ -255,10 +254,9 @@ impl SledStore {
                     searched_out: true,
                 });
             }
-            let value = if records {
-                Some(v)
-            } else {
-                tree.get(alerts::alert_key(id))?
+            let value = match record {
+                Some(v) => Some(v),
+                None => tree.get(alerts::alert_key(id))?,
             };
             let Some(value) = value else { continue };
             if let Some(n) = &needle {
@@ -318,8 +316,14 @@ impl SledStore {
                 }
             }
         }
-        if !seen_creating && history.earlier == 0 {
-            logs.push(creating_log);
+        // The creating entry has no timeline key (the record names it; older alerts have
+        // none at all): it is the oldest entry.
+        if !seen_creating {
+            if history.earlier == 0 {
+                logs.push(creating_log);
+            } else if summary(&tree, creating_log)?.is_some() {
+                history.earlier += 1;
+            }
         }
         for id in logs {
             if let Some(head) = summary(&tree, id)? {

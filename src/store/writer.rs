@@ -1,7 +1,7 @@
 //! The group-commit writer: one task owns every write. It takes all pending requests,
-//! applies them as one sled batch, calls the blocking `flush()` once, `fdatasync`s sled's data
-//! file itself (sled's flush uses `sync_file_range`, which does not persist file metadata), and
-//! only then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
+//! applies them as one sled batch, appends the batch to Siren's journal with one `pwrite` and
+//! one `fdatasync` (`journal.rs`; sled is flushed behind it), and only then answers each
+//! waiting caller. It never calls `flush_async` (sled issue 1308).
 //! Alert changes happen here too, so reads-then-writes (aggregation) never race.
 //!
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
@@ -17,8 +17,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::answer::{Answerer, Settled};
 use super::fold::Folding;
 use super::jobs::{Answer, Job, Prune, Reply, Request};
+use super::journal::{Journal, open_data_file};
 use super::outbox::{self, DeliveryState, Queued};
 use super::seam::Backend;
 use super::silences::{self, SilenceOp};
@@ -200,8 +202,12 @@ impl Writer {
             down: Arc::default(),
             folding: folding.clone(),
         };
+        let data_file = Arc::new(open_data_file(&store)?);
+        let journal = Journal::open(&store.path, &store.handles()?.db, &tree, &data_file)?;
         let state = State {
-            data_file: Arc::new(open_data_file(&store)?),
+            data_file,
+            next_seq: journal.next_seq(),
+            journal: Arc::new(Mutex::new(journal)),
             store,
             retention,
             counts,
@@ -229,16 +235,6 @@ impl Writer {
     }
 }
 
-/// Our own handle on sled's data file, for the fdatasync that sled's flush leaves out.
-pub(super) fn open_data_file(store: &SledStore) -> Result<File, Error> {
-    let path = store.path.join("db");
-    File::options()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|source| Error::Io { path, source })
-}
-
 /// A group applied to the tree whose sync is running.
 struct InFlight {
     sync: JoinHandle<Result<(), Error>>,
@@ -254,18 +250,12 @@ pub(super) struct Applied {
     pub changes: Vec<(String, AlertChange)>,
     pub started: Instant,
     pub earliest: Option<u64>,
+    /// The group's writes as a journal record: durable once its sync returns.
+    pub journal: Vec<u8>,
+    /// The record's sequence number (stamped into the group's writes).
+    pub seq: u64,
     /// Set when the group as a whole could not be applied (nothing of it is in the tree).
     pub failed: Option<Error>,
-}
-
-/// sled's blocking flush (its log, with `sync_file_range`), then fdatasync of its data file,
-/// which that does not make durable by itself (file metadata).
-pub(super) fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> Result<(), Error> {
-    db.flush()?;
-    file.sync_data().map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// A blocking task's result, a panicked task counting as an I/O failure.
@@ -294,6 +284,8 @@ impl Applied {
             changes: Vec::new(),
             started,
             earliest: None,
+            journal: Vec::new(),
+            seq: 0,
             failed: Some(e),
         }
     }
@@ -309,6 +301,11 @@ pub(super) struct Failing {
 pub(super) struct State {
     pub store: SledStore,
     pub data_file: Arc<File>,
+    /// Where each group is made durable (sled is flushed behind it).
+    pub journal: Arc<Mutex<Journal>>,
+    /// The journal sequence number of the next group applied (the journal's own is one group
+    /// behind while a sync is in flight).
+    pub next_seq: u64,
     pub retention: LogsConfig,
     pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
@@ -371,10 +368,11 @@ fn collect(first: Job, rx: &mut mpsc::Receiver<Job>) -> Collected {
 
 impl State {
     /// Collects whatever is queued into one group, applies it to the tree, and makes it durable,
-    /// all on the blocking pool. Groups are pipelined: while one group's flush and fdatasync
-    /// wait for the disk, the next group is applied (sled's batches are atomic and in order, so
-    /// a sync covers every group applied before it). Each group is answered only after its own
-    /// sync returned; syncs never overlap. (On the blocking pool, tokio knows work is in
+    /// all on the blocking pool. Groups are pipelined: while one group's journal append waits
+    /// for the disk, the next group is applied (sled's batches are atomic and in order, so a
+    /// sync covers every group applied before it). Each group is answered only after its own
+    /// sync returned, and as soon as it did, even while the next applies ([`race`]); syncs
+    /// never overlap. (On the blocking pool, tokio knows work is in
     /// flight: paused-time tests do not run the clock ahead during a commit.)
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut in_flight: Option<InFlight> = None;
@@ -421,20 +419,31 @@ impl State {
             }
             let requests = std::mem::take(&mut group.requests);
             let prunes = std::mem::take(&mut group.prunes);
-            let Some((state, applied)) = self.apply_blocking(requests, prunes).await else {
+            let answerer = self.answerer();
+            let apply = self.apply_blocking(requests, prunes);
+            let (done, earlier) = match in_flight.take() {
+                Some(f) => race(apply, f, answerer).await,
+                None => (apply.await, Earlier::None),
+            };
+            let Some((state, applied)) = done else {
                 return;
             };
             self = state;
-            if let Some(f) = in_flight.take() {
-                let synced = f.sync.await;
-                self.finish(f.applied, f.replies, flatten(synced));
+            match earlier {
+                Earlier::None => {}
+                Earlier::Settled(settled) => self.settle(settled),
+                Earlier::Failed(applied, replies, synced) => self.finish(applied, replies, synced),
+                Earlier::InFlight(f) => {
+                    let synced = f.sync.await;
+                    self.finish(f.applied, f.replies, flatten(synced));
+                }
             }
-            if let Some(applied) = applied {
+            if let Some(mut applied) = applied {
                 if applied.failed.is_some() || self.failing.is_some() {
                     self.finish(applied, group.replies, Ok(()));
                 } else {
                     in_flight = Some(InFlight {
-                        sync: self.spawn_sync(),
+                        sync: self.spawn_sync(applied.seq, std::mem::take(&mut applied.journal)),
                         applied,
                         replies: group.replies,
                     });
@@ -498,18 +507,22 @@ impl State {
         }
     }
 
-    fn spawn_sync(&self) -> JoinHandle<Result<(), Error>> {
+    /// Appends the group's record to the journal and syncs it (one `fdatasync`).
+    fn spawn_sync(&self, seq: u64, record: Vec<u8>) -> JoinHandle<Result<(), Error>> {
         let handles = self.store.handles();
-        let (file, path) = (self.data_file.clone(), self.store.path.join("db"));
-        tokio::task::spawn_blocking(move || sync_files(&handles?.db, &file, &path))
+        let (file, journal) = (self.data_file.clone(), self.journal.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+            journal.append(seq, &record, &handles?.db, &file)
+        })
     }
 
     /// Answers a group once its sync returned (or it could not be applied): every waiting
     /// caller, the metrics, the resolver and the delivery workers. A group applied before a
     /// failure that another group's sync reported is not durable either.
-    fn finish(&mut self, applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
+    fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
         let requests = replies.len();
-        let failure = match (applied.failed, synced, &self.failing) {
+        let failure = match (applied.failed.take(), synced, &self.failing) {
             (Some(e), _, _) | (None, Err(e), _) => Some(e),
             (None, Ok(()), Some(f)) => Some(Error::Unavailable(f.reason.clone())),
             (None, Ok(()), None) => None,
@@ -526,36 +539,48 @@ impl State {
             }
             return;
         }
-        if let Some(ms) = applied.earliest
-            && self.reported_deadline.is_none_or(|r| ms < r)
-        {
-            self.reported_deadline = Some(ms);
-            self.deadline_moved.notify_one();
+        let settled = self.answerer().answer(applied, replies);
+        self.settle(settled);
+    }
+}
+
+/// What became of the group that was in flight while the next one applied.
+enum Earlier {
+    None,
+    /// Its sync had not returned when the apply did.
+    InFlight(InFlight),
+    /// Answered while the next one applied; what the state keeps of it.
+    Settled(Settled),
+    /// Its sync failed: answered once the state is back.
+    Failed(Applied, Vec<Reply>, Result<(), Error>),
+}
+
+/// Awaits `apply` (the next group's) and, meanwhile, the sync of the group in flight: a group
+/// whose sync returned is answered at once instead of after the next group's apply.
+async fn race<F>(apply: F, f: InFlight, answerer: Answerer) -> (F::Output, Earlier)
+where
+    F: std::future::Future,
+{
+    let InFlight {
+        mut sync,
+        applied,
+        replies,
+    } = f;
+    tokio::pin!(apply);
+    tokio::select! {
+        biased;
+        done = &mut apply => {
+            let f = InFlight { sync, applied, replies };
+            (done, Earlier::InFlight(f))
         }
-        let elapsed = applied.started.elapsed();
-        self.metrics.commit(elapsed, requests);
-        self.metrics.alert_changes(&applied.changes);
-        tracing::trace!(requests, ?elapsed, "group commit");
-        let left = applied
-            .results
-            .iter()
-            .filter(|r| matches!(r, Ok(Answer::Delivery(true))))
-            .count() as u64;
-        let queued = applied.queued;
-        if !queued.is_empty() || left > 0 {
-            self.outbox_depth = (self.outbox_depth + queued.len() as u64).saturating_sub(left);
-            self.metrics.set_outbox_depth(self.outbox_depth);
-        }
-        if let Some(feed) = &self.outbox
-            && !queued.is_empty()
-        {
-            let _ = feed.queued.send(queued);
-        }
-        for (reply, result) in replies.into_iter().zip(applied.results) {
-            if let Ok(Answer::AutoResolve(next)) = &result {
-                self.reported_deadline = *next;
-            }
-            reply.send(result);
+        synced = &mut sync => {
+            let earlier = match flatten(synced) {
+                Ok(()) if applied.failed.is_none() => {
+                    Earlier::Settled(answerer.answer(applied, replies))
+                }
+                synced => Earlier::Failed(applied, replies, synced),
+            };
+            (apply.await, earlier)
         }
     }
 }

@@ -62,12 +62,15 @@ fn free_bytes(dir: &Path) -> u64 {
     st.f_bavail as u64 * st.f_frsize as u64
 }
 
-/// One message of about 32 KiB on a connection of its own; the reply to its final dot.
+/// One message of about 32 KiB on a connection of its own; the reply to its final dot. The body
+/// is random letters and digits, so that compressing the stored input does not make room.
 async fn send(d: &Daemon, n: usize) -> String {
-    let body = "x".repeat(76) + "\r\n";
+    let mut rng = fastrand::Rng::with_seed(n as u64);
+    let body: String = (0..420)
+        .map(|_| (0..76).map(|_| rng.alphanumeric()).collect::<String>() + "\r\n")
+        .collect();
     let message = format!(
-        "From: m@example.com\r\nTo: ops@alerts.localhost\r\nSubject: fill {n}\r\nMessage-ID: <fill{n}@x>\r\n\r\n{}",
-        body.repeat(420)
+        "From: m@example.com\r\nTo: ops@alerts.localhost\r\nSubject: fill {n}\r\nMessage-ID: <fill{n}@x>\r\n\r\n{body}"
     );
     let mut c = Smtp::greeted(d.smtp).await;
     let reply = c

@@ -77,6 +77,8 @@ pub(super) fn record_at(row: &Row, at: usize) -> Result<Record, Error> {
             members: m as u64,
             open: open.unwrap_or(0) as u64,
         }),
+        // PostgreSQL keeps every description in its own column (`Engine::description`).
+        description: None,
     })
 }
 

@@ -171,7 +171,8 @@ impl Engine for PgTxn<'_, '_> {
         Ok(Some(r))
     }
 
-    fn description(&mut self, id: u64) -> Result<String, Error> {
+    fn description(&mut self, record: &Record) -> Result<String, Error> {
+        let id = record.id;
         if let Some(d) = self.descriptions.get(&id) {
             return Ok(d.clone());
         }
