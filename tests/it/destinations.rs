@@ -515,17 +515,39 @@ async fn pending_deliveries_survive_sigkill() {
 
     hook.status.store(202, Ordering::SeqCst);
     let mut p = start(&config).await;
-    let mut delivered = std::collections::HashSet::new();
+    // An attempt the killed process had already sent may reach the receiver after the switch
+    // to 202: the receiver has it, the dead sender never learned so, and the restarted one
+    // sends it again. That is the promise after a crash: every delivery at least once, and at
+    // most once more, with the same delivery id so the receiver can tell.
+    let mut delivered = std::collections::HashMap::new();
+    let count =
+        |r: Received, delivered: &mut std::collections::HashMap<String, (String, usize)>| {
+            if r.status >= 300 {
+                return;
+            }
+            let tp = r.body["alert"]["thirdparty_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let id = r.headers["x-siren-delivery"].to_str().unwrap().to_string();
+            let seen = delivered.entry(tp.clone()).or_insert((id.clone(), 0));
+            assert_eq!(seen.0, id, "{tp} came again under another delivery id");
+            seen.1 += 1;
+            assert!(seen.1 <= 2, "{tp} delivered {} times", seen.1);
+        };
     while delivered.len() < 5 {
         let r = hook.next_ok().await;
-        let tp = r.body["alert"]["thirdparty_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert!(delivered.insert(tp.clone()), "{tp} delivered twice");
+        count(r, &mut delivered);
     }
     deliveries_until(p.http, "pending", |l| l.is_empty()).await;
-    assert!(hook.got.try_recv().is_err(), "a delivery came twice");
+    while let Ok(r) = hook.got.try_recv() {
+        count(r, &mut delivered);
+    }
+    let twice = delivered.values().filter(|(_, n)| *n == 2).count();
+    assert!(
+        twice <= 1,
+        "{twice} deliveries came twice; one attempt at most was in flight"
+    );
     p.child.kill().unwrap();
     p.child.wait().unwrap();
 }
