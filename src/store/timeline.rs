@@ -1,6 +1,6 @@
 //! The console's one index, written by the writer in the same batch as what it indexes: each
 //! alert's timeline. The writer calls [`index_log`] (from sled's `Txn::put_log`), [`note`] (from
-//! `Txn::set_status` and `enqueue`), [`unindex_log`] and [`unnote`] (from retention); `views`
+//! `Rules::set_status` and `apply::enqueue`), [`unindex_log`] and [`unnote`] (from retention); `views`
 //! reads it.
 //!
 //! | key                  | value                                                              |
