@@ -292,3 +292,17 @@ pub fn loaded(config: &Config) -> String {
         count(config.destinations.len(), "destination")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_counts_in_the_singular_and_the_plural() {
+        let parse = |text: &str| Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(loaded(&parse("")), "0 integrations, 0 destinations");
+        let one = "[[integrations]]\nid = \"a\"\ntype = \"webhook\"\n\
+                   [[destinations]]\nid = \"d\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        assert_eq!(loaded(&parse(one)), "1 integration, 1 destination");
+    }
+}
