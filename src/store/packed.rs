@@ -49,8 +49,50 @@ pub(super) fn compress_raw(raw: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     if raw.len() < 64 {
         return Ok(None);
     }
-    let packed = zstd::bulk::compress(raw, LEVEL).map_err(codec("a raw input"))?;
+    let packed = with_compressor(None, |c| c.compress(raw)).map_err(codec("a raw input"))?;
     Ok((packed.len() < raw.len()).then_some(packed))
+}
+
+/// The dictionary a thread's compressor has loaded: none, or a [`Dictionary`]'s number.
+#[derive(Clone, Copy, PartialEq)]
+enum Loaded {
+    Plain,
+    Raw(u64),
+}
+
+thread_local! {
+    /// One zstd context per thread (the writer's), kept from input to input: creating one
+    /// costs more than compressing a 2 KB message with it (`ZSTD_createCCtx` was 4% of the
+    /// daemon's samples under SMTP load when every compression made its own).
+    static COMPRESSOR: std::cell::RefCell<Option<(Loaded, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's compressor, loaded with `dictionary` (level [`DATA_LEVEL`]) or
+/// with none (level [`LEVEL`]). A loaded dictionary stays in the context, so the entries of
+/// one input in a row load it once.
+fn with_compressor<T>(
+    dictionary: Option<(u64, &[u8])>,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (loaded, c) = match cell.as_mut() {
+            Some(kept) => kept,
+            None => cell.insert((Loaded::Plain, zstd::bulk::Compressor::new(LEVEL)?)),
+        };
+        let wanted = dictionary.map_or(Loaded::Plain, |(n, _)| Loaded::Raw(n));
+        if *loaded != wanted {
+            // Marked plain first: a failed load leaves no half-loaded dictionary in use.
+            *loaded = Loaded::Plain;
+            match dictionary {
+                Some((_, raw)) => c.set_dictionary(DATA_LEVEL, raw)?,
+                None => c.set_compression_level(LEVEL)?,
+            }
+            *loaded = wanted;
+        }
+        f(c)
+    })
 }
 
 /// A raw input stored compressed, as received.
@@ -58,25 +100,28 @@ pub(super) fn decompress_raw(packed: &[u8]) -> Result<Vec<u8>, Error> {
     zstd::stream::decode_all(packed).map_err(codec("a raw input"))
 }
 
-/// What an input's entries' data is compressed with: its raw input as a dictionary, prepared
-/// once for all of them.
-pub(super) struct Dictionary(Option<zstd::dict::EncoderDictionary<'static>>);
+/// What an input's entries' data is compressed with: its raw input as a dictionary (raw
+/// content: zstd matches against it as if it preceded the data). Each gets a number of its
+/// own, so that the thread's compressor knows when it already has it loaded.
+pub(super) struct Dictionary(Option<(u64, Vec<u8>)>);
 
 impl Dictionary {
     pub fn new(raw: &[u8]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let usable = raw.len() >= 16 && !raw.starts_with(&DICTIONARY_MAGIC);
-        Self(usable.then(|| zstd::dict::EncoderDictionary::copy(raw, DATA_LEVEL)))
+        Self(usable.then(|| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (n, raw.to_vec())
+        }))
     }
 
     /// One entry's data (JSON) as stored.
     pub fn pack(&self, json: &[u8]) -> Result<Vec<u8>, Error> {
-        let packed = match &self.0 {
-            Some(dict) => zstd::bulk::Compressor::with_prepared_dictionary(dict)
-                .and_then(|mut c| c.compress(json))
-                .map(|p| (WITH_RAW, p)),
-            None => zstd::bulk::compress(json, LEVEL).map(|p| (ZSTD, p)),
-        }
-        .map_err(codec("log data"))?;
+        let dictionary = self.0.as_ref().map(|(n, raw)| (*n, raw.as_slice()));
+        let tag = if dictionary.is_some() { WITH_RAW } else { ZSTD };
+        let packed = with_compressor(dictionary, |c| c.compress(json))
+            .map(|p| (tag, p))
+            .map_err(codec("log data"))?;
         let (tag, bytes) = if packed.1.len() < json.len() {
             packed
         } else {
@@ -86,6 +131,25 @@ impl Dictionary {
         out.push(tag);
         out.extend_from_slice(&bytes);
         Ok(out)
+    }
+}
+
+/// Above this size a dictionary is not kept loaded once its input is done with, so that a
+/// large notification's copy (and zstd's tables for it) leave memory with it.
+const KEEP_LOADED: usize = 64 << 10;
+
+impl Drop for Dictionary {
+    fn drop(&mut self) {
+        let Some((n, raw)) = &self.0 else { return };
+        if raw.len() > KEEP_LOADED {
+            let _ = COMPRESSOR.try_with(|cell| {
+                if let Ok(mut cell) = cell.try_borrow_mut()
+                    && cell.as_ref().is_some_and(|(l, _)| *l == Loaded::Raw(*n))
+                {
+                    *cell = None;
+                }
+            });
+        }
     }
 }
 
@@ -202,6 +266,39 @@ mod tests {
         assert!(raw_packed.len() < raw.len() / 4);
         assert_eq!(decompress_raw(&raw_packed).unwrap(), raw);
         assert_eq!(compress_raw(b"tiny").unwrap(), None);
+    }
+
+    #[test]
+    fn one_compressor_serves_interleaved_inputs_and_plain_raw_inputs() {
+        // The thread's compressor switches between dictionaries and no dictionary: each
+        // entry must come back with its own input, whatever was packed in between.
+        let input = |tag: &str| -> Vec<u8> {
+            (0..300)
+                .map(|i| format!("{tag}-{i}: disk {i}% full on host-{tag}-{i}\n"))
+                .collect::<String>()
+                .into_bytes()
+        };
+        let (a, b) = (input("alpha"), input("beta"));
+        let large = input("g").repeat(40);
+        assert!(large.len() > KEEP_LOADED);
+        let (da, db, dl) = (
+            Dictionary::new(&a),
+            Dictionary::new(&b),
+            Dictionary::new(&large),
+        );
+        let data = |raw: &[u8]| raw[raw.len() / 2..raw.len() / 2 + 90].to_vec();
+        let mut packed = Vec::new();
+        for (dict, raw) in [(&da, &a), (&db, &b), (&da, &a), (&dl, &large), (&db, &b)] {
+            packed.push((dict.pack(&data(raw)).unwrap(), raw.clone()));
+            let plain = compress_raw(raw).unwrap().unwrap();
+            assert_eq!(decompress_raw(&plain).unwrap(), *raw);
+        }
+        drop(dl);
+        packed.push((da.pack(&data(&a)).unwrap(), a.clone()));
+        for (p, raw) in &packed {
+            assert_eq!(p[0], WITH_RAW);
+            assert_eq!(unpack(p, || Ok(&raw[..])).unwrap(), data(raw));
+        }
     }
 
     #[test]
