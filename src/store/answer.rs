@@ -1,7 +1,6 @@
-//! Answering a group commit whose sync returned, in two parts: its callers, the metrics and the
-//! delivery workers at once ([`Answerer::answer`], which needs none of the writer's state, so
-//! that a group is answered while the next one applies), then what the writer's state keeps of
-//! it ([`State::settle`]: the outbox depth, the deadline last reported to the resolver).
+//! Answering a durable group commit, in two parts: its callers, the metrics and the delivery
+//! workers ([`Answerer::answer`]), then what the writer's state keeps of it
+//! ([`State::settle`]: the outbox depth, the deadline last reported to the resolver).
 
 use std::sync::Arc;
 

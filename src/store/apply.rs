@@ -94,17 +94,18 @@ impl State {
             }
             super::journal::stamp(&mut txn.batch, self.next_seq);
             let journal = super::journal::encode(&txn.batch);
-            handles.tree.apply_batch(txn.batch.into_batch())?;
             Ok((removed, journal))
         })();
         match result {
             Ok((removed, journal)) => {
+                let writes = std::mem::take(&mut txn.batch);
                 self.count_applied(added, removed);
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 Applied {
                     journal,
                     seq,
+                    writes,
                     results,
                     queued,
                     changes,

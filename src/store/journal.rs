@@ -1,11 +1,12 @@
 //! Siren's own write-ahead journal in front of sled: a group commit's writes are appended to a
-//! preallocated file and made durable with one `pwrite` and one `fdatasync`; sled gets the same
-//! batch in memory and is flushed behind it at checkpoints; opening the store replays whatever
-//! the last checkpoint may not have covered. See ARCHITECTURE.md, "Durability".
+//! preallocated file and made durable with one `pwrite` and one `fdatasync`; only then does
+//! sled get them (in memory, key by key), and it is flushed behind the journal at checkpoints;
+//! opening the store replays whatever the last checkpoint may not have covered. See
+//! ARCHITECTURE.md, "Durability".
 //!
-//! Every group's batch also writes its record's sequence number under [`SEQ_KEY`], in sled
-//! and in the record: whatever sled recovered by itself after a crash holds the number of the
-//! last group it has in full (sled's batches are atomic), and opening replays exactly the
+//! Every group's writes end with its record's sequence number under [`SEQ_KEY`], in sled and
+//! in the record: whatever sled recovered by itself after a crash (a prefix of what it was
+//! given) holds the number of the last group it has in full, and opening replays exactly the
 //! records after it.
 //!
 //! Two files, `journal-0` and `journal-1`; appends go to the active one. A file's content is the
@@ -141,9 +142,11 @@ fn read_run(path: &Path) -> Result<Vec<(u64, Vec<u8>)>, Error> {
 
 /// Applies, in order, the records of both files that `tree` does not hold yet: those after
 /// the sequence number sled recovered (at open, before anything else reads or writes it).
-/// sled holds a prefix of the groups (its batches are atomic and applied in order), possibly
-/// one more than the journal (a group applied but not yet synced: never answered), never a
-/// mix. The caller flushes sled afterwards.
+/// sled holds a prefix of what it was given, in order: every group up to the one its stamp
+/// names, and possibly part of the next, which the writer gives sled only once its record is
+/// durable (so the record is here, and replaying it whole completes the group). An age prune
+/// goes to sled first, as one atomic batch: sled may hold one prune more than the journal.
+/// The caller flushes sled afterwards.
 pub(super) fn replay(dir: &Path, tree: &sled::Tree) -> Result<usize, Error> {
     let mut runs = [read_run(&file_path(dir, 0))?, read_run(&file_path(dir, 1))?];
     runs.sort_by_key(|r| r.first().map_or(0, |(seq, _)| *seq));
@@ -239,17 +242,10 @@ impl Journal {
         self.seq
     }
 
-    /// Appends group `seq`'s payload and makes it durable; may switch files and start a
-    /// checkpoint of `db` (whose data file is `data_file`) for the file left behind. Groups
-    /// come in order: a gap (a group in sled whose record was never appended) is refused, as
-    /// the run would end at it and hide every later record.
-    pub(super) fn append(
-        &mut self,
-        seq: u64,
-        payload: &[u8],
-        db: &sled::Db,
-        data_file: &Arc<File>,
-    ) -> Result<(), Error> {
+    /// Appends group `seq`'s payload and makes it durable. Groups come in order: a gap (a
+    /// group whose record was never appended) is refused, as the run would end at it and hide
+    /// every later record.
+    pub(super) fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), Error> {
         let path = file_path(&self.dir, self.active);
         if seq != self.seq {
             return Err(Error::Io {
@@ -273,10 +269,16 @@ impl Journal {
         file.sync_data().map_err(io(&path))?;
         self.offset += record.len() as u64;
         self.seq += 1;
+        Ok(())
+    }
+
+    /// Called once sled holds every record appended so far: past [`SWITCH`] bytes, appends
+    /// move to the other file and a checkpoint of `db` (whose data file is `data_file`) starts
+    /// for the file left behind.
+    pub(super) fn retire_if_full(&mut self, db: &sled::Db, data_file: &Arc<File>) {
         if self.offset >= SWITCH {
             self.maybe_switch(db, data_file);
         }
-        Ok(())
     }
 
     /// Moves appends to the other file once the checkpoint that covers it is done, and starts
@@ -352,14 +354,14 @@ mod tests {
         w.insert(&b"a"[..], &b"1"[..]);
         w.insert(&b"b"[..], &b"2"[..]);
         stamp(&mut w, 1);
-        journal.append(1, &encode(&w), &db, &data).unwrap();
+        journal.append(1, &encode(&w)).unwrap();
         let mut w = Writes::default();
         w.remove(&b"a"[..]);
         w.insert(&b"c"[..], vec![7u8; 10_000]);
         stamp(&mut w, 2);
         // Out of order: refused (the run would end at the gap).
-        assert!(journal.append(3, &encode(&w), &db, &data).is_err());
-        journal.append(2, &encode(&w), &db, &data).unwrap();
+        assert!(journal.append(3, &encode(&w)).is_err());
+        journal.append(2, &encode(&w)).unwrap();
         // A torn third record: its checksum fails, the run ends before it.
         let f = &journal.files[0];
         f.write_all_at(&MAGIC.to_le_bytes(), journal.offset)
@@ -379,6 +381,17 @@ mod tests {
         behind.insert(SEQ_KEY, &1u64.to_be_bytes()[..]).unwrap();
         assert_eq!(replay(dir.path(), &behind).unwrap(), 1);
         assert_eq!(behind.get(b"a").unwrap(), None);
+        // sled that holds part of group 2 (written key by key after its record was durable,
+        // cut short by a crash; its stamp, written last, still says 1) gets all of group 2.
+        let partial = sled::Config::new().temporary(true).open().unwrap();
+        partial.insert(b"a", &b"1"[..]).unwrap();
+        partial.insert(b"b", &b"2"[..]).unwrap();
+        partial.insert(b"c", vec![7u8; 10_000]).unwrap();
+        partial.insert(SEQ_KEY, &1u64.to_be_bytes()[..]).unwrap();
+        assert_eq!(replay(dir.path(), &partial).unwrap(), 1);
+        assert_eq!(partial.get(b"a").unwrap(), None);
+        assert_eq!(partial.get(b"c").unwrap().unwrap().len(), 10_000);
+        assert_eq!(stamped(&partial).unwrap(), 2);
         let ahead = sled::Config::new().temporary(true).open().unwrap();
         ahead.insert(b"a", &b"3"[..]).unwrap();
         ahead.insert(SEQ_KEY, &3u64.to_be_bytes()[..]).unwrap();

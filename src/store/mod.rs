@@ -1,7 +1,8 @@
 //! Stage 6: the only code that touches sled. Reads go straight to the tree; every write goes
 //! through the single group-commit [`Writer`], which answers only once its batch is durable.
 //!
-//! Everything lives in one sled tree so that one group commit is one atomic `apply_batch`.
+//! Everything lives in one sled tree; a group commit reaches it only after its journal record
+//! is durable.
 //! Keys start with a one-byte kind; `logs.rs`, `alerts.rs` and `outbox.rs` each list theirs.
 //! Values are cut into [`CHUNK`]-byte pieces so that no sled page ever crosses the size at which
 //! sled moves it to a blob file it never syncs (see ARCHITECTURE.md, "Durability").
@@ -129,6 +130,9 @@ pub struct Page<T> {
 pub(crate) struct Handles {
     pub db: sled::Db,
     pub tree: sled::Tree,
+    /// Held by the writer while it writes a group (one key at a time, [`txn::Writes::write_to`])
+    /// and by a read of a value kept in chunks, so that the read never sees half a rewrite.
+    pub gate: std::sync::RwLock<()>,
 }
 
 /// The sled store (one node): cheap to clone, reads from any thread. The pipeline sees it
@@ -181,7 +185,9 @@ impl SledStore {
     }
 
     fn read_chunks(&self, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
-        read_chunks(&self.tree()?, kind, id)
+        let handles = self.handles()?;
+        let _whole = handles.gate.read().unwrap_or_else(|e| e.into_inner());
+        read_chunks(&handles.tree, kind, id)
     }
 }
 
@@ -216,7 +222,11 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
             .and_then(|d| d.sync_all())
             .map_err(io)?;
     }
-    Ok(Handles { db, tree })
+    Ok(Handles {
+        db,
+        tree,
+        gate: std::sync::RwLock::new(()),
+    })
 }
 
 fn read_chunks(tree: &sled::Tree, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {

@@ -93,7 +93,8 @@ impl State {
             // In the tree now: the counts follow, whatever the sync says.
             self.count_applied(HashMap::new(), removed);
             let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-            journal.append(seq, &record, &handles.db, &self.data_file)?;
+            journal.append(seq, &record)?;
+            journal.retire_if_full(&handles.db, &self.data_file);
         }
         Ok(oldest_kept
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + self.retention.max_age))

@@ -1,7 +1,7 @@
 //! The group-commit writer: one task owns every write. It takes all pending requests,
-//! applies them as one sled batch, appends the batch to Siren's journal with one `pwrite` and
-//! one `fdatasync` (`journal.rs`; sled is flushed behind it), and only then answers each
-//! waiting caller. It never calls `flush_async` (sled issue 1308).
+//! works out their writes, appends them to Siren's journal with one `pwrite` and one
+//! `fdatasync` (`journal.rs`), then writes them to sled (flushed behind the journal), and only
+//! then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
 //! Alert changes happen here too, so reads-then-writes (aggregation) never race.
 //!
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
@@ -17,7 +17,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
-use super::answer::{Answerer, Settled};
 use super::fold::Folding;
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::{Journal, open_data_file};
@@ -235,14 +234,7 @@ impl Writer {
     }
 }
 
-/// A group applied to the tree whose sync is running.
-struct InFlight {
-    sync: JoinHandle<Result<(), Error>>,
-    applied: Applied,
-    replies: Vec<Reply>,
-}
-
-/// What answering a group needs, kept from applying it until its sync returns.
+/// What answering a group needs, kept from applying it until it is durable.
 pub(super) struct Applied {
     /// Each request's result, in order: its answer or its own error.
     pub results: Vec<Result<Answer, Error>>,
@@ -254,18 +246,10 @@ pub(super) struct Applied {
     pub journal: Vec<u8>,
     /// The record's sequence number (stamped into the group's writes).
     pub seq: u64,
-    /// Set when the group as a whole could not be applied (nothing of it is in the tree).
+    /// The group's writes, for sled once the record is durable.
+    pub writes: super::txn::Writes,
+    /// Set when the group as a whole could not be applied or made durable.
     pub failed: Option<Error>,
-}
-
-/// A blocking task's result, a panicked task counting as an I/O failure.
-fn flatten<T>(joined: Result<Result<T, Error>, tokio::task::JoinError>) -> Result<T, Error> {
-    joined.unwrap_or_else(|e| {
-        Err(Error::Io {
-            path: "writer".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
-    })
 }
 
 fn panicked() -> Error {
@@ -286,6 +270,7 @@ impl Applied {
             earliest: None,
             journal: Vec::new(),
             seq: 0,
+            writes: Default::default(),
             failed: Some(e),
         }
     }
@@ -367,28 +352,22 @@ fn collect(first: Job, rx: &mut mpsc::Receiver<Job>) -> Collected {
 }
 
 impl State {
-    /// Collects whatever is queued into one group, applies it to the tree, and makes it durable,
-    /// all on the blocking pool. Groups are pipelined: while one group's journal append waits
-    /// for the disk, the next group is applied (sled's batches are atomic and in order, so a
-    /// sync covers every group applied before it). Each group is answered only after its own
-    /// sync returned, and as soon as it did, even while the next applies ([`race`]); syncs
-    /// never overlap. (On the blocking pool, tokio knows work is in
-    /// flight: paused-time tests do not run the clock ahead during a commit.)
+    /// Collects whatever is queued into one group and commits it on the blocking pool: applies
+    /// it (computing its writes, reading the tree and the group's own changes), appends its
+    /// record to the journal with one `pwrite` and one `fdatasync`, and only then writes it to
+    /// sled, key by key ([`super::txn::Writes::write_to`]); then answers every caller. One
+    /// group at a time: while one commits, the next one queues up, so a group is as large as
+    /// what arrived during the last. sled never holds a write whose record is not durable,
+    /// which is what makes key-by-key writes safe (ARCHITECTURE.md, "Durability details").
+    /// (On the blocking pool, tokio knows work is in flight: paused-time tests do not run the
+    /// clock ahead during a commit.)
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        let mut in_flight: Option<InFlight> = None;
         loop {
             let retry_at = self.failing.as_ref().map(|f| f.retry_at);
             let first = tokio::select! {
                 job = rx.recv() => job,
-                synced = async { (&mut in_flight.as_mut().expect("in flight").sync).await },
-                    if in_flight.is_some() =>
-                {
-                    let f = in_flight.take().expect("in flight");
-                    self.finish(f.applied, f.replies, flatten(synced));
-                    continue;
-                }
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if retry_at.is_some() && in_flight.is_none() =>
+                    if retry_at.is_some() =>
                 {
                     self = self.heal_blocking().await;
                     continue;
@@ -397,14 +376,6 @@ impl State {
             let Some(first) = first else { break };
             let mut group = collect(first, &mut rx);
             let shutdown = group.shutdown;
-            // Pruning syncs by itself (never two syncs at once), and a failing store is healed
-            // only with nothing in flight.
-            if (!group.prunes.is_empty() || self.failing.is_some())
-                && let Some(f) = in_flight.take()
-            {
-                let synced = f.sync.await;
-                self.finish(f.applied, f.replies, flatten(synced));
-            }
             // Writes are waiting: worth an attempt now (the first step is a cheap probe).
             if self.failing.is_some() {
                 self = self.heal_blocking().await;
@@ -419,43 +390,16 @@ impl State {
             }
             let requests = std::mem::take(&mut group.requests);
             let prunes = std::mem::take(&mut group.prunes);
-            let answerer = self.answerer();
-            let apply = self.apply_blocking(requests, prunes);
-            let (done, earlier) = match in_flight.take() {
-                Some(f) => race(apply, f, answerer).await,
-                None => (apply.await, Earlier::None),
-            };
-            let Some((state, applied)) = done else {
+            let Some((state, applied)) = self.commit_blocking(requests, prunes).await else {
                 return;
             };
             self = state;
-            match earlier {
-                Earlier::None => {}
-                Earlier::Settled(settled) => self.settle(settled),
-                Earlier::Failed(applied, replies, synced) => self.finish(applied, replies, synced),
-                Earlier::InFlight(f) => {
-                    let synced = f.sync.await;
-                    self.finish(f.applied, f.replies, flatten(synced));
-                }
-            }
-            if let Some(mut applied) = applied {
-                if applied.failed.is_some() || self.failing.is_some() {
-                    self.finish(applied, group.replies, Ok(()));
-                } else {
-                    in_flight = Some(InFlight {
-                        sync: self.spawn_sync(applied.seq, std::mem::take(&mut applied.journal)),
-                        applied,
-                        replies: group.replies,
-                    });
-                }
+            if let Some(applied) = applied {
+                self.finish(applied, group.replies);
             }
             if shutdown {
                 break;
             }
-        }
-        if let Some(f) = in_flight.take() {
-            let synced = f.sync.await;
-            self.finish(f.applied, f.replies, flatten(synced));
         }
         if self.failing.is_none()
             && let Ok(h) = self.store.handles()
@@ -467,10 +411,10 @@ impl State {
         }
     }
 
-    /// Applies one group's requests and runs the prunes, on the blocking pool. A panic while
+    /// Commits one group's requests and runs the prunes, on the blocking pool. A panic while
     /// applying counts as a failed write of the whole group (the store is then healed); the
     /// state comes back either way. `None` only if the blocking task itself was lost.
-    async fn apply_blocking(
+    async fn commit_blocking(
         mut self,
         requests: Vec<Request>,
         prunes: Vec<Prune>,
@@ -479,7 +423,13 @@ impl State {
             let applied = (!requests.is_empty()).then(|| {
                 let started = Instant::now();
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.apply_group(&requests)
+                    let mut applied = self.apply_group(&requests);
+                    if applied.failed.is_none()
+                        && let Err(e) = self.make_durable(&mut applied)
+                    {
+                        applied.failed = Some(e);
+                    }
+                    applied
                 }))
                 .unwrap_or_else(|_| Applied::failed(started, panicked()))
             });
@@ -507,25 +457,28 @@ impl State {
         }
     }
 
-    /// Appends the group's record to the journal and syncs it (one `fdatasync`).
-    fn spawn_sync(&self, seq: u64, record: Vec<u8>) -> JoinHandle<Result<(), Error>> {
-        let handles = self.store.handles();
-        let (file, journal) = (self.data_file.clone(), self.journal.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
-            journal.append(seq, &record, &handles?.db, &file)
-        })
+    /// Appends the group's record to the journal and syncs it (one `fdatasync`), then writes
+    /// the group to sled, then lets the journal retire a full file (its checkpoint covers
+    /// every record in it, this one's sled writes included). A failure after the sync leaves
+    /// a durable record that the healing reopen replays.
+    fn make_durable(&mut self, applied: &mut Applied) -> Result<(), Error> {
+        let handles = self.store.handles()?;
+        let writes = std::mem::take(&mut applied.writes);
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.append(applied.seq, &applied.journal)?;
+        writes.write_to(&handles)?;
+        journal.retire_if_full(&handles.db, &self.data_file);
+        Ok(())
     }
 
-    /// Answers a group once its sync returned (or it could not be applied): every waiting
-    /// caller, the metrics, the resolver and the delivery workers. A group applied before a
-    /// failure that another group's sync reported is not durable either.
-    fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>, synced: Result<(), Error>) {
+    /// Answers a group once it is durable (or could not be made so): every waiting caller,
+    /// the metrics, the resolver and the delivery workers.
+    fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>) {
         let requests = replies.len();
-        let failure = match (applied.failed.take(), synced, &self.failing) {
-            (Some(e), _, _) | (None, Err(e), _) => Some(e),
-            (None, Ok(()), Some(f)) => Some(Error::Unavailable(f.reason.clone())),
-            (None, Ok(()), None) => None,
+        let failure = match (applied.failed.take(), &self.failing) {
+            (Some(e), _) => Some(e),
+            (None, Some(f)) => Some(Error::Unavailable(f.reason.clone())),
+            (None, None) => None,
         };
         if let Some(e) = failure {
             tracing::error!(error = %e, requests, "group commit failed; every request in it was answered with a failure");
@@ -541,46 +494,5 @@ impl State {
         }
         let settled = self.answerer().answer(applied, replies);
         self.settle(settled);
-    }
-}
-
-/// What became of the group that was in flight while the next one applied.
-enum Earlier {
-    None,
-    /// Its sync had not returned when the apply did.
-    InFlight(InFlight),
-    /// Answered while the next one applied; what the state keeps of it.
-    Settled(Settled),
-    /// Its sync failed: answered once the state is back.
-    Failed(Applied, Vec<Reply>, Result<(), Error>),
-}
-
-/// Awaits `apply` (the next group's) and, meanwhile, the sync of the group in flight: a group
-/// whose sync returned is answered at once instead of after the next group's apply.
-async fn race<F>(apply: F, f: InFlight, answerer: Answerer) -> (F::Output, Earlier)
-where
-    F: std::future::Future,
-{
-    let InFlight {
-        mut sync,
-        applied,
-        replies,
-    } = f;
-    tokio::pin!(apply);
-    tokio::select! {
-        biased;
-        done = &mut apply => {
-            let f = InFlight { sync, applied, replies };
-            (done, Earlier::InFlight(f))
-        }
-        synced = &mut sync => {
-            let earlier = match flatten(synced) {
-                Ok(()) if applied.failed.is_none() => {
-                    Earlier::Settled(answerer.answer(applied, replies))
-                }
-                synced => Earlier::Failed(applied, replies, synced),
-            };
-            (apply.await, earlier)
-        }
     }
 }
