@@ -7,6 +7,7 @@
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
 //! applied leaves the rest of its group alone), or the group's failure. When writes fail the
 //! writer heals the store by itself (`heal.rs`) and answers [`Error::Unavailable`] meanwhile.
+//! It also reopens the store now and then on purpose, to bound the next start-up (`reopen.rs`).
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,9 +20,11 @@ use tokio::task::JoinHandle;
 use super::alerts::{self, UserChange};
 use super::answer::{Answerer, Settled};
 use super::fold::Folding;
+use super::heal::{Failing, flatten, panicked};
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::{Journal, open_data_file};
 use super::outbox::{self, DeliveryState, Queued};
+use super::reopen::Bounds;
 use super::seam::Backend;
 use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, SledStore, Store, logs};
@@ -180,6 +183,17 @@ impl Writer {
         outbox: Option<OutboxFeed>,
         metrics: Arc<Metrics>,
     ) -> Result<(Writer, WriterHandle), Error> {
+        Self::spawn_with(store, retention, outbox, metrics, Bounds::default())
+    }
+
+    /// As [`Writer::spawn`], reopening a sled store at `bounds` (tests and `bench/fill.rs`).
+    pub fn spawn_with(
+        store: Store,
+        retention: LogsConfig,
+        outbox: Option<OutboxFeed>,
+        metrics: Arc<Metrics>,
+        bounds: Bounds,
+    ) -> Result<(Writer, WriterHandle), Error> {
         // The engine behind the store decides which writer runs; the handle is the same.
         let store = match store.0 {
             Backend::Sled(s) => s,
@@ -208,6 +222,8 @@ impl Writer {
             data_file,
             next_seq: journal.next_seq(),
             journal: Arc::new(Mutex::new(journal)),
+            since_open: 0,
+            bounds,
             store,
             retention,
             counts,
@@ -258,23 +274,6 @@ pub(super) struct Applied {
     pub failed: Option<Error>,
 }
 
-/// A blocking task's result, a panicked task counting as an I/O failure.
-fn flatten<T>(joined: Result<Result<T, Error>, tokio::task::JoinError>) -> Result<T, Error> {
-    joined.unwrap_or_else(|e| {
-        Err(Error::Io {
-            path: "writer".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
-    })
-}
-
-fn panicked() -> Error {
-    Error::Io {
-        path: "writer".into(),
-        source: std::io::Error::other("the store panicked while writing"),
-    }
-}
-
 impl Applied {
     /// A group none of whose requests reached the tree.
     pub(super) fn failed(started: Instant, e: Error) -> Self {
@@ -291,13 +290,6 @@ impl Applied {
     }
 }
 
-/// Writes are failing: why, and when to try to heal next.
-pub(super) struct Failing {
-    pub reason: Arc<str>,
-    pub since: Instant,
-    pub retry_at: tokio::time::Instant,
-}
-
 pub(super) struct State {
     pub store: SledStore,
     pub data_file: Arc<File>,
@@ -306,6 +298,10 @@ pub(super) struct State {
     /// The journal sequence number of the next group applied (the journal's own is one group
     /// behind while a sync is in flight).
     pub next_seq: u64,
+    /// Journal payload bytes appended since the store was last opened: what the next start
+    /// would replay, about ([`Bounds`]).
+    pub since_open: u64,
+    pub bounds: Bounds,
     pub retention: LogsConfig,
     pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
@@ -393,17 +389,23 @@ impl State {
                     self = self.heal_blocking().await;
                     continue;
                 }
+                _ = tokio::time::sleep(self.bounds.idle_wait),
+                    if in_flight.is_none() && self.reopen_due(true) =>
+                {
+                    self = self.reopen_blocking().await;
+                    continue;
+                }
             };
             let Some(first) = first else { break };
             let mut group = collect(first, &mut rx);
             let shutdown = group.shutdown;
             // Pruning syncs by itself (never two syncs at once), and a failing store is healed
-            // only with nothing in flight.
-            if (!group.prunes.is_empty() || self.failing.is_some())
-                && let Some(f) = in_flight.take()
-            {
-                let synced = f.sync.await;
-                self.finish(f.applied, f.replies, flatten(synced));
+            // or reopened (past the hard bound, writes or not) only with nothing in flight.
+            if !group.prunes.is_empty() || self.failing.is_some() || self.reopen_due(false) {
+                self.drain(&mut in_flight).await;
+            }
+            if self.reopen_due(false) {
+                self = self.reopen_blocking().await;
             }
             // Writes are waiting: worth an attempt now (the first step is a cheap probe).
             if self.failing.is_some() {
@@ -433,15 +435,13 @@ impl State {
                 Earlier::None => {}
                 Earlier::Settled(settled) => self.settle(settled),
                 Earlier::Failed(applied, replies, synced) => self.finish(applied, replies, synced),
-                Earlier::InFlight(f) => {
-                    let synced = f.sync.await;
-                    self.finish(f.applied, f.replies, flatten(synced));
-                }
+                Earlier::InFlight(f) => self.drain(&mut Some(f)).await,
             }
             if let Some(mut applied) = applied {
                 if applied.failed.is_some() || self.failing.is_some() {
                     self.finish(applied, group.replies, Ok(()));
                 } else {
+                    self.since_open += applied.journal.len() as u64;
                     in_flight = Some(InFlight {
                         sync: self.spawn_sync(applied.seq, std::mem::take(&mut applied.journal)),
                         applied,
@@ -453,10 +453,8 @@ impl State {
                 break;
             }
         }
-        if let Some(f) = in_flight.take() {
-            let synced = f.sync.await;
-            self.finish(f.applied, f.replies, flatten(synced));
-        }
+        self.drain(&mut in_flight).await;
+        tracing::info!(journal_bytes = self.since_open, "store writer ends");
         if self.failing.is_none()
             && let Ok(h) = self.store.handles()
         {
@@ -464,6 +462,14 @@ impl State {
             if !matches!(flushed, Ok(Ok(_))) {
                 tracing::error!("final store flush failed");
             }
+        }
+    }
+
+    /// Waits for the group in flight, if any, and answers it.
+    async fn drain(&mut self, in_flight: &mut Option<InFlight>) {
+        if let Some(f) = in_flight.take() {
+            let synced = f.sync.await;
+            self.finish(f.applied, f.replies, flatten(synced));
         }
     }
 
