@@ -134,19 +134,21 @@ impl State {
     /// Closes sled and opens it again (which replays the journal into it and makes sled write
     /// its snapshot), then starts the journal afresh. Also the planned reopen's (`reopen.rs`).
     /// Nothing may be in flight: every group applied is synced and answered.
-    pub(super) fn reopen_store(&mut self) -> Result<(), Error> {
+    /// Returns how long sled's own open took (the rest is waiting for readers to let go).
+    pub(super) fn reopen_store(&mut self) -> Result<Duration, Error> {
         self.store.close();
         let started = Instant::now();
-        loop {
+        let open = loop {
+            let attempt = Instant::now();
             match self.store.reopen() {
-                Ok(()) => break,
+                Ok(()) => break attempt.elapsed(),
                 // Readers may still hold the old handles, and with them sled's file lock.
                 Err(_) if started.elapsed() < REOPEN_WAIT => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         self.data_file = Arc::new(open_data_file(&self.store)?);
         let handles = self.store.handles()?;
         // The reopen replayed the journal into sled and flushed it: the journal starts afresh
@@ -160,7 +162,7 @@ impl State {
         self.next_seq = journal.next_seq();
         self.journal = Arc::new(std::sync::Mutex::new(journal));
         self.since_open = 0;
-        Ok(())
+        Ok(open)
     }
 
     /// Writes, syncs and removes a small file beside sled's.

@@ -33,11 +33,11 @@ pub struct Bounds {
 impl Default for Bounds {
     /// At the next start sled replays about 3.7 ms per MiB of journal payload written since the
     /// store was opened (measured: bench/profile.md, "Start-up"), on top of reading its snapshot
-    /// (0.8 s with 1,000,000 alerts): 64 MiB idle cost 0.25 s more, 192 MiB under a storm 0.7 s.
+    /// (0.8 s with 1,000,000 alerts): 32 MiB idle cost 0.15 s more, 128 MiB under a storm 0.6 s.
     fn default() -> Self {
         Bounds {
-            idle: 64 << 20,
-            hard: 192 << 20,
+            idle: 32 << 20,
+            hard: 128 << 20,
             idle_wait: Duration::from_millis(500),
         }
     }
@@ -90,8 +90,8 @@ impl State {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reopen_store()));
             self.store.planned.set(false);
             match reopened {
-                Ok(Ok(())) => {
-                    tracing::info!(journal_bytes = bytes, took = ?started.elapsed(),
+                Ok(Ok(open)) => {
+                    tracing::info!(journal_bytes = bytes, took = ?started.elapsed(), open = ?open,
                         "store reopened so that sled writes its snapshot");
                 }
                 Ok(Err(e)) => self.enter_failing(&e),
