@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use siren::config::LogsConfig;
 use siren::domain::Urgency;
-use siren::store::{Action, AlertRequest, NewLog, Outcome, Receipt, Source, Store, Writer};
+use siren::store::{
+    Action, AlertRequest, NewLog, Outcome, Receipt, ReopenBounds, Source, Store, Writer,
+};
 
 /// New alerts per commit; their follow-ups (repeats, resolves, acknowledges) ride along later.
 const BATCH: u64 = 2_000;
@@ -322,6 +324,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The writer's reopens and its final count of journal bytes, on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let started = Instant::now();
     let outcomes = rt.block_on(async {
@@ -331,8 +337,17 @@ fn main() {
             max_entries: 10_000,
             max_age: Duration::from_secs(30 * 86_400),
         };
+        // FILL_REOPEN_MIB: the writer's reopen bound (both), to measure what it costs and saves.
+        let mut bounds = ReopenBounds::default();
+        if let Some(mib) = std::env::var("FILL_REOPEN_MIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            (bounds.idle, bounds.hard) = (mib << 20, mib << 20);
+        }
         let (writer, handle) =
-            Writer::spawn(store, retention, None, Default::default()).expect("start the writer");
+            Writer::spawn_with(store, retention, None, Default::default(), bounds)
+                .expect("start the writer");
         let batches = alerts.div_ceil(BATCH);
         let mut pending: VecDeque<tokio::task::JoinHandle<_>> = VecDeque::new();
         // Outcome is not Hash; a handful of kinds.

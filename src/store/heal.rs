@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::journal::{Journal, open_data_file, sync_files};
-use super::writer::{Failing, State};
+use super::writer::State;
 use super::{Error, logs, outbox};
 
 /// How long after a failed attempt the writer tries to heal again.
@@ -30,6 +30,20 @@ const PROBE_BYTES: usize = 64 * 1024;
 const PROBE_FILE: &str = "siren-probe";
 /// The key the probe writes through sled once the store is open again.
 const PROBE_KEY: &[u8] = b"~probe";
+
+/// Writes are failing: why, and when to try to heal next.
+pub(super) struct Failing {
+    pub reason: Arc<str>,
+    pub since: Instant,
+    pub retry_at: tokio::time::Instant,
+}
+
+pub(super) fn panicked() -> Error {
+    Error::Io {
+        path: "writer".into(),
+        source: std::io::Error::other("the store panicked while writing"),
+    }
+}
 
 impl State {
     /// Records that writes fail: every write is refused from now on until the store heals.
@@ -95,23 +109,38 @@ impl State {
         }
         self.probe_file()?;
         // The disk takes writes: open sled again (its old handles refuse every write).
+        self.reopen_store()?;
+        let handles = self.store.handles()?;
+        handles.tree.insert(PROBE_KEY, &[][..])?;
+        sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
+        self.counts = logs::counts(&handles.tree)?;
+        self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;
+        self.metrics.set_outbox_depth(self.outbox_depth);
+        Ok(())
+    }
+
+    /// Closes sled and opens it again (which replays the journal into it and makes sled write
+    /// its snapshot), then starts the journal afresh. Also the planned reopen's (`reopen.rs`).
+    /// Nothing may be in flight: every group applied is synced and answered.
+    /// Returns how long sled's own open took (the rest is waiting for readers to let go).
+    pub(super) fn reopen_store(&mut self) -> Result<Duration, Error> {
         self.store.close();
         let started = Instant::now();
-        loop {
+        let open = loop {
+            let attempt = Instant::now();
             match self.store.reopen() {
-                Ok(()) => break,
+                Ok(()) => break attempt.elapsed(),
                 // Readers may still hold the old handles, and with them sled's file lock.
                 Err(_) if started.elapsed() < REOPEN_WAIT => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         self.data_file = Arc::new(open_data_file(&self.store)?);
         let handles = self.store.handles()?;
-        handles.tree.insert(PROBE_KEY, &[][..])?;
-        sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
-        // The reopen replayed the journal into sled and that is synced now: start it afresh.
+        // The reopen replayed the journal into sled and flushed it: the journal starts afresh
+        // (Journal::open syncs sled's files before it empties its own).
         let journal = Journal::open(
             &self.store.path,
             &handles.db,
@@ -120,10 +149,8 @@ impl State {
         )?;
         self.next_seq = journal.next_seq();
         self.journal = Arc::new(std::sync::Mutex::new(journal));
-        self.counts = logs::counts(&handles.tree)?;
-        self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;
-        self.metrics.set_outbox_depth(self.outbox_depth);
-        Ok(())
+        self.since_open = 0;
+        Ok(open)
     }
 
     /// Writes, syncs and removes a small file beside sled's.

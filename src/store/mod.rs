@@ -9,7 +9,9 @@
 //!
 //! The sled handles can be swapped: after a failed write sled refuses every later one (it keeps
 //! the first I/O error for good), so the writer closes the store and opens it again once the
-//! disk takes writes (see `writer.rs`). Readers take the handles in force for each read.
+//! disk takes writes (see `writer.rs`). The writer also reopens it now and then on purpose, so
+//! that sled writes its snapshot and the next start replays little (`reopen.rs`). Readers take
+//! the handles in force for each read, and wait for a planned reopen to end.
 
 mod alerts;
 mod answer;
@@ -23,6 +25,7 @@ mod logs;
 mod outbox;
 mod packed;
 mod postgres;
+mod reopen;
 mod retention;
 mod rules;
 mod sandbox;
@@ -37,6 +40,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -46,6 +50,7 @@ pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
 pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
+pub use reopen::Bounds as ReopenBounds;
 pub use sandbox::Sandbox;
 pub use seam::Store;
 pub use silences::{NewSilence, SILENCES_MAX, Silence, SilenceSpec};
@@ -140,6 +145,10 @@ pub(crate) struct Handles {
 #[derive(Clone)]
 pub(crate) struct SledStore {
     open: Arc<ArcSwapOption<Handles>>,
+    /// Set while the writer reopens the store on purpose: readers wait instead of failing.
+    planned: Arc<reopen::Gate>,
+    /// Times the store was opened again in this process (planned or healing).
+    reopens: Arc<AtomicU64>,
     path: Arc<Path>,
     cache_bytes: Option<u64>,
 }
@@ -155,13 +164,20 @@ impl SledStore {
         let handles = open_handles(path, cache_bytes)?;
         Ok(Self {
             open: Arc::new(ArcSwapOption::from_pointee(handles)),
+            planned: Arc::default(),
+            reopens: Arc::default(),
             path: path.into(),
             cache_bytes,
         })
     }
 
-    /// The handles in force, unless the writer is reopening the store.
+    /// The handles in force. While the writer reopens the store on purpose this waits for it
+    /// (at most [`reopen::READER_WAIT`]); while it heals a failed store, it fails at once.
     fn handles(&self) -> Result<Arc<Handles>, Error> {
+        if let Some(h) = self.open.load_full() {
+            return Ok(h);
+        }
+        self.planned.wait();
         self.open
             .load_full()
             .ok_or_else(|| Error::Unavailable("the store is being reopened".into()))
@@ -181,7 +197,14 @@ impl SledStore {
     fn reopen(&self) -> Result<(), Error> {
         let handles = open_handles(&self.path, self.cache_bytes)?;
         self.open.store(Some(Arc::new(handles)));
+        self.reopens.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Times the store was opened again since this process opened it.
+    #[cfg(test)]
+    pub(crate) fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
     }
 
     fn read_chunks(&self, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {

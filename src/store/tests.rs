@@ -7,11 +7,20 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::logs::{PACKED_RAW, RAW};
-use super::{Action, AlertRequest, Error, NewLog, Outcome, Source, Store, Writer, WriterHandle};
+use super::{
+    Action, AlertRequest, Error, NewLog, Outcome, ReopenBounds, Source, Store, Writer, WriterHandle,
+};
 use crate::config::LogsConfig;
 use crate::domain::Urgency;
 
 fn start(max_entries: usize) -> (tempfile::TempDir, Store, Writer, WriterHandle) {
+    start_with(max_entries, ReopenBounds::default())
+}
+
+fn start_with(
+    max_entries: usize,
+    bounds: ReopenBounds,
+) -> (tempfile::TempDir, Store, Writer, WriterHandle) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let retention = LogsConfig {
@@ -19,7 +28,7 @@ fn start(max_entries: usize) -> (tempfile::TempDir, Store, Writer, WriterHandle)
         max_age: Duration::from_secs(30 * 86_400),
     };
     let (writer, handle) =
-        Writer::spawn(store.clone(), retention, None, Default::default()).unwrap();
+        Writer::spawn_with(store.clone(), retention, None, Default::default(), bounds).unwrap();
     (dir, store, writer, handle)
 }
 
@@ -127,4 +136,90 @@ async fn a_store_that_fails_writes_says_why_refuses_them_and_heals_by_itself() {
     assert_eq!(healed[0].outcome, Some(Outcome::Created));
     assert!(handle.unwritable().is_none());
     writer.join().await;
+}
+
+fn sled(store: &Store) -> super::SledStore {
+    match &store.0 {
+        super::seam::Backend::Sled(s) => s.clone(),
+        _ => unreachable!("a sled store"),
+    }
+}
+
+fn bounds(idle: u64, hard: u64, idle_wait: Duration) -> ReopenBounds {
+    ReopenBounds {
+        idle,
+        hard,
+        idle_wait,
+    }
+}
+
+#[tokio::test]
+async fn past_its_hard_bound_the_writer_reopens_the_store_and_loses_nothing() {
+    let hourly = Duration::from_secs(3600);
+    let (dir, store, writer, handle) = start_with(1000, bounds(u64::MAX, 16 << 10, hourly));
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut written = Vec::new();
+    for n in 0..40 {
+        // 2,000 bytes that do not compress: a reopen every eight inputs or so.
+        let raw: Arc<[u8]> = (0..2_000).map(|_| rng.u8(..)).collect();
+        let r = handle
+            .commit(vec![entry(&raw, Some(&format!("a{n}")))])
+            .await
+            .unwrap();
+        assert_eq!(r[0].outcome, Some(Outcome::Created));
+        assert_eq!(store.raw(r[0].log_id).unwrap().unwrap(), raw[..]);
+        written.push((r[0].log_id, raw));
+    }
+    let reopens = sled(&store).reopens();
+    assert!(reopens >= 3, "{reopens} reopens");
+    writer.join().await;
+    drop(store);
+    // Opened afresh, as the next start opens it: everything acknowledged is there.
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    for (id, raw) in &written {
+        assert_eq!(store.raw(*id).unwrap().unwrap(), raw[..]);
+    }
+    assert_eq!(store.logs("i", 100, None).unwrap().items.len(), 40);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_its_idle_bound_the_writer_reopens_the_store_once_writes_pause() {
+    let idle = bounds(1, u64::MAX, Duration::from_millis(50));
+    let (_dir, store, writer, handle) = start_with(100, idle);
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    handle.commit(vec![entry(&raw, Some("a"))]).await.unwrap();
+    assert_eq!(sled(&store).reopens(), 0, "not while writes come");
+    // Paused time: the writer's idle timer fires, the reopen runs on the blocking pool.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sled(&store).reopens(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sled(&store).reopens(),
+        1,
+        "nothing written since: no reopen"
+    );
+    let r = handle.commit(vec![entry(&raw, Some("a"))]).await.unwrap();
+    assert_eq!(r[0].outcome, Some(Outcome::Aggregated));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sled(&store).reopens(), 2);
+    writer.join().await;
+}
+
+#[test]
+fn readers_wait_for_a_planned_reopen_and_fail_at_once_while_the_store_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::SledStore::open(&dir.path().join("store")).unwrap();
+    store.close();
+    assert!(matches!(store.tree(), Err(Error::Unavailable(_))));
+    store.reopen().unwrap();
+    store.planned.set(true);
+    store.close();
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.tree().map(|_| ()))
+    };
+    // sled takes milliseconds to open: the reader asks while the store is closed.
+    store.reopen().unwrap();
+    store.planned.set(false);
+    assert!(reader.join().unwrap().is_ok());
 }

@@ -7,6 +7,7 @@
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
 //! applied leaves the rest of its group alone), or the group's failure. When writes fail the
 //! writer heals the store by itself (`heal.rs`) and answers [`Error::Unavailable`] meanwhile.
+//! It also reopens the store now and then on purpose, to bound the next start-up (`reopen.rs`).
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +19,11 @@ use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
 use super::fold::Folding;
+use super::heal::{Failing, panicked};
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::{Journal, open_data_file};
 use super::outbox::{self, DeliveryState, Queued};
+use super::reopen::Bounds;
 use super::seam::Backend;
 use super::silences::{self, SilenceOp};
 use super::{Alert, Error, NewLog, SledStore, Store, logs};
@@ -179,6 +182,17 @@ impl Writer {
         outbox: Option<OutboxFeed>,
         metrics: Arc<Metrics>,
     ) -> Result<(Writer, WriterHandle), Error> {
+        Self::spawn_with(store, retention, outbox, metrics, Bounds::default())
+    }
+
+    /// As [`Writer::spawn`], reopening a sled store at `bounds` (tests and `bench/fill.rs`).
+    pub fn spawn_with(
+        store: Store,
+        retention: LogsConfig,
+        outbox: Option<OutboxFeed>,
+        metrics: Arc<Metrics>,
+        bounds: Bounds,
+    ) -> Result<(Writer, WriterHandle), Error> {
         // The engine behind the store decides which writer runs; the handle is the same.
         let store = match store.0 {
             Backend::Sled(s) => s,
@@ -207,6 +221,8 @@ impl Writer {
             data_file,
             next_seq: journal.next_seq(),
             journal: Arc::new(Mutex::new(journal)),
+            since_open: 0,
+            bounds,
             store,
             retention,
             counts,
@@ -252,13 +268,6 @@ pub(super) struct Applied {
     pub failed: Option<Error>,
 }
 
-fn panicked() -> Error {
-    Error::Io {
-        path: "writer".into(),
-        source: std::io::Error::other("the store panicked while writing"),
-    }
-}
-
 impl Applied {
     /// A group none of whose requests reached the tree.
     pub(super) fn failed(started: Instant, e: Error) -> Self {
@@ -276,13 +285,6 @@ impl Applied {
     }
 }
 
-/// Writes are failing: why, and when to try to heal next.
-pub(super) struct Failing {
-    pub reason: Arc<str>,
-    pub since: Instant,
-    pub retry_at: tokio::time::Instant,
-}
-
 pub(super) struct State {
     pub store: SledStore,
     pub data_file: Arc<File>,
@@ -291,6 +293,10 @@ pub(super) struct State {
     /// The journal sequence number of the next group applied (the journal's own is one group
     /// behind while a sync is in flight).
     pub next_seq: u64,
+    /// Journal payload bytes appended since the store was last opened: what the next start
+    /// would replay, about ([`Bounds`]).
+    pub since_open: u64,
+    pub bounds: Bounds,
     pub retention: LogsConfig,
     pub counts: std::collections::HashMap<String, usize>,
     pub fault: Arc<AtomicBool>,
@@ -372,10 +378,20 @@ impl State {
                     self = self.heal_blocking().await;
                     continue;
                 }
+                _ = tokio::time::sleep(self.bounds.idle_wait),
+                    if self.reopen_due(true) =>
+                {
+                    self = self.reopen_blocking().await;
+                    continue;
+                }
             };
             let Some(first) = first else { break };
             let mut group = collect(first, &mut rx);
             let shutdown = group.shutdown;
+            // Past the hard bound, the store is reopened before this group, writes or not.
+            if self.reopen_due(false) {
+                self = self.reopen_blocking().await;
+            }
             // Writes are waiting: worth an attempt now (the first step is a cheap probe).
             if self.failing.is_some() {
                 self = self.heal_blocking().await;
@@ -395,12 +411,16 @@ impl State {
             };
             self = state;
             if let Some(applied) = applied {
+                if applied.failed.is_none() {
+                    self.since_open += applied.journal.len() as u64;
+                }
                 self.finish(applied, group.replies);
             }
             if shutdown {
                 break;
             }
         }
+        tracing::info!(journal_bytes = self.since_open, "store writer ends");
         if self.failing.is_none()
             && let Ok(h) = self.store.handles()
         {
