@@ -96,6 +96,33 @@ pub fn logs(
     })
 }
 
+/// Runs `siren compact`: compacts the sled store of `[store]` (the daemon stopped) and says
+/// what it saved.
+pub fn compact(config: &Config) -> anyhow::Result<()> {
+    let store = &config.store;
+    if store.postgres.is_some() {
+        bail!("the store is PostgreSQL, which reclaims its own space (VACUUM); nothing to compact");
+    }
+    let done = crate::store::compact(&store.path, Some(store.cache_size)).with_context(|| {
+        format!(
+            "cannot compact {} (stop the daemon first)",
+            store.path.display()
+        )
+    })?;
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    println!(
+        "{}: {:.1} MiB on disk before, {:.1} MiB after; {} keys, {:.1} MiB of live keys and values ({:.2}x on disk); {:.1} s",
+        store.path.display(),
+        mib(done.before),
+        mib(done.after),
+        done.keys,
+        mib(done.live),
+        done.after as f64 / done.live.max(1) as f64,
+        done.took.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Runs `siren inject FILE`: prints, as JSON, what each event of the sample would ask of the
 /// store. Nothing is stored and no daemon is needed.
 pub fn inject(config: &Config, file: &Path, integration: Option<&str>) -> anyhow::Result<()> {

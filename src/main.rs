@@ -70,6 +70,9 @@ enum Command {
     Replay(siren::replay::ReplayArgs),
     /// Silence what matches for a while (maintenance), list or end silences, on the daemon.
     Silence(siren::silence::SilenceArgs),
+    /// Compact the sled store while the daemon is stopped: copy its live keys into a fresh
+    /// directory that then takes its place (sled reclaims little of its log by itself).
+    Compact,
     /// Show the newest log entries of an integration on the running daemon.
     Logs {
         integration: String,
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             limit,
             url,
         } => cli::logs(&config, &integration, limit, url),
+        Command::Compact => cli::compact(&config),
         Command::Replay(args) => siren::replay::run(&config, args),
         Command::Silence(args) => siren::silence::run(&config, args),
         Command::Run => {

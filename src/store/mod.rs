@@ -16,6 +16,7 @@
 mod alerts;
 mod answer;
 mod apply;
+mod compact;
 mod engine;
 mod fold;
 mod heal;
@@ -47,6 +48,7 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
+pub use compact::{Compacted, compact, disk_bytes};
 pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};

@@ -3,6 +3,7 @@
 mod alerts;
 mod api;
 mod budgets;
+mod compact;
 mod config_errors;
 mod console;
 mod destinations;
