@@ -180,7 +180,13 @@ async fn worker(
 /// delivery is done with (delivered, dead, or no longer pending).
 async fn attempt(shared: &Shared, destination: &str, q: Queued) -> Option<u64> {
     let config = shared.live.get();
-    let loaded = match shared.store.pending_delivery(q.id) {
+    // A blocking read (it waits out a planned reopen of sled, or a PostgreSQL round trip):
+    // off the runtime's threads, which serve SMTP and HTTP meanwhile.
+    let (store, id) = (shared.store.clone(), q.id);
+    let read = tokio::task::spawn_blocking(move || store.pending_delivery(id))
+        .await
+        .unwrap_or_else(|e| Err(crate::store::Error::Unavailable(e.to_string().into())));
+    let loaded = match read {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return None,
         Err(e) => {

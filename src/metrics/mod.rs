@@ -247,7 +247,7 @@ impl Storage {
             commit_seconds: add(
                 registry,
                 "store_commit_seconds",
-                "One group commit: apply the batch, flush, fdatasync",
+                "One group commit: apply it, append its journal record (pwrite, fdatasync), write its keys to sled",
                 Histogram::new(LATENCY_BUCKETS),
             ),
             commit_group_size: add(
@@ -411,7 +411,7 @@ impl Metrics {
         }
     }
 
-    /// One group commit of `requests` jobs succeeded in `elapsed` (apply, flush, fdatasync).
+    /// One group commit of `requests` jobs succeeded in `elapsed` (apply, journal append, sled writes).
     pub fn commit(&self, elapsed: Duration, requests: usize) {
         self.storage.commit_seconds.observe(elapsed.as_secs_f64());
         self.storage.commit_group_size.observe(requests as f64);
