@@ -405,17 +405,12 @@ impl State {
                 continue;
             }
             let requests = std::mem::take(&mut group.requests);
+            let replies = std::mem::take(&mut group.replies);
             let prunes = std::mem::take(&mut group.prunes);
-            let Some((state, applied)) = self.commit_blocking(requests, prunes).await else {
+            let Some(state) = self.commit_blocking(requests, replies, prunes).await else {
                 return;
             };
             self = state;
-            if let Some(applied) = applied {
-                if applied.failed.is_none() {
-                    self.since_open += applied.journal.len() as u64;
-                }
-                self.finish(applied, group.replies);
-            }
             if shutdown {
                 break;
             }
@@ -431,18 +426,21 @@ impl State {
         }
     }
 
-    /// Commits one group's requests and runs the prunes, on the blocking pool. A panic while
-    /// applying counts as a failed write of the whole group (the store is then healed); the
-    /// state comes back either way. `None` only if the blocking task itself was lost.
+    /// Commits one group's requests, answers their `replies`, and runs the prunes, on the
+    /// blocking pool: the callers are woken from the thread that synced their group, with no
+    /// hop back to the writer's task first. A panic while applying counts as a failed write of
+    /// the whole group (the store is then healed); the state comes back either way. `None`
+    /// only if the blocking task itself was lost.
     async fn commit_blocking(
         mut self,
         requests: Vec<Request>,
+        replies: Vec<Reply>,
         prunes: Vec<Prune>,
-    ) -> Option<(Self, Option<Applied>)> {
+    ) -> Option<Self> {
         let task = tokio::task::spawn_blocking(move || {
-            let applied = (!requests.is_empty()).then(|| {
+            if !requests.is_empty() {
                 let started = Instant::now();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut applied = self.apply_group(&requests);
                     if applied.failed.is_none()
                         && let Err(e) = self.make_durable(&mut applied)
@@ -451,8 +449,12 @@ impl State {
                     }
                     applied
                 }))
-                .unwrap_or_else(|_| Applied::failed(started, panicked()))
-            });
+                .unwrap_or_else(|_| Applied::failed(started, panicked()));
+                if applied.failed.is_none() {
+                    self.since_open += applied.journal.len() as u64;
+                }
+                self.finish(applied, replies);
+            }
             for (now, reply) in prunes {
                 let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.prune_by_age(now)
@@ -466,7 +468,7 @@ impl State {
                 }
                 let _ = reply.send(next);
             }
-            (self, applied)
+            self
         });
         match task.await {
             Ok(done) => Some(done),
