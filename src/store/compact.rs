@@ -58,36 +58,22 @@ pub fn compact(path: &Path, cache_bytes: Option<u64>) -> Result<Compacted, Error
             "no sled store here (store.path)",
         )));
     }
+    // Beside the directory itself (through a symlink too), so that the two can be exchanged.
+    let path = &path.canonicalize().map_err(io(path))?;
     let scratch = scratch_path(path);
     remove_dir(&scratch)?;
     let before = disk_bytes(path).map_err(io(path))?;
-
-    let (live, keys) = {
-        let old = open_handles(path, cache_bytes)?;
-        let new = open_handles(&scratch, cache_bytes)?;
-        let mut copied = (0u64, 0u64);
-        for name in old.db.tree_names() {
-            let (from, to) = (old.db.open_tree(&name)?, new.db.open_tree(&name)?);
-            let (mut batch, mut keys, mut bytes) = (sled::Batch::default(), 0, 0);
-            for kv in from.iter() {
-                let (k, v) = kv?;
-                let size = k.len() + v.len();
-                copied.0 += size as u64;
-                copied.1 += 1;
-                batch.insert(k, v);
-                (keys, bytes) = (keys + 1, bytes + size);
-                if keys == BATCH_KEYS || bytes >= BATCH_BYTES {
-                    to.apply_batch(std::mem::take(&mut batch))?;
-                    (keys, bytes) = (0, 0);
-                }
-            }
-            to.apply_batch(batch)?;
+    let copied = copy(path, &scratch, cache_bytes)
+        .and_then(|c| sync_tree(&scratch).map(|()| c).map_err(io(&scratch)));
+    let (live, keys) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            // A full disk, most likely: the store is as it was; the partial copy goes.
+            let _ = remove_dir(&scratch);
+            return Err(e);
         }
-        new.db.flush()?;
-        copied
     };
-    // Both stores are closed (their handles dropped above): the copy is complete and durable.
-    sync_tree(&scratch).map_err(io(&scratch))?;
+    // Both stores are closed (`copy` dropped their handles): the copy is complete and durable.
     exchange(path, &scratch)?;
     let parent = path
         .parent()
@@ -104,6 +90,33 @@ pub fn compact(path: &Path, cache_bytes: Option<u64>) -> Result<Compacted, Error
         keys,
         took: start.elapsed(),
     })
+}
+
+/// Copies every tree of the store at `path` into a fresh one at `scratch`, both opened as the
+/// daemon opens them, and flushes the copy. Returns the bytes of keys and values and the keys.
+fn copy(path: &Path, scratch: &Path, cache_bytes: Option<u64>) -> Result<(u64, u64), Error> {
+    let old = open_handles(path, cache_bytes)?;
+    let new = open_handles(scratch, cache_bytes)?;
+    let mut copied = (0u64, 0u64);
+    for name in old.db.tree_names() {
+        let (from, to) = (old.db.open_tree(&name)?, new.db.open_tree(&name)?);
+        let (mut batch, mut keys, mut bytes) = (sled::Batch::default(), 0, 0);
+        for kv in from.iter() {
+            let (k, v) = kv?;
+            let size = k.len() + v.len();
+            copied.0 += size as u64;
+            copied.1 += 1;
+            batch.insert(k, v);
+            (keys, bytes) = (keys + 1, bytes + size);
+            if keys == BATCH_KEYS || bytes >= BATCH_BYTES {
+                to.apply_batch(std::mem::take(&mut batch))?;
+                (keys, bytes) = (0, 0);
+            }
+        }
+        to.apply_batch(batch)?;
+    }
+    new.db.flush()?;
+    Ok(copied)
 }
 
 /// Swaps the directories `a` and `b` in one step.

@@ -37,7 +37,7 @@ fn a_full_disk_heals_without_a_restart() {
     );
 }
 
-fn mount_tmpfs(dir: &Path, size: &str) {
+pub fn mount_tmpfs(dir: &Path, size: &str) {
     let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
     let options = CString::new(format!("size={size}")).unwrap();
     // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
@@ -54,7 +54,7 @@ fn mount_tmpfs(dir: &Path, size: &str) {
 }
 
 /// Bytes free on the file system of `dir`.
-fn free_bytes(dir: &Path) -> u64 {
+pub fn free_bytes(dir: &Path) -> u64 {
     let path = CString::new(dir.as_os_str().as_bytes()).unwrap();
     // SAFETY: statvfs(3) into a zeroed struct, with a NUL-terminated path.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
