@@ -17,16 +17,17 @@ use crate::helpers::{Daemon, Smtp, http_get};
 
 #[test]
 fn a_full_disk_heals_without_a_restart() {
+    in_a_mount_namespace("store_heals::full_disk_inside_a_mount_namespace");
+}
+
+/// Runs the ignored test `name` of this binary in a user and mount namespace of its own (where
+/// it may mount a tmpfs) and asserts that it passed.
+pub fn in_a_mount_namespace(name: &str) {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount"])
         .arg(&exe)
-        .args([
-            "store_heals::full_disk_inside_a_mount_namespace",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args([name, "--exact", "--ignored", "--nocapture"])
         .output()
         .expect("unshare(1) runs (util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
