@@ -128,3 +128,70 @@ async fn full_disk_inside_a_mount_namespace() {
     assert_eq!(message_ids(&d.logs("ops").await), before);
     d.stop().await;
 }
+
+/// `siren compact` killed with SIGKILL at points spread over its run, again and again: after
+/// each kill the daemon starts on the store with every entry (the old store or the compacted
+/// one, never neither), and a later compaction finishes.
+#[tokio::test]
+async fn sigkill_during_a_compaction_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut p = start(&config).await;
+    for n in 0..60 {
+        deliver(
+            p.smtp,
+            &["ops@alerts.localhost"],
+            &message("load", &format!("k{n}@x")),
+        )
+        .await;
+    }
+    let before = message_ids(&all_logs(p.http).await);
+    p.signal(libc::SIGTERM);
+    tokio::task::spawn_blocking(move || p.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // How long a whole run takes here; the kills fall at fractions of it.
+    let started = std::time::Instant::now();
+    let (code, _, err) = compact(&config).await;
+    assert_eq!(code, 0, "{err}");
+    let whole = started.elapsed();
+    let mut mid_copy = 0;
+    for round in 0..10u32 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_siren"))
+            .args(["compact", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The kill point, not a wait for something: from the start of the run to past its end.
+        tokio::time::sleep(whole * round / 8).await;
+        let _ = child.kill();
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        mid_copy += usize::from(dir.path().join("store.compact").exists());
+
+        let mut p = start(&config).await;
+        assert_eq!(
+            message_ids(&all_logs(p.http).await),
+            before,
+            "after kill {round}"
+        );
+        p.signal(libc::SIGTERM);
+        tokio::task::spawn_blocking(move || p.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    println!(
+        "{mid_copy} of 10 kills left a copy behind (killed before the exchange or the removal)"
+    );
+    let (code, out, err) = compact(&config).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("MiB after"), "{out}");
+    assert!(!dir.path().join("store.compact").exists());
+}
