@@ -1,7 +1,7 @@
 //! `siren compact`: the sled store copied, key by key, into a fresh directory that then takes
 //! its place. sled 0.34 reclaims a log segment only once less than half of it is live (a
-//! constant), so a store that has taken 1,000,000 alerts holds about 10 times its live keys and
-//! values on disk (bench/profile.md, "Disk use"); a fresh copy of the same keys holds about 1.9
+//! constant), so a store that has taken 1,000,000 alerts holds about 12 times its live keys and
+//! values on disk (bench/profile.md, "Disk use"); a fresh copy of the same keys holds 1.84-1.86
 //! times. The daemon must be stopped: sled's lock on `db` refuses a second process.
 //!
 //! Crash argument: the copy is built beside the store (`PATH.compact`), replayed journal and

@@ -164,6 +164,13 @@ impl SledStore {
     /// As [`SledStore::open`], with sled's page cache set to `cache_bytes` (sled's default: 1 GiB).
     pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self, Error> {
         let handles = open_handles(path, cache_bytes)?;
+        let left = compact::scratch_path(path);
+        if left.exists() {
+            tracing::warn!(
+                path = %left.display(),
+                "an interrupted `siren compact` left a copy of the store here, taking disk; the next `siren compact` removes it, or remove it by hand"
+            );
+        }
         Ok(Self {
             open: Arc::new(ArcSwapOption::from_pointee(handles)),
             planned: Arc::default(),
