@@ -103,12 +103,9 @@ pub fn compact(config: &Config) -> anyhow::Result<()> {
     if store.postgres.is_some() {
         bail!("the store is PostgreSQL, which reclaims its own space (VACUUM); nothing to compact");
     }
-    let done = crate::store::compact(&store.path, Some(store.cache_size)).with_context(|| {
-        format!(
-            "cannot compact {} (stop the daemon first)",
-            store.path.display()
-        )
-    })?;
+    // The store's error already says what its source said: not chained, so not said twice.
+    let done = crate::store::compact(&store.path, Some(store.cache_size))
+        .map_err(|e| anyhow::anyhow!("cannot compact {}: {e}", store.path.display()))?;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
         "{}: {:.1} MiB on disk before, {:.1} MiB after; {} keys, {:.1} MiB of live keys and values ({:.2}x on disk); {:.1} s",

@@ -37,8 +37,14 @@ pub struct Compacted {
     pub took: Duration,
 }
 
+/// A copy an interrupted compaction of the store at `path` left beside it, if there is one.
+pub(super) fn left_over(path: &Path) -> Option<PathBuf> {
+    let scratch = scratch_path(&path.canonicalize().ok()?);
+    scratch.exists().then_some(scratch)
+}
+
 /// Where the copy is built, beside the store.
-pub fn scratch_path(path: &Path) -> PathBuf {
+fn scratch_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".compact");
     path.with_file_name(name)
@@ -95,7 +101,19 @@ pub fn compact(path: &Path, cache_bytes: Option<u64>) -> Result<Compacted, Error
 /// Copies every tree of the store at `path` into a fresh one at `scratch`, both opened as the
 /// daemon opens them, and flushes the copy. Returns the bytes of keys and values and the keys.
 fn copy(path: &Path, scratch: &Path, cache_bytes: Option<u64>) -> Result<(u64, u64), Error> {
-    let old = open_handles(path, cache_bytes)?;
+    let old = open_handles(path, cache_bytes).map_err(|e| {
+        // sled says so only in its message (an `Other` I/O error).
+        if e.to_string().contains("could not acquire lock") {
+            Error::Io {
+                path: path.join("db"),
+                source: std::io::Error::other(
+                    "locked by another process: is the daemon running? Stop it first",
+                ),
+            }
+        } else {
+            e
+        }
+    })?;
     let new = open_handles(scratch, cache_bytes)?;
     let mut copied = (0u64, 0u64);
     for name in old.db.tree_names() {
@@ -168,7 +186,7 @@ fn sync_tree(path: &Path) -> std::io::Result<()> {
 }
 
 /// The sizes of the files under `path`, as `du -sb` adds them.
-pub fn disk_bytes(path: &Path) -> std::io::Result<u64> {
+fn disk_bytes(path: &Path) -> std::io::Result<u64> {
     let mut total = std::fs::metadata(path)?.len();
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
@@ -196,7 +214,9 @@ mod tests {
         loop {
             match f() {
                 Err(e)
-                    if e.to_string().contains("could not acquire lock")
+                    if ["could not acquire lock", "locked by another process"]
+                        .iter()
+                        .any(|m| e.to_string().contains(m))
                         && started.elapsed() < Duration::from_secs(10) =>
                 {
                     std::thread::sleep(Duration::from_millis(20))
@@ -262,7 +282,7 @@ mod tests {
         let path = dir.path().join("data");
         let open = sled::Config::new().path(&path).open().unwrap();
         let e = compact(&path, None).unwrap_err().to_string();
-        assert!(e.contains("could not acquire lock"), "{e}");
+        assert!(e.contains("locked by another process"), "{e}");
         drop(open);
         let e = compact(&dir.path().join("none"), None)
             .unwrap_err()

@@ -48,7 +48,7 @@ use arc_swap::ArcSwapOption;
 
 pub use crate::domain::{Action, AlertEvent, ResolvedBy};
 pub use alerts::{Alert, AlertRequest, Outcome, Status, Transition, UserChange};
-pub use compact::{Compacted, compact, disk_bytes};
+pub use compact::{Compacted, compact};
 pub use fold::{Fold, SILENCED_BY, STORM_ID};
 pub use logs::{EmailSource, LogEntry, LogSummary, NewLog, Source};
 pub use outbox::{DeliveryState, DeliveryView, Payload, Queued};
@@ -164,8 +164,7 @@ impl SledStore {
     /// As [`SledStore::open`], with sled's page cache set to `cache_bytes` (sled's default: 1 GiB).
     pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self, Error> {
         let handles = open_handles(path, cache_bytes)?;
-        let left = compact::scratch_path(path);
-        if left.exists() {
+        if let Some(left) = compact::left_over(path) {
             tracing::warn!(
                 path = %left.display(),
                 "an interrupted `siren compact` left a copy of the store here, taking disk; the next `siren compact` removes it, or remove it by hand"

@@ -2,6 +2,7 @@
 //! after it the daemon starts on the compacted store with every entry, and takes mail again;
 //! a compaction that runs out of disk leaves the store as it was.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,33 +33,29 @@ fn message_ids(logs: &[serde_json::Value]) -> Vec<String> {
     ids
 }
 
+/// Sends `n` messages to `ops`, each on its own connection, with `subject(i)` and Message-ID
+/// `{prefix}{i}@x`.
+async fn send(smtp: SocketAddr, n: usize, prefix: &str, subject: impl Fn(usize) -> String) {
+    for i in 0..n {
+        let msg = message(&subject(i), &format!("{prefix}{i}@x"));
+        deliver(smtp, &["ops@alerts.localhost"], &msg).await;
+    }
+}
+
 #[tokio::test]
 async fn the_daemon_restarts_on_a_compacted_store_with_everything_in_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut p = start(&config).await;
-    for n in 0..40 {
-        let subject = format!("disk {} full", n % 10);
-        deliver(
-            p.smtp,
-            &["ops@alerts.localhost"],
-            &message(&subject, &format!("m{n}@x")),
-        )
-        .await;
-    }
+    let p = start(&config).await;
+    send(p.smtp, 40, "m", |n| format!("disk {} full", n % 10)).await;
     let before = all_logs(p.http).await;
     assert_eq!(before.len(), 40);
 
     let (code, _, err) = compact(&config).await;
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("stop the daemon first"), "{err}");
+    assert!(err.contains("Stop it first"), "{err}");
 
-    p.signal(libc::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || p.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(p.stop().await.code(), Some(0));
 
     let (code, out, err) = compact(&config).await;
     assert_eq!(code, 0, "{err}");
@@ -68,18 +65,12 @@ async fn the_daemon_restarts_on_a_compacted_store_with_everything_in_it() {
     );
     assert!(!dir.path().join("store.compact").exists());
 
-    let mut p = start(&config).await;
+    let p = start(&config).await;
     let after = all_logs(p.http).await;
     assert_eq!(message_ids(&after), message_ids(&before));
-    deliver(
-        p.smtp,
-        &["ops@alerts.localhost"],
-        &message("after", "after@x"),
-    )
-    .await;
+    send(p.smtp, 1, "after", |_| "after".into()).await;
     assert_eq!(all_logs(p.http).await.len(), 41);
-    p.child.kill().unwrap();
-    p.child.wait().unwrap();
+    p.stop().await;
 }
 
 #[test]
@@ -95,14 +86,7 @@ async fn full_disk_inside_a_mount_namespace() {
     let store = dir.path().join("store");
     let config = crate::helpers::test_config(&store, "");
     let d = Daemon::start_config(config.clone()).await;
-    for n in 0..30 {
-        deliver(
-            d.smtp,
-            &["ops@alerts.localhost"],
-            &message("disk full", &format!("f{n}@x")),
-        )
-        .await;
-    }
+    send(d.smtp, 30, "f", |_| "disk full".into()).await;
     let before = message_ids(&d.logs("ops").await);
     d.stop().await;
 
@@ -114,7 +98,7 @@ async fn full_disk_inside_a_mount_namespace() {
     let mut e = String::new();
     for _ in 0..500 {
         e = siren::store::compact(&store, None).unwrap_err().to_string();
-        if !e.contains("could not acquire lock") {
+        if !e.contains("locked by another process") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -136,21 +120,10 @@ async fn full_disk_inside_a_mount_namespace() {
 async fn sigkill_during_a_compaction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut p = start(&config).await;
-    for n in 0..60 {
-        deliver(
-            p.smtp,
-            &["ops@alerts.localhost"],
-            &message("load", &format!("k{n}@x")),
-        )
-        .await;
-    }
+    let p = start(&config).await;
+    send(p.smtp, 60, "k", |_| "load".into()).await;
     let before = message_ids(&all_logs(p.http).await);
-    p.signal(libc::SIGTERM);
-    tokio::task::spawn_blocking(move || p.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    p.stop().await;
 
     // How long a whole run takes here; the kills fall at fractions of it.
     let started = std::time::Instant::now();
@@ -186,11 +159,7 @@ async fn sigkill_during_a_compaction_loses_nothing() {
             before,
             "after kill {round}"
         );
-        p.signal(libc::SIGTERM);
-        tokio::task::spawn_blocking(move || p.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        p.stop().await;
     }
     println!(
         "{mid_copy} of 10 kills left a copy behind (killed before the exchange or the removal)"

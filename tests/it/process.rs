@@ -34,6 +34,15 @@ impl Process {
         panic!("siren exited before logging \"{needle}\"");
     }
 
+    /// SIGTERM, then waits (off the runtime) for the process to end; its exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
