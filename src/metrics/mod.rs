@@ -247,7 +247,7 @@ impl Storage {
             commit_seconds: add(
                 registry,
                 "store_commit_seconds",
-                "One group commit: apply it, append its journal record (pwrite, fdatasync), write its keys to sled",
+                "One group commit, up to its answer: apply it, append its journal record (pwrite, fdatasync)",
                 Histogram::new(LATENCY_BUCKETS),
             ),
             commit_group_size: add(

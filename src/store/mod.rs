@@ -137,8 +137,10 @@ pub struct Page<T> {
 pub(crate) struct Handles {
     pub db: sled::Db,
     pub tree: sled::Tree,
-    /// Held by the writer while it writes a group (one key at a time, [`txn::Writes::write_to`])
-    /// and by a read of a value kept in chunks, so that the read never sees half a rewrite.
+    /// Held by the writer from answering a group's callers until sled holds the group (written
+    /// one key at a time, [`txn::Writes::write_to`]); every read waits for it
+    /// ([`SledStore::handles`]), and a read of a value kept in chunks holds it, so that the
+    /// read never sees half a rewrite.
     pub gate: std::sync::RwLock<()>,
 }
 
@@ -181,14 +183,21 @@ impl SledStore {
 
     /// The handles in force. While the writer reopens the store on purpose this waits for it
     /// (at most [`reopen::READER_WAIT`]); while it heals a failed store, it fails at once.
+    /// Either way, it first waits for the group the writer is putting into sled, if any:
+    /// that group's callers may already have been answered, and a read after an answer sees
+    /// what it answered for.
     fn handles(&self) -> Result<Arc<Handles>, Error> {
-        if let Some(h) = self.open.load_full() {
-            return Ok(h);
-        }
-        self.planned.wait();
-        self.open
-            .load_full()
-            .ok_or_else(|| Error::Unavailable("the store is being reopened".into()))
+        let handles = match self.open.load_full() {
+            Some(h) => h,
+            None => {
+                self.planned.wait();
+                self.open
+                    .load_full()
+                    .ok_or_else(|| Error::Unavailable("the store is being reopened".into()))?
+            }
+        };
+        drop(handles.gate.read().unwrap_or_else(|e| e.into_inner()));
+        Ok(handles)
     }
 
     fn tree(&self) -> Result<sled::Tree, Error> {

@@ -59,7 +59,7 @@ impl Writes {
     /// sled holds a prefix of these writes, and the journal's stamp, written last, names the
     /// last group in full). Readers see no dangling reference meanwhile: records are written
     /// before the indexes that lead to them and removed after, and a read of a chunked value
-    /// waits for the group (`Handles::gate`).
+    /// waits for the group: the caller holds `Handles::gate` for writing.
     pub fn write_to(&self, handles: &super::Handles) -> Result<(), Error> {
         // Only a key's last write counts (as in a batch), and its phase follows from it.
         let last: HashMap<&[u8], usize> = self
@@ -68,7 +68,6 @@ impl Writes {
             .enumerate()
             .map(|(i, (key, _))| (&key[..], i))
             .collect();
-        let _group = handles.gate.write().unwrap_or_else(|e| e.into_inner());
         for phase in [Phase::Put, Phase::Index, Phase::Drop, Phase::Stamp] {
             for (i, (key, value)) in self.ops.iter().enumerate() {
                 if last[&key[..]] != i || phase_of(key, value.is_some()) != phase {

@@ -1,7 +1,7 @@
 //! The group-commit writer: one task owns every write. It takes all pending requests,
 //! works out their writes, appends them to Siren's journal with one `pwrite` and one
-//! `fdatasync` (`journal.rs`), then writes them to sled (flushed behind the journal), and only
-//! then answers each waiting caller. It never calls `flush_async` (sled issue 1308).
+//! `fdatasync` (`journal.rs`), answers each waiting caller, then writes them to sled (flushed
+//! behind the journal; reads wait at the store's gate until it holds them). It never calls `flush_async` (sled issue 1308).
 //! Alert changes happen here too, so reads-then-writes (aggregation) never race.
 //!
 //! Every caller gets an answer of its own: its result, its own error (one input that cannot be
@@ -360,8 +360,8 @@ fn collect(first: Job, rx: &mut mpsc::Receiver<Job>) -> Collected {
 impl State {
     /// Collects whatever is queued into one group and commits it on the blocking pool: applies
     /// it (computing its writes, reading the tree and the group's own changes), appends its
-    /// record to the journal with one `pwrite` and one `fdatasync`, and only then writes it to
-    /// sled, key by key ([`super::txn::Writes::write_to`]); then answers every caller. One
+    /// record to the journal with one `pwrite` and one `fdatasync`, answers every caller, and
+    /// then writes it to sled, key by key ([`super::txn::Writes::write_to`]). One
     /// group at a time: while one commits, the next one queues up, so a group is as large as
     /// what arrived during the last. sled never holds a write whose record is not durable,
     /// which is what makes key-by-key writes safe (ARCHITECTURE.md, "Durability details").
@@ -439,21 +439,7 @@ impl State {
     ) -> Option<Self> {
         let task = tokio::task::spawn_blocking(move || {
             if !requests.is_empty() {
-                let started = Instant::now();
-                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut applied = self.apply_group(&requests);
-                    if applied.failed.is_none()
-                        && let Err(e) = self.make_durable(&mut applied)
-                    {
-                        applied.failed = Some(e);
-                    }
-                    applied
-                }))
-                .unwrap_or_else(|_| Applied::failed(started, panicked()));
-                if applied.failed.is_none() {
-                    self.since_open += applied.journal.len() as u64;
-                }
-                self.finish(applied, replies);
+                self.commit_group(&requests, replies);
             }
             for (now, reply) in prunes {
                 let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -479,18 +465,52 @@ impl State {
         }
     }
 
-    /// Appends the group's record to the journal and syncs it (one `fdatasync`), then writes
-    /// the group to sled, then lets the journal retire a full file (its checkpoint covers
-    /// every record in it, this one's sled writes included). A failure after the sync leaves
-    /// a durable record that the healing reopen replays.
-    fn make_durable(&mut self, applied: &mut Applied) -> Result<(), Error> {
-        let handles = self.store.handles()?;
+    /// Applies a group, appends its record to the journal and syncs it (one `fdatasync`),
+    /// answers its callers, then writes it to sled and lets the journal retire a full file (its
+    /// checkpoint covers every record in it, this one's sled writes included). The callers are
+    /// answered once the record is durable, before sled holds the group: from the answer until
+    /// sled does, the writer holds the store's gate, which every read passes
+    /// ([`SledStore::handles`]), so a caller that reads after its answer sees its group whole.
+    /// A failure to write sled after the sync leaves a durable record, answered as such, that
+    /// the healing reopen replays (ARCHITECTURE.md, "Durability details").
+    fn commit_group(&mut self, requests: &[Request], replies: Vec<Reply>) {
+        let started = Instant::now();
+        let mut applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply_group(requests)))
+                .unwrap_or_else(|_| Applied::failed(started, panicked()));
+        let handles = match (&applied.failed, self.store.handles()) {
+            (Some(_), _) => return self.finish(applied, replies),
+            (None, Err(e)) => {
+                applied.failed = Some(e);
+                return self.finish(applied, replies);
+            }
+            (None, Ok(h)) => h,
+        };
         let writes = std::mem::take(&mut applied.writes);
-        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        journal.append(applied.seq, &applied.journal)?;
-        writes.write_to(&handles)?;
-        journal.retire_if_full(&handles.db, &self.data_file);
-        Ok(())
+        let journal = self.journal.clone();
+        let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+        let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            journal.append(applied.seq, &applied.journal)
+        }))
+        .unwrap_or_else(|_| Err(panicked()));
+        if let Err(e) = appended {
+            applied.failed = Some(e);
+            return self.finish(applied, replies);
+        }
+        let group = handles.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.since_open += applied.journal.len() as u64;
+        self.finish(applied, replies);
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writes.write_to(&handles)))
+                .unwrap_or_else(|_| Err(panicked()));
+        drop(group);
+        match written {
+            Ok(()) => journal.retire_if_full(&handles.db, &self.data_file),
+            Err(e) => {
+                tracing::error!(error = %e, "writing a durable group to sled failed; the store heals and replays it from the journal");
+                self.enter_failing(&e);
+            }
+        }
     }
 
     /// Answers a group once it is durable (or could not be made so): every waiting caller,
