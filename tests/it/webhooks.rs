@@ -498,3 +498,27 @@ async fn a_notifications_entries_share_its_body_and_lists_show_summaries() {
     );
     d.stop().await;
 }
+
+/// A 202 is sent once the input is durable, while the writer may still be putting its group
+/// into sled: a read right after the answer must see the alert (reads wait at the store's
+/// gate). Sixteen clients, each posting and at once reading back, keep groups large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_readable_as_soon_as_its_202_arrives() {
+    let d = std::sync::Arc::new(daemon().await);
+    let clients = (0..16).map(|c| {
+        let d = d.clone();
+        tokio::spawn(async move {
+            for n in 0..20 {
+                let resp = post(&d, "i1", "t1", event("create", &format!("rw-{c}-{n}"))).await;
+                let (outcome, id) = result(&resp);
+                assert_eq!(outcome, "created", "{resp}");
+                let (status, a) = d.get(&format!("/api/v1/alerts/{id}")).await;
+                assert_eq!(status, 200, "alert {id} not readable after its 202: {a}");
+                assert_eq!(a["title"], format!("thing rw-{c}-{n}"));
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.unwrap();
+    }
+}
