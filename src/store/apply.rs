@@ -12,6 +12,7 @@ use super::alerts::{AlertEvent, Outcome, Record, ResolvedBy, Transition, UserCha
 use super::engine::Engine;
 use super::jobs::{Answer, Job, Reply, Request};
 use super::outbox::{DeliveryState, Payload, Queued};
+use super::packed::Prepacked;
 use super::rules::Rules;
 use super::timeline::Note;
 use super::txn::Txn;
@@ -133,7 +134,7 @@ impl<E: Engine> Group<E> {
     /// Applies one request to the group's transaction.
     pub fn apply(&mut self, request: &Request) -> Result<Answer, Error> {
         match request {
-            Request::Ingest(logs) => self.ingest(logs),
+            Request::Ingest(logs, packed) => self.ingest(logs, packed),
             Request::Change { id, change, now } => self.user_change(*id, *change, *now),
             Request::AutoResolve { now } => self.auto_resolve(*now),
             Request::Delivery { id, outcome } => {
@@ -219,12 +220,14 @@ impl<E: Engine> Group<E> {
     }
 
     /// Log entries and the alert changes they ask for. Entries that share their raw input (one
-    /// input's events) store it once, under the first one's id.
-    pub fn ingest(&mut self, logs: &[NewLog]) -> Result<Answer, Error> {
+    /// input's events) store it once, under the first one's id. `packed`: the entries' values
+    /// as their submitter packed them, one per entry, or none.
+    pub fn ingest(&mut self, logs: &[NewLog], packed: &[Prepacked]) -> Result<Answer, Error> {
         let mut receipts = Vec::with_capacity(logs.len());
         let mut raws: Vec<(*const u8, u64)> = Vec::new();
         let mut added: HashMap<&str, usize> = HashMap::new();
         for (i, log) in logs.iter().enumerate() {
+            let packed = packed.get(i);
             let log_id = self.txn.generate_id()?;
             let (outcome, alert_id) = match &log.alert {
                 Some(req) => {
@@ -245,12 +248,13 @@ impl<E: Engine> Group<E> {
                         .iter()
                         .filter(|l| std::sync::Arc::ptr_eq(&l.raw, &log.raw))
                         .count();
-                    self.txn.put_raw(log_id, &log.raw, sharing as u64)?;
+                    self.txn.put_raw(log_id, &log.raw, sharing as u64, packed)?;
                     raws.push((key, log_id));
                     log_id
                 }
             };
-            self.txn.put_log(log_id, raw_id, log, outcome, alert_id)?;
+            self.txn
+                .put_log(log_id, raw_id, log, packed, outcome, alert_id)?;
             *added.entry(&log.integration).or_default() += 1;
             receipts.push(Receipt {
                 log_id,

@@ -9,6 +9,7 @@
 
 use super::alerts::{AlertEvent, Outcome, Record};
 use super::outbox::DeliveryState;
+use super::packed::Prepacked;
 use super::silences;
 use super::timeline::Note;
 use super::writer::DeliveryOutcome;
@@ -61,14 +62,22 @@ pub(super) trait Engine {
     /// A note on an alert's timeline, under `id` (`timeline.rs`).
     fn note(&mut self, alert: u64, id: u64, note: &Note) -> Result<(), Error>;
 
-    /// One input's raw bytes under `raw` (its first entry's id), shared by `entries` entries.
-    fn put_raw(&mut self, raw: u64, bytes: &[u8], entries: u64) -> Result<(), Error>;
+    /// One input's raw bytes under `raw` (its first entry's id), shared by `entries` entries;
+    /// `packed`: its first entry's values as its submitter packed them, if it did (sled's).
+    fn put_raw(
+        &mut self,
+        raw: u64,
+        bytes: &[u8],
+        entries: u64,
+        packed: Option<&Prepacked>,
+    ) -> Result<(), Error>;
     /// One log entry, its raw input stored under `raw`; on the timeline of `alert`.
     fn put_log(
         &mut self,
         id: u64,
         raw: u64,
         log: &NewLog,
+        packed: Option<&Prepacked>,
         outcome: Option<Outcome>,
         alert: Option<u64>,
     ) -> Result<(), Error>;

@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use super::alerts::UserChange;
+use super::packed::Prepacked;
 use super::silences::{self, SilenceOp};
 use super::writer::{DeliveryOutcome, Receipt};
 use super::{Alert, Error, NewLog};
 
 /// What a write asks of the store.
 pub(super) enum Request {
-    Ingest(Vec<NewLog>),
+    /// Log entries, and their values as the submitter packed them (one per entry; empty when
+    /// the writer packs them).
+    Ingest(Vec<NewLog>, Vec<Prepacked>),
     Change {
         id: u64,
         change: UserChange,

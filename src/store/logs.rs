@@ -396,7 +396,26 @@ pub(super) fn summary_of(data: &serde_json::Value) -> String {
 pub(super) struct Placed<'d> {
     pub id: u64,
     pub raw: u64,
-    pub dictionary: &'d Dictionary,
+    pub data: Data<'d>,
+}
+
+/// An entry's data as it goes into the batch: packed already, or to pack with a dictionary.
+pub(super) enum Data<'d> {
+    Packed(&'d [u8]),
+    With(&'d Dictionary),
+}
+
+/// What an entry's data is before packing: the JSON of the data, or of what rebuilds it from
+/// the raw input (e-mail).
+pub(super) fn data_json(log: &NewLog) -> Result<Vec<u8>, Error> {
+    match &log.email {
+        Some(email) => serde_json::to_vec(&StoredDataRef::Email(email)),
+        None => serde_json::to_vec(&StoredDataRef::Data(&log.data)),
+    }
+    .map_err(|source| Error::Corrupt {
+        key: "log data".into(),
+        source,
+    })
 }
 
 /// Adds one log entry to the batch.
@@ -407,7 +426,7 @@ pub(super) fn put_log(
     outcome: Option<Outcome>,
     alert_id: Option<u64>,
 ) -> Result<(), Error> {
-    let Placed { id, raw, .. } = at;
+    let Placed { id, raw, data } = at;
     let head = Head {
         integration: log.integration.clone(),
         received_ms: unix_ms(log.received_at),
@@ -420,17 +439,19 @@ pub(super) fn put_log(
         error: log.error.clone(),
         raw: (raw != id).then_some(raw),
     };
-    let data = match &log.email {
-        Some(email) => serde_json::to_vec(&StoredDataRef::Email(email)),
-        None => serde_json::to_vec(&StoredDataRef::Data(&log.data)),
-    }
-    .map_err(corrupt("log data", id))?;
-    let data = at.dictionary.pack(&data)?;
+    let own;
+    let data = match data {
+        Data::Packed(bytes) => bytes,
+        Data::With(dictionary) => {
+            own = dictionary.pack(&data_json(log)?)?;
+            &own[..]
+        }
+    };
     if data.len() <= packed::INLINE_DATA {
-        put_chunks(writes, LOG, id, &packed::entry(&head, Some(&data)));
+        put_chunks(writes, LOG, id, &packed::entry(&head, Some(data)));
     } else {
         put_chunks(writes, LOG, id, &packed::entry(&head, None));
-        put_chunks(writes, DATA, id, &data);
+        put_chunks(writes, DATA, id, data);
     }
     let mut value = [0; 17];
     value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
@@ -440,15 +461,25 @@ pub(super) fn put_log(
     Ok(())
 }
 
-/// Stores one input's raw bytes under `raw`, shared by `entries` log entries.
+/// Stores one input's raw bytes under `raw`, shared by `entries` log entries; `stored` is
+/// what [`packed::compress_raw`] made of them, when it was done already.
 pub(super) fn put_raw(
     writes: &mut Writes,
     raw: u64,
     bytes: &[u8],
+    stored: Option<&Option<Vec<u8>>>,
     entries: u64,
 ) -> Result<(), Error> {
-    match packed::compress_raw(bytes)? {
-        Some(packed) => put_chunks(writes, PACKED_RAW, raw, &packed),
+    let own;
+    let stored = match stored {
+        Some(s) => s,
+        None => {
+            own = packed::compress_raw(bytes)?;
+            &own
+        }
+    };
+    match stored {
+        Some(packed) => put_chunks(writes, PACKED_RAW, raw, packed),
         None => put_chunks(writes, RAW, raw, bytes),
     }
     if entries > 1 {

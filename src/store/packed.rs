@@ -4,7 +4,7 @@
 //! summary and, when small, the data. Bytes in, bytes out; no sled, no I/O.
 //!
 //! Why zstd (the `zstd` crate, bindings to the reference library): it is fast enough to sit on
-//! the writer's path (for a 2 KB e-mail, about 12 µs for the message and 15 µs to prepare it as
+//! the intake path ([`prepack`], or the writer's for a large input; for a 2 KB e-mail, about 12 µs for the message and 15 µs to prepare it as
 //! a dictionary and compress the entry's data with it), compresses the repetitive JSON
 //! of a notification 20-50x, and is the one common codec whose dictionaries take raw content,
 //! which is what makes an entry's data cost a few dozen bytes beside its raw input.
@@ -16,7 +16,8 @@ use super::Error;
 use super::alerts::Outcome;
 use super::logs::Source;
 
-/// Fast: the writer compresses on its own thread, and higher levels gain little on JSON
+/// Fast: it runs on the intake path (and for large inputs on the writer's thread), and higher
+/// levels gain little on JSON
 /// (a 1,000-alert notification: 9.1 KB at level 1, 9.9 KB at 3).
 const LEVEL: i32 = 1;
 /// An entry's data against its raw input: level 3 finds longer matches in the dictionary
@@ -61,7 +62,8 @@ enum Loaded {
 }
 
 thread_local! {
-    /// One zstd context per thread (the writer's), kept from input to input: creating one
+    /// One zstd context per thread (the runtime's workers, the writer's), kept from input to
+    /// input: creating one
     /// costs more than compressing a 2 KB message with it (`ZSTD_createCCtx` was 4% of the
     /// daemon's samples under SMTP load when every compression made its own).
     static COMPRESSOR: std::cell::RefCell<Option<(Loaded, zstd::bulk::Compressor<'static>)>> =
@@ -151,6 +153,56 @@ impl Drop for Dictionary {
             });
         }
     }
+}
+
+/// Inputs up to this size are packed by their submitter ([`prepack`]); larger ones by the
+/// writer, so that packing a large input never holds a runtime thread for long.
+const PREPACK_UP_TO: usize = KEEP_LOADED;
+
+/// One log entry's values packed before the writer sees them: its data as
+/// [`Dictionary::pack`] makes it and, for the first entry of its raw input, the raw input as
+/// stored ([`compress_raw`]; `Some(None)`: stored plain).
+pub(super) struct Prepacked {
+    pub data: Vec<u8>,
+    pub raw: Option<Option<Vec<u8>>>,
+}
+
+/// Packs one request's entries on the submitter's thread (its own compressor: one per runtime
+/// worker, so as many as there are cores), which takes zstd off the writer's one thread.
+/// Empty, and left to the writer, when an input is large or an entry cannot be packed; the
+/// values are the same either way (`data` depends on the entry and its raw input only).
+pub(super) fn prepack(logs: &[super::NewLog]) -> Vec<Prepacked> {
+    let packed = || -> Result<Vec<Prepacked>, Error> {
+        let mut out: Vec<Prepacked> = Vec::with_capacity(logs.len());
+        let mut dictionary: Option<(&std::sync::Arc<[u8]>, Dictionary)> = None;
+        for log in logs {
+            if log.raw.len() > PREPACK_UP_TO {
+                return Ok(Vec::new());
+            }
+            let raw = match &dictionary {
+                Some((r, _)) if std::sync::Arc::ptr_eq(r, &log.raw) => None,
+                _ if out
+                    .iter()
+                    .zip(logs)
+                    .any(|(_, l)| std::sync::Arc::ptr_eq(&l.raw, &log.raw)) =>
+                {
+                    // An input whose entries are not in a row: the writer packs the request.
+                    return Ok(Vec::new());
+                }
+                _ => {
+                    dictionary = Some((&log.raw, Dictionary::new(&log.raw)));
+                    Some(compress_raw(&log.raw)?)
+                }
+            };
+            let (_, d) = dictionary.as_ref().expect("set above");
+            out.push(Prepacked {
+                data: d.pack(&super::logs::data_json(log)?)?,
+                raw,
+            });
+        }
+        Ok(out)
+    };
+    packed().unwrap_or_default()
 }
 
 /// The data (JSON) of packed `stored`; `raw` gives the entry's raw input when it was packed
@@ -299,6 +351,46 @@ mod tests {
             assert_eq!(p[0], WITH_RAW);
             assert_eq!(unpack(p, || Ok(&raw[..])).unwrap(), data(raw));
         }
+    }
+
+    #[test]
+    fn prepacked_values_are_what_the_writer_would_store() {
+        let log = |raw: &std::sync::Arc<[u8]>, n: u32| super::super::NewLog {
+            integration: "am".into(),
+            received_at: std::time::SystemTime::UNIX_EPOCH,
+            source: Source::Http,
+            remote_addr: "127.0.0.1:1".into(),
+            data: serde_json::json!({ "n": n, "text": String::from_utf8_lossy(raw) }),
+            alert: None,
+            outcome: None,
+            error: None,
+            raw: raw.clone(),
+            email: None,
+        };
+        let text = |tag: &str| -> std::sync::Arc<[u8]> {
+            (0..100)
+                .map(|i| format!("{tag} {i}: disk full on host-{i}\n"))
+                .collect::<String>()
+                .into_bytes()
+                .into()
+        };
+        let (a, b) = (text("alpha"), text("beta"));
+        let logs = [log(&a, 1), log(&a, 2), log(&b, 3)];
+        let packed = prepack(&logs);
+        assert_eq!(packed.len(), 3);
+        // The raw input once per input, on its first entry, as the writer compresses it.
+        assert_eq!(packed[0].raw, Some(compress_raw(&a).unwrap()));
+        assert_eq!(packed[1].raw, None);
+        assert_eq!(packed[2].raw, Some(compress_raw(&b).unwrap()));
+        for (p, l) in packed.iter().zip(&logs) {
+            assert_eq!(p.data[0], WITH_RAW);
+            let json = super::super::logs::data_json(l).unwrap();
+            assert_eq!(unpack(&p.data, || Ok(&l.raw[..])).unwrap(), json);
+        }
+        // An input whose entries are apart, or a large one, is left to the writer.
+        assert!(prepack(&[log(&a, 1), log(&b, 2), log(&a, 3)]).is_empty());
+        let large: std::sync::Arc<[u8]> = vec![b'x'; PREPACK_UP_TO + 1].into();
+        assert!(prepack(&[log(&a, 1), log(&large, 2)]).is_empty());
     }
 
     #[test]

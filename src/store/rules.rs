@@ -360,10 +360,12 @@ mod tests {
         let mut txn = Txn::new(&tree, &db);
         txn.events = Some(Vec::new());
         let mut group = Group::new(txn, 1_000);
-        let Ok(Answer::Ingest(open)) = group.apply(&Request::Ingest(vec![input("a", None)])) else {
+        let Ok(Answer::Ingest(open)) =
+            group.apply(&Request::Ingest(vec![input("a", None)], Vec::new()))
+        else {
             panic!("ingest");
         };
-        let silenced = group.apply(&Request::Ingest(vec![input("b", Some(7))]));
+        let silenced = group.apply(&Request::Ingest(vec![input("b", Some(7))], Vec::new()));
         assert!(
             matches!(&silenced, Ok(Answer::Ingest(r)) if r[0].outcome == Some(Outcome::Dropped))
         );

@@ -41,7 +41,7 @@ impl Sandbox {
         let mut group = Group::new(txn, now);
         let due = group.txn.due(now, usize::MAX)?;
         group.resolve_due(&due, now)?;
-        let receipts = match group.ingest(logs)? {
+        let receipts = match group.ingest(logs, &[])? {
             Answer::Ingest(receipts) => receipts,
             _ => Vec::new(),
         };

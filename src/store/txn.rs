@@ -13,7 +13,7 @@ use super::alerts::{
 use super::engine::{Engine, Key};
 use super::fold::Folding;
 use super::outbox::{self, DeliveryState};
-use super::packed::Dictionary;
+use super::packed::{Dictionary, Prepacked};
 use super::timeline::{self, Note};
 use super::writer::DeliveryOutcome;
 use super::{Error, NewLog, logs, silences, u64_at};
@@ -400,13 +400,23 @@ impl Engine for Txn<'_> {
         Ok(())
     }
 
-    fn put_raw(&mut self, raw: u64, bytes: &[u8], entries: u64) -> Result<(), Error> {
-        logs::put_raw(&mut self.batch, raw, bytes, entries)?;
-        self.dictionaries.push(Shared {
-            raw,
-            dictionary: Dictionary::new(bytes),
-            left: entries,
-        });
+    fn put_raw(
+        &mut self,
+        raw: u64,
+        bytes: &[u8],
+        entries: u64,
+        packed: Option<&Prepacked>,
+    ) -> Result<(), Error> {
+        let stored = packed.and_then(|p| p.raw.as_ref());
+        logs::put_raw(&mut self.batch, raw, bytes, stored, entries)?;
+        // Entries packed by their submitter need no dictionary here.
+        if packed.is_none() {
+            self.dictionaries.push(Shared {
+                raw,
+                dictionary: Dictionary::new(bytes),
+                left: entries,
+            });
+        }
         Ok(())
     }
 
@@ -415,25 +425,24 @@ impl Engine for Txn<'_> {
         id: u64,
         raw: u64,
         log: &NewLog,
+        packed: Option<&Prepacked>,
         outcome: Option<Outcome>,
         alert: Option<u64>,
     ) -> Result<(), Error> {
-        // The raw input's dictionary, prepared once by `put_raw` for all its entries and
-        // dropped with the last of them (an entry whose input was not put here gets its own).
+        // Packed by the submitter, or with the raw input's dictionary, prepared once by
+        // `put_raw` for all its entries and dropped with the last of them (an entry whose input
+        // was not put here gets its own).
         let at = self.dictionaries.iter().position(|d| d.raw == raw);
         let own;
-        let dictionary = match at {
-            Some(at) => &self.dictionaries[at].dictionary,
-            None => {
+        let data = match (packed, at) {
+            (Some(p), _) => logs::Data::Packed(&p.data),
+            (None, Some(at)) => logs::Data::With(&self.dictionaries[at].dictionary),
+            (None, None) => {
                 own = Dictionary::new(&log.raw);
-                &own
+                logs::Data::With(&own)
             }
         };
-        let placed = logs::Placed {
-            id,
-            raw,
-            dictionary,
-        };
+        let placed = logs::Placed { id, raw, data };
         logs::put_log(&mut self.batch, placed, log, outcome, alert)?;
         if let Some(at) = at {
             self.dictionaries[at].left = self.dictionaries[at].left.saturating_sub(1);

@@ -75,6 +75,8 @@ pub struct WriterHandle {
     pub(super) down: Arc<Mutex<Option<String>>>,
     /// The silences in force, which `commit` marks inputs with (`fold.rs`).
     pub(super) folding: Folding,
+    /// Whether `commit` packs its inputs' values itself (`packed::prepack`; sled's writer).
+    pub(super) prepack: bool,
 }
 
 impl WriterHandle {
@@ -90,7 +92,11 @@ impl WriterHandle {
     /// Writes the entries and their alert changes durably; returns what each came to, in order.
     pub async fn commit(&self, mut logs: Vec<NewLog>) -> Result<Vec<Receipt>, Error> {
         self.folding.mark(&mut logs);
-        self.submit(|reply| Job::Write(Request::Ingest(logs), Reply::Ingest(reply)))
+        let packed = match self.prepack {
+            true => super::packed::prepack(&logs),
+            false => Vec::new(),
+        };
+        self.submit(|reply| Job::Write(Request::Ingest(logs, packed), Reply::Ingest(reply)))
             .await?
     }
 
@@ -214,6 +220,7 @@ impl Writer {
             unwritable: Arc::new(Mutex::new(None)),
             down: Arc::default(),
             folding: folding.clone(),
+            prepack: true,
         };
         let data_file = Arc::new(open_data_file(&store)?);
         let journal = Journal::open(&store.path, &store.handles()?.db, &tree, &data_file)?;

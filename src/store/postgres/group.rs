@@ -164,7 +164,7 @@ fn locks(requests: &[Request]) -> (Vec<i64>, i64) {
     let mut keys = Vec::new();
     let mut logs = 0;
     for request in requests {
-        let Request::Ingest(entries) = request else {
+        let Request::Ingest(entries, _) = request else {
             continue;
         };
         logs += entries.len() as i64;

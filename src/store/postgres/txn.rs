@@ -16,6 +16,7 @@ use super::super::alerts::{AlertEvent, Outcome, Record};
 use super::super::engine::{Engine, Key};
 use super::super::fold::past_window;
 use super::super::outbox::{self, DeliveryState};
+use super::super::packed::Prepacked;
 use super::super::timeline::Note;
 use super::super::writer::DeliveryOutcome;
 use super::super::{Error, NewLog, silences, unix_ms};
@@ -340,7 +341,13 @@ impl Engine for PgTxn<'_, '_> {
         Ok(())
     }
 
-    fn put_raw(&mut self, raw: u64, bytes: &[u8], _entries: u64) -> Result<(), Error> {
+    fn put_raw(
+        &mut self,
+        raw: u64,
+        bytes: &[u8],
+        _entries: u64,
+        _packed: Option<&Prepacked>,
+    ) -> Result<(), Error> {
         // Its entries point at it; retention removes it with the last of them.
         self.logs.raw_ids.push(raw as i64);
         self.logs.raws.push(bytes.to_vec());
@@ -352,6 +359,7 @@ impl Engine for PgTxn<'_, '_> {
         id: u64,
         raw: u64,
         log: &NewLog,
+        _packed: Option<&Prepacked>,
         outcome: Option<Outcome>,
         alert: Option<u64>,
     ) -> Result<(), Error> {

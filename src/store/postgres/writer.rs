@@ -112,6 +112,7 @@ pub(in crate::store) fn spawn(
             unwritable,
             down,
             folding,
+            prepack: false,
         },
     ))
 }
