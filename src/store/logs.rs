@@ -509,10 +509,12 @@ impl<'t> Removal<'t> {
         integration: &str,
         entry: Indexed,
     ) -> Result<(), Error> {
-        // The summary says where the raw input is.
-        let raw = stored(self.tree, entry.id)?
-            .and_then(|s| s.raw)
-            .unwrap_or(entry.id);
+        // The summary says where the raw input is, and on which alert's timeline the entry is
+        // (read once for both).
+        let stored = stored(self.tree, entry.id)?;
+        let raw = stored.as_ref().and_then(|s| s.raw).unwrap_or(entry.id);
+        let alert = stored.and_then(|s| s.summary.alert_id?.parse().ok());
+        super::timeline::unindex_log(writes, alert, entry.id);
         writes.remove(index_key(integration, entry.id));
         for kind in [LOG, DATA] {
             remove_chunks(self.tree, writes, kind, entry.id)?;

@@ -33,9 +33,7 @@ impl State {
             }
             let mut done = 0;
             for entry in logs::index(tree, integration).take(excess) {
-                let entry = entry?;
-                timeline::unindex_log(tree, batch, entry.id)?;
-                removal.remove(batch, integration, entry)?;
+                removal.remove(batch, integration, entry?)?;
                 done += 1;
             }
             removed.insert(integration.clone(), done);
@@ -61,7 +59,6 @@ impl State {
                     oldest_kept = Some(oldest_kept.map_or(ms, |o| o.min(ms)));
                     break;
                 }
-                timeline::unindex_log(tree, &mut batch, entry.id)?;
                 removal.remove(&mut batch, integration, entry)?;
                 *removed.entry(integration.clone()).or_default() += 1;
             }

@@ -95,6 +95,29 @@ async fn one_inputs_entries_store_its_raw_input_once_until_the_last_one_goes() {
 }
 
 #[tokio::test]
+async fn count_retention_takes_dropped_entries_off_their_alerts_timeline() {
+    let (_dir, store, writer, handle) = start(2);
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    let mut logs = Vec::new();
+    for _ in 0..4 {
+        logs.push(handle.commit(vec![entry(&raw, Some("tp"))]).await.unwrap()[0]);
+    }
+    let alert = logs[0].alert_id.unwrap();
+    assert!(logs.iter().all(|r| r.alert_id == Some(alert)), "{logs:?}");
+    // The creating entry has no timeline key; the next three had one each, and retention
+    // (2 entries) dropped the first two entries: only the last two entries' keys are left.
+    let timeline: Vec<u64> = store
+        .tree()
+        .unwrap()
+        .scan_prefix(super::timeline::timeline_prefix(alert))
+        .keys()
+        .map(|k| super::u64_at(&k.unwrap()[9..]))
+        .collect();
+    assert_eq!(timeline, [logs[2].log_id, logs[3].log_id]);
+    writer.join().await;
+}
+
+#[tokio::test]
 async fn an_input_that_fails_in_a_group_fails_alone_with_its_own_error() {
     let (_dir, store, writer, handle) = start(100);
     let raw: Arc<[u8]> = b"{}".to_vec().into();

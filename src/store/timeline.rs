@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{AlertEvent, Outcome, ResolvedBy};
+use super::chunk_prefix;
 use super::txn::Writes;
-use super::{Error, chunk_prefix};
 
 pub(super) const TIMELINE: u8 = b'K';
 
@@ -84,15 +84,12 @@ pub(super) fn index_log(writes: &mut Writes, alert: Option<u64>, id: u64) {
     }
 }
 
-/// Takes log entry `id` off its alert's timeline (the caller removes the entry itself).
-pub(super) fn unindex_log(tree: &sled::Tree, writes: &mut Writes, id: u64) -> Result<(), Error> {
-    let Some(stored) = super::logs::stored(tree, id)? else {
-        return Ok(());
-    };
-    if let Some(alert) = stored.summary.alert_id.and_then(|a| a.parse().ok()) {
+/// Takes log entry `id` off the timeline of the alert it touched (`logs::Removal` removes the
+/// entry itself).
+pub(super) fn unindex_log(writes: &mut Writes, alert: Option<u64>, id: u64) {
+    if let Some(alert) = alert {
         writes.remove(timeline_key(alert, id));
     }
-    Ok(())
 }
 
 /// Adds a note to an alert's timeline under `id`.
