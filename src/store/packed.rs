@@ -4,8 +4,9 @@
 //! summary and, when small, the data. Bytes in, bytes out; no sled, no I/O.
 //!
 //! Why zstd (the `zstd` crate, bindings to the reference library): it is fast enough to sit on
-//! the intake path ([`prepack`], or the writer's for a large input; for a 2 KB e-mail, about 12 µs for the message and 15 µs to prepare it as
-//! a dictionary and compress the entry's data with it), compresses the repetitive JSON
+//! the intake path ([`prepack`], or the writer's for a large input; for a 2 KB e-mail, about
+//! 12 µs for the message and 15 µs to prepare it as a dictionary and compress the entry's data
+//! with it), compresses the repetitive JSON
 //! of a notification 20-50x, and is the one common codec whose dictionaries take raw content,
 //! which is what makes an entry's data cost a few dozen bytes beside its raw input.
 
@@ -17,8 +18,7 @@ use super::alerts::Outcome;
 use super::logs::Source;
 
 /// Fast: it runs on the intake path (and for large inputs on the writer's thread), and higher
-/// levels gain little on JSON
-/// (a 1,000-alert notification: 9.1 KB at level 1, 9.9 KB at 3).
+/// levels gain little on JSON (a 1,000-alert notification: 9.1 KB at level 1, 9.9 KB at 3).
 const LEVEL: i32 = 1;
 /// An entry's data against its raw input: level 3 finds longer matches in the dictionary
 /// (173 bytes per alert of that notification instead of 222) at the same speed.
@@ -63,9 +63,9 @@ enum Loaded {
 
 thread_local! {
     /// One zstd context per thread (the runtime's workers, the writer's), kept from input to
-    /// input: creating one
-    /// costs more than compressing a 2 KB message with it (`ZSTD_createCCtx` was 4% of the
-    /// daemon's samples under SMTP load when every compression made its own).
+    /// input: creating one costs more than compressing a 2 KB message with it
+    /// (`ZSTD_createCCtx` was 4% of the daemon's samples under SMTP load when every compression
+    /// made its own).
     static COMPRESSOR: std::cell::RefCell<Option<(Loaded, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
 }
@@ -175,17 +175,14 @@ pub(super) fn prepack(logs: &[super::NewLog]) -> Vec<Prepacked> {
     let packed = || -> Result<Vec<Prepacked>, Error> {
         let mut out: Vec<Prepacked> = Vec::with_capacity(logs.len());
         let mut dictionary: Option<(&std::sync::Arc<[u8]>, Dictionary)> = None;
-        for log in logs {
+        for (i, log) in logs.iter().enumerate() {
             if log.raw.len() > PREPACK_UP_TO {
                 return Ok(Vec::new());
             }
+            let shares = |l: &super::NewLog| std::sync::Arc::ptr_eq(&l.raw, &log.raw);
             let raw = match &dictionary {
                 Some((r, _)) if std::sync::Arc::ptr_eq(r, &log.raw) => None,
-                _ if out
-                    .iter()
-                    .zip(logs)
-                    .any(|(_, l)| std::sync::Arc::ptr_eq(&l.raw, &log.raw)) =>
-                {
+                _ if logs[..i].iter().any(shares) => {
                     // An input whose entries are not in a row: the writer packs the request.
                     return Ok(Vec::new());
                 }

@@ -485,13 +485,15 @@ impl State {
         let mut applied =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply_group(requests)))
                 .unwrap_or_else(|_| Applied::failed(started, panicked()));
-        let handles = match (&applied.failed, self.store.handles()) {
-            (Some(_), _) => return self.finish(applied, replies),
-            (None, Err(e)) => {
+        if applied.failed.is_some() {
+            return self.finish(applied, replies);
+        }
+        let handles = match self.store.handles() {
+            Ok(h) => h,
+            Err(e) => {
                 applied.failed = Some(e);
                 return self.finish(applied, replies);
             }
-            (None, Ok(h)) => h,
         };
         let writes = std::mem::take(&mut applied.writes);
         let journal = self.journal.clone();
