@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::txn::Writes;
+use super::writes::Writes;
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
 use crate::domain::Urgency;
 pub(super) use crate::domain::{Action, AlertEvent, ResolvedBy};

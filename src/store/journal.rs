@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::txn::Writes;
+use super::writes::Writes;
 use super::{Error, SledStore};
 
 /// Where each group's batch records its journal sequence number.
@@ -56,9 +56,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Adds the group's sequence number to its writes (the last write, so it is in the record too).
+/// Adds the group's sequence number to its writes (the last write, so it is in the record too)
+/// and squashes them: the record and sled get each key's last write only.
 pub(super) fn stamp(writes: &mut Writes, seq: u64) {
     writes.insert(SEQ_KEY, seq.to_be_bytes().to_vec());
+    writes.squash();
 }
 
 /// The sequence number of the last group `tree` holds (0: none since journals began).

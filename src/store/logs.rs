@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::{Outcome, put_chunks};
 use super::packed::{self, Dictionary, Head};
-use super::txn::Writes;
+use super::writes::Writes;
 use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339_ms, u64_at, unix_ms};
 
 pub(super) const LOG: u8 = b'L';

@@ -38,6 +38,7 @@ mod timeline;
 mod txn;
 mod views;
 mod writer;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,7 +139,7 @@ pub(crate) struct Handles {
     pub db: sled::Db,
     pub tree: sled::Tree,
     /// Held by the writer from answering a group's callers until sled holds the group (written
-    /// one key at a time, [`txn::Writes::write_to`]); every read waits for it
+    /// one key at a time, [`writes::Writes::write_to`]); every read waits for it
     /// ([`SledStore::handles`]), and a read of a value kept in chunks holds it, so that the
     /// read never sees half a rewrite.
     pub gate: std::sync::RwLock<()>,

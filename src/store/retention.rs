@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
 use super::timeline;
-use super::txn::Writes;
 use super::writer::State;
+use super::writes::Writes;
 use super::{Error, u64_at, unix_ms};
 
 impl State {

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::engine::Engine;
 use super::jobs::Answer;
-use super::txn::Writes;
+use super::writes::Writes;
 use super::{Error, Page, SledStore, WriterHandle, rfc3339_ms, u64_at, unix_ms};
 
 const SILENCE: u8 = b'Y';

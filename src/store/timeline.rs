@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::{AlertEvent, Outcome, ResolvedBy};
 use super::chunk_prefix;
-use super::txn::Writes;
+use super::writes::Writes;
 
 pub(super) const TIMELINE: u8 = b'K';
 

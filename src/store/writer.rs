@@ -270,7 +270,7 @@ pub(super) struct Applied {
     /// The record's sequence number (stamped into the group's writes).
     pub seq: u64,
     /// The group's writes, for sled once the record is durable.
-    pub writes: super::txn::Writes,
+    pub writes: super::writes::Writes,
     /// Set when the group as a whole could not be applied or made durable.
     pub failed: Option<Error>,
 }
@@ -368,7 +368,7 @@ impl State {
     /// Collects whatever is queued into one group and commits it on the blocking pool: applies
     /// it (computing its writes, reading the tree and the group's own changes), appends its
     /// record to the journal with one `pwrite` and one `fdatasync`, answers every caller, and
-    /// then writes it to sled, key by key ([`super::txn::Writes::write_to`]). One
+    /// then writes it to sled, key by key ([`super::writes::Writes::write_to`]). One
     /// group at a time: while one commits, the next one queues up, so a group is as large as
     /// what arrived during the last. sled never holds a write whose record is not durable,
     /// which is what makes key-by-key writes safe (ARCHITECTURE.md, "Durability details").
