@@ -14,6 +14,10 @@ use siren::{Config, app};
 
 use notify::Notifier;
 
+/// jemalloc: sled allocates and frees a leaf per insert (ARCHITECTURE.md, "Code map").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "siren", version, about = "Self-hosted alert ingestion daemon")]
 struct Cli {
