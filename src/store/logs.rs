@@ -513,11 +513,16 @@ impl<'t> Removal<'t> {
         // (read once for both).
         let stored = stored(self.tree, entry.id)?;
         let raw = stored.as_ref().and_then(|s| s.raw).unwrap_or(entry.id);
+        // Packed data in the `L` value means there is none under `V` (older or larger may be).
+        let data_inline = stored
+            .as_ref()
+            .is_some_and(|s| matches!(&s.inline, Inline::Packed(d) if !d.is_empty()));
         let alert = stored.and_then(|s| s.summary.alert_id?.parse().ok());
         super::timeline::unindex_log(writes, alert, entry.id);
         writes.remove(index_key(integration, entry.id));
-        for kind in [LOG, DATA] {
-            remove_chunks(self.tree, writes, kind, entry.id)?;
+        remove_chunks(self.tree, writes, LOG, entry.id)?;
+        if !data_inline {
+            remove_chunks(self.tree, writes, DATA, entry.id)?;
         }
         let left = match self.refs.get(&raw) {
             Some(&n) => n,
@@ -529,8 +534,10 @@ impl<'t> Removal<'t> {
         .saturating_sub(1);
         self.refs.insert(raw, left);
         if left == 0 {
-            remove_chunks(self.tree, writes, RAW, raw)?;
-            remove_chunks(self.tree, writes, PACKED_RAW, raw)?;
+            // A raw input is under `B` (packed) or `R` (as received), never both.
+            if remove_chunks(self.tree, writes, PACKED_RAW, raw)? == 0 {
+                remove_chunks(self.tree, writes, RAW, raw)?;
+            }
             writes.remove(refs_key(raw).to_vec());
         } else {
             writes.insert(refs_key(raw).to_vec(), left.to_be_bytes().to_vec());
@@ -539,17 +546,19 @@ impl<'t> Removal<'t> {
     }
 }
 
-/// Removes every chunk of `kind` `id` that is in the tree.
+/// Removes every chunk of `kind` `id` that is in the tree; how many there were.
 pub(super) fn remove_chunks(
     tree: &sled::Tree,
     writes: &mut Writes,
     kind: u8,
     id: u64,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
+    let mut removed = 0;
     for key in tree.scan_prefix(chunk_prefix(kind, id)).keys() {
         writes.remove(key?.to_vec());
+        removed += 1;
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
