@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use super::Error;
 
-/// A group's writes in order; they become one sled `Batch` when the group is complete, and
-/// can be cut back to a [`Savepoint`] until then (a sled `Batch` cannot).
+/// A group's writes in order. Until the group is complete they can be cut back to a
+/// savepoint (`txn::Savepoint`; a sled `Batch` cannot); then they are squashed, recorded in
+/// the journal and written to sled ([`Writes::write_to`]), or applied as one `Batch`.
 #[derive(Default)]
 pub(super) struct Writes {
     ops: Vec<(sled::IVec, Option<sled::IVec>)>,
