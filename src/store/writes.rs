@@ -2,7 +2,7 @@
 //! squashed to each key's last write once the group is complete, then recorded in the journal
 //! and written to sled key by key in an order that leaves readers no dangling reference.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use super::Error;
 
@@ -45,18 +45,16 @@ impl Writes {
     /// a group that folds twenty inputs into one alert records and writes it once. Called
     /// when the group is complete ([`super::journal::stamp`]).
     pub fn squash(&mut self) {
-        let keep: Vec<bool> = {
-            let last: HashMap<&[u8], usize> = self
-                .ops
-                .iter()
-                .enumerate()
-                .map(|(i, (key, _))| (&key[..], i))
-                .collect();
-            let is_last = |(i, (key, _)): (usize, &(sled::IVec, _))| last[&key[..]] == i;
-            self.ops.iter().enumerate().map(is_last).collect()
-        };
-        let mut keep = keep.into_iter();
-        self.ops.retain(|_| keep.next() == Some(true));
+        // From the newest write back, the first seen of each key is its last.
+        let mut seen = HashSet::new();
+        let mut kept: Vec<_> = self
+            .ops
+            .drain(..)
+            .rev()
+            .filter(|(key, _)| seen.insert(key.clone()))
+            .collect();
+        kept.reverse();
+        self.ops = kept;
     }
 
     /// Writes the group, squashed, to the tree key by key, not as one sled `Batch`: sled's
@@ -74,7 +72,7 @@ impl Writes {
             self.ops
                 .iter()
                 .map(|(k, _)| &k[..])
-                .collect::<std::collections::HashSet<_>>()
+                .collect::<HashSet<_>>()
                 .len()
                 == self.ops.len(),
             "write_to takes squashed writes"
