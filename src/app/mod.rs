@@ -43,7 +43,7 @@ impl App {
         let config = live.get();
         let mut smtp = Vec::new();
         for addr in &config.smtp.listen {
-            let l = TcpListener::bind(addr)
+            let l = smtp::bind(*addr)
                 .await
                 .with_context(|| format!("cannot listen for SMTP on {addr} (smtp.listen)"))?;
             smtp.push(l);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use mailin::SessionBuilder;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -113,7 +113,22 @@ impl Context {
     }
 }
 
-/// Accepts connections until `stop` fires. Sessions run on `tracker`; once `stop` fires they
+/// Binds an SMTP listener. Its sockets are `TCP_NODELAY` from the start (Linux copies the
+/// option to every socket it accepts), so no session pays a `setsockopt` for it: each reply
+/// is written whole, then the session waits for the client, so Nagle's delay buys nothing.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections on a listener from [`bind`] until `stop` fires. Sessions run on `tracker`; once `stop` fires they
 /// finish their current transaction, and `abort` (the drain deadline) closes the rest.
 pub async fn serve(
     listener: TcpListener,
@@ -136,7 +151,6 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         // The client's share first, so that a client over it takes no global slot.
         let admitted = match ctx.clients.admit(peer.ip()) {
             Ok(admitted) => admitted,

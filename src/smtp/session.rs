@@ -72,23 +72,42 @@ pub async fn run<S>(
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(8 * 1024, rd);
     let ended = driver.serve(&mut rd, &mut wr, &stop, &abort).await;
+    // TLS ends with our close_notify (the write half's shutdown) even after QUIT: without it
+    // a client cannot tell the end of the session from a truncation.
+    let ended = ended.map(|e| {
+        if let Ended::Quit = e {
+            Ended::Closed
+        } else {
+            e
+        }
+    });
     end(peer, ended, rd, wr).await;
 }
 
-async fn end<R, W>(peer: SocketAddr, ended: std::io::Result<Ended>, rd: R, wr: W)
+async fn end<R, W>(peer: SocketAddr, ended: std::io::Result<Ended>, rd: BufReader<R>, wr: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
+    match ended {
+        // The client said QUIT, read nothing after it, and has its 221: closing now sends
+        // our FIN behind the 221 (nothing unread, so no reset), as Postfix's smtpd does.
+        // The lingering close is for a session Siren ends, when the client may still be
+        // sending.
+        Ok(Ended::Quit) if rd.buffer().is_empty() => {}
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "smtp session ended with an I/O error");
+            finish(rd, wr).await;
+        }
+        Ok(_) => finish(rd, wr).await,
     }
-    finish(rd, wr).await;
 }
 
 /// How a stretch of a session on one transport ended.
 enum Ended {
     Closed,
+    /// Closed after the client's QUIT and Siren's 221.
+    Quit,
     /// The client asked for STARTTLS and got its 220: the transport must be upgraded.
     StartTls,
 }
@@ -115,6 +134,8 @@ pub(super) struct Driver {
     pub(super) spent: Spent,
     /// A wait owed before the next reply is written: the price of a failed AUTH or RCPT.
     delay: Option<Duration>,
+    /// The client said QUIT and its 221 is queued.
+    quit: bool,
     session_deadline: Instant,
     stress: watch::Receiver<bool>,
 }
@@ -206,6 +227,7 @@ impl Driver {
             auth: Auth::None,
             spent: Spent::default(),
             delay: None,
+            quit: false,
             session_deadline,
         }
     }
@@ -257,7 +279,11 @@ impl Driver {
             .idle_timeout
             .min(Duration::from_secs(10));
         self.out.flush(wr, Instant::now() + linger).await?;
-        Ok(Ended::Closed)
+        Ok(if self.quit {
+            Ended::Quit
+        } else {
+            Ended::Closed
+        })
     }
 
     /// The transport is now TLS: mailin resets to a fresh session that must EHLO again.
@@ -488,6 +514,7 @@ impl Driver {
                 Answer::ok(reply::render(&res)).then(Next::Data)
             }
             _ if res.action == mailin::Action::Close => {
+                self.quit = res.code == 221;
                 Answer::ok(reply::render(&res)).then(Next::Close)
             }
             _ => Answer::ok(reply::render(&res)),

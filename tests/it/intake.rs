@@ -415,3 +415,28 @@ async fn large_inputs_stay_out_of_sleds_unsynced_blob_files() {
         .collect();
     assert!(blobs.is_empty(), "sled wrote blob files: {sizes:?}");
 }
+
+/// QUIT: the 221 arrives whole and the server closes its end without waiting for the
+/// client's, whether or not the client wrote anything after QUIT (it then gets the lingering
+/// close, which reads that input instead of answering it with a reset).
+#[tokio::test]
+async fn quit_closes_the_connection_after_a_whole_221() {
+    let d = Daemon::start().await;
+    let mut c = Smtp::greeted(d.smtp).await;
+    c.cmd("EHLO client.test", "250").await;
+    c.cmd("QUIT", "221 2.0.0").await;
+    assert!(
+        c.closed().await,
+        "the server did not close cleanly after QUIT"
+    );
+
+    let mut c = Smtp::greeted(d.smtp).await;
+    c.cmd("EHLO client.test", "250").await;
+    c.send_raw(b"QUIT\r\nNOOP\r\n").await;
+    c.expect("221 2.0.0").await;
+    assert!(
+        c.closed().await,
+        "input after QUIT got a reset instead of a clean close"
+    );
+    still_serves(&d, "after-quit@x").await;
+}
