@@ -9,7 +9,7 @@
 //! | `B` raw id, chunk                       | the raw input, zstd-compressed; the raw id is its first entry's id |
 //! | `R` raw id, chunk                       | the raw input as received, when compressing it gains nothing |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
-//! | `I` integration `\0` log id             | received ms (u64 BE), raw id (u64 BE), outcome byte (`timeline`) |
+//! | `I` integration `\0` log id             | received ms (u64 BE), outcome byte (`timeline`); before: received ms, raw id (u64 BE), outcome byte |
 //!
 //! A list reads only `L` and parses only its head (no data parsed, no e-mail rebuilt); one
 //! entry's detail reads all. An entry's data is compressed with its raw input as the
@@ -24,6 +24,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Outcome, put_chunks};
+use super::entry_data::{EmailSource, StoredData, data_bytes, stored_data};
 use super::packed::{self, Dictionary, Head};
 use super::writes::Writes;
 use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339_ms, u64_at, unix_ms};
@@ -70,33 +71,6 @@ pub struct LogEntry {
     #[serde(flatten)]
     pub summary: LogSummary,
     pub data: serde_json::Value,
-}
-
-/// What an e-mail log entry's `data` is rebuilt from when it is read, instead of being stored:
-/// the raw message (stored anyway), parsed again with the envelope it arrived with, then the
-/// routing's part. Parsing is a pure function of these, so the rebuilt data is what the
-/// pipeline saw; storing the message once instead of three times (raw, `message`, `text`)
-/// halves what each e-mail writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmailSource {
-    /// The envelope as the message was parsed with (every recipient).
-    pub envelope: crate::email::Envelope,
-    /// The recipients routed to this entry's integration.
-    pub rcpt_to: Vec<String>,
-    pub tag: Option<String>,
-    /// The index of the e-mail rule that matched.
-    pub rule: Option<usize>,
-}
-
-impl EmailSource {
-    /// The e-mail data of the entry whose raw message is `raw`.
-    pub fn rebuild(&self, raw: &[u8]) -> serde_json::Value {
-        let mut data = crate::email::parse(raw, self.envelope.clone());
-        data.tag = self.tag.clone();
-        data.envelope.rcpt_to = self.rcpt_to.clone();
-        data.rule = self.rule;
-        serde_json::to_value(&data).unwrap_or_default()
-    }
 }
 
 /// A log entry to write; the writer assigns its id.
@@ -151,22 +125,6 @@ enum Inline {
         data: Option<serde_json::Value>,
         email: Option<Box<EmailSource>>,
     },
-}
-
-/// An entry's data as stored (packed) under `L` or `V`.
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum StoredData {
-    Data(serde_json::Value),
-    Email(EmailSource),
-}
-
-/// [`StoredData`] as written, borrowing what it holds.
-#[derive(Serialize)]
-#[serde(rename_all = "lowercase")]
-enum StoredDataRef<'a> {
-    Data(&'a serde_json::Value),
-    Email(&'a EmailSource),
 }
 
 impl Head {
@@ -300,8 +258,8 @@ impl SledStore {
         };
         let source = match packed {
             Some(bytes) => {
-                let json = packed::unpack(&bytes, || raw.get())?;
-                Some(serde_json::from_slice(&json).map_err(corrupt("log data", id))?)
+                let data = packed::unpack(&bytes, || raw.get())?;
+                Some(stored_data(&data, &stored.summary.remote_addr, id)?)
             }
             None => None,
         };
@@ -357,8 +315,8 @@ pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error
     let Some(bytes) = read_chunks(tree, LOG, id)? else {
         return Ok(None);
     };
-    if let Some((head, data)) = packed::split_entry(&bytes) {
-        let head: Head = serde_json::from_slice(head).map_err(corrupt("log", id))?;
+    if let Some(entry) = packed::split_entry(&bytes) {
+        let (head, data) = entry?;
         return Ok(Some(Stored {
             raw: head.raw,
             summary: head.into_summary(id),
@@ -405,19 +363,6 @@ pub(super) enum Data<'d> {
     With(&'d Dictionary),
 }
 
-/// What an entry's data is before packing: the JSON of the data, or of what rebuilds it from
-/// the raw input (e-mail).
-pub(super) fn data_json(log: &NewLog) -> Result<Vec<u8>, Error> {
-    match &log.email {
-        Some(email) => serde_json::to_vec(&StoredDataRef::Email(email)),
-        None => serde_json::to_vec(&StoredDataRef::Data(&log.data)),
-    }
-    .map_err(|source| Error::Corrupt {
-        key: "log data".into(),
-        source,
-    })
-}
-
 /// Adds one log entry to the batch.
 pub(super) fn put_log(
     writes: &mut Writes,
@@ -443,7 +388,7 @@ pub(super) fn put_log(
     let data = match data {
         Data::Packed(bytes) => bytes,
         Data::With(dictionary) => {
-            own = dictionary.pack(&data_json(log)?)?;
+            own = dictionary.pack(&data_bytes(log)?)?;
             &own[..]
         }
     };
@@ -453,10 +398,11 @@ pub(super) fn put_log(
         put_chunks(writes, LOG, id, &packed::entry(&head, None));
         put_chunks(writes, DATA, id, data);
     }
-    let mut value = [0; 17];
+    // No raw id: the head has it (nothing reads it from here), and every byte of a value is
+    // written about ten times over.
+    let mut value = [0; 9];
     value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
-    value[8..16].copy_from_slice(&raw.to_be_bytes());
-    value[16] = super::timeline::outcome_byte(outcome);
+    value[8] = super::timeline::outcome_byte(outcome);
     writes.insert(index_key(&log.integration, id), value.to_vec());
     Ok(())
 }
@@ -563,7 +509,7 @@ pub(super) fn remove_chunks(
 
 #[cfg(test)]
 mod tests {
-    use super::summary_of;
+    use super::*;
     use serde_json::json;
 
     #[test]

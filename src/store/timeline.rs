@@ -10,9 +10,10 @@
 //!
 //! Alerts created before this index have no `K` keys; `views` still shows their creating entry.
 //!
-//! It also gives the byte after the raw id in a log entry's `I` value: the entry's outcome
-//! ([`outcome_byte`]), so that the console's 24-hour counts and outcome filters read only the
-//! index. Entries written before it have no such byte.
+//! It also gives the byte after the received time in a log entry's `I` value (after the raw
+//! id in older values): the entry's outcome ([`outcome_byte`]), so that the console's 24-hour
+//! counts and outcome filters read only the index. Entries written before it have no such
+//! byte.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,7 @@ fn timeline_key(alert: u64, id: u64) -> Vec<u8> {
     k
 }
 
-/// The outcome as the byte stored after the raw id in the `I` value (0: none).
+/// The outcome as the byte stored in the `I` value (0: none).
 pub(super) fn outcome_byte(o: Option<Outcome>) -> u8 {
     match o {
         None => 0,

@@ -156,7 +156,8 @@ pub struct IntegrationStats {
     pub by_outcome: Vec<(Outcome, usize)>,
 }
 
-/// A log index value: received ms, raw id, and (since the console) the outcome byte.
+/// A log index value: received ms and the outcome byte (9 bytes); before, received ms, raw id,
+/// and (since the console) the outcome byte (16 or 17).
 struct IndexValue {
     received_ms: u64,
     outcome: Option<Outcome>,
@@ -167,8 +168,11 @@ struct IndexValue {
 fn decode_index(v: &[u8]) -> IndexValue {
     IndexValue {
         received_ms: u64_at(v),
-        outcome: v.get(16).copied().and_then(byte_outcome),
-        known: v.len() > 16,
+        outcome: v
+            .get(if v.len() == 9 { 8 } else { 16 })
+            .copied()
+            .and_then(byte_outcome),
+        known: v.len() == 9 || v.len() > 16,
     }
 }
 
@@ -471,4 +475,38 @@ fn alert_delivery(
         }
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `I` values of every layout give their received time, and their outcome when they hold
+    /// one.
+    #[test]
+    fn index_values_of_every_layout_decode() {
+        let ms = 1_796_286_299_291u64.to_be_bytes();
+        let with = |rest: &[u8]| [&ms[..], rest].concat();
+        let aggregated = outcome_byte(Some(Outcome::Aggregated));
+        let raw = 7u64.to_be_bytes();
+        for (value, outcome, known) in [
+            (with(&[aggregated]), Some(Outcome::Aggregated), true),
+            (with(&[0]), None, true),
+            (
+                with(&[&raw[..], &[aggregated]].concat()),
+                Some(Outcome::Aggregated),
+                true,
+            ),
+            (with(&raw), None, false),
+            (with(&[]), None, false),
+        ] {
+            let decoded = decode_index(&value);
+            assert_eq!(decoded.received_ms, 1_796_286_299_291);
+            assert_eq!(
+                (decoded.outcome, decoded.known),
+                (outcome, known),
+                "{value:?}"
+            );
+        }
+    }
 }
