@@ -99,12 +99,10 @@ pub(super) fn data_bytes(log: &NewLog) -> Result<Vec<u8>, Error> {
 /// `remote_addr` is the entry's.
 pub(super) fn stored_data(bytes: &[u8], remote_addr: &str, id: u64) -> Result<StoredData, Error> {
     let Some((&PACKED_EMAIL, rest)) = bytes.split_first() else {
-        return serde_json::from_slice(bytes).map_err(corrupt(id));
+        return serde_json::from_slice(bytes).map_err(super::logs::corrupt("log data", id));
     };
-    let p: PackedEmail = postcard::from_bytes(rest).map_err(|e| Error::Codec {
-        what: format!("log data {id}"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    })?;
+    let p: PackedEmail = postcard::from_bytes(rest)
+        .map_err(|e| super::packed::invalid(&format!("log data {id}"), e))?;
     let envelope = crate::email::Envelope {
         mail_from: p.mail_from,
         client_addr: p.client_addr.unwrap_or_else(|| remote_addr.to_string()),
@@ -117,13 +115,6 @@ pub(super) fn stored_data(bytes: &[u8], remote_addr: &str, id: u64) -> Result<St
         tag: p.tag,
         rule: p.rule.map(|r| r as usize),
     }))
-}
-
-fn corrupt(id: u64) -> impl FnOnce(serde_json::Error) -> Error {
-    move |source| Error::Corrupt {
-        key: format!("log data {id}"),
-        source,
-    }
 }
 
 #[cfg(test)]

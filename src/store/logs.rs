@@ -144,7 +144,7 @@ impl Head {
     }
 }
 
-fn corrupt(what: &str, id: u64) -> impl FnOnce(serde_json::Error) -> Error + '_ {
+pub(super) fn corrupt(what: &str, id: u64) -> impl FnOnce(serde_json::Error) -> Error + '_ {
     move |source| Error::Corrupt {
         key: format!("{what} {id}"),
         source,

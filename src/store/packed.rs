@@ -286,11 +286,16 @@ fn source_byte(source: Source) -> u8 {
     }
 }
 
+/// A value that does not decode as `what`.
+pub(super) fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
+    codec(what)(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        e.to_string(),
+    ))
+}
+
 fn corrupt_head(e: impl std::fmt::Display) -> Error {
-    Error::Codec {
-        what: "a log entry's head".into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    }
+    invalid("a log entry's head", e)
 }
 
 /// An `L` value: the format byte, the head ([`BinaryHead`]), then the packed data, or nothing
