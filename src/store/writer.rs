@@ -370,7 +370,8 @@ impl State {
     /// record to the journal with one `pwrite` and one `fdatasync`, answers every caller, and
     /// then writes it to sled, key by key ([`super::writes::Writes::write_to`]). One
     /// group at a time: while one commits, the next one queues up, so a group is as large as
-    /// what arrived during the last. sled never holds a write whose record is not durable,
+    /// what arrived during the last (and follows it on the same blocking thread,
+    /// [`State::commit_blocking`]). sled never holds a write whose record is not durable,
     /// which is what makes key-by-key writes safe (ARCHITECTURE.md, "Durability details").
     /// (On the blocking pool, tokio knows work is in flight: paused-time tests do not run the
     /// clock ahead during a commit.)
@@ -393,7 +394,7 @@ impl State {
                 }
             };
             let Some(first) = first else { break };
-            let mut group = collect(first, &mut rx);
+            let group = collect(first, &mut rx);
             let shutdown = group.shutdown;
             // Past the hard bound, the store is reopened before this group, writes or not.
             if self.reopen_due(false) {
@@ -411,13 +412,10 @@ impl State {
                 }
                 continue;
             }
-            let requests = std::mem::take(&mut group.requests);
-            let replies = std::mem::take(&mut group.replies);
-            let prunes = std::mem::take(&mut group.prunes);
-            let Some(state) = self.commit_blocking(requests, replies, prunes).await else {
+            let Some((state, queue, shutdown)) = self.commit_blocking(group, rx).await else {
                 return;
             };
-            self = state;
+            (self, rx) = (state, queue);
             if shutdown {
                 break;
             }
@@ -433,35 +431,31 @@ impl State {
         }
     }
 
-    /// Commits one group's requests, answers their `replies`, and runs the prunes, on the
-    /// blocking pool: the callers are woken from the thread that synced their group, with no
-    /// hop back to the writer's task first. A panic while applying counts as a failed write of
-    /// the whole group (the store is then healed); the state comes back either way. `None`
-    /// only if the blocking task itself was lost.
+    /// Commits `group` on the blocking pool, and then each group that queued up meanwhile, on
+    /// the same thread, until the queue is empty: under load a group follows the last without
+    /// a round trip through the writer's task (a wake-up of it, then of a blocking thread).
+    /// The callers are woken from the thread that synced their group. It hands the state and
+    /// the queue back when the queue is empty, at a shutdown, when the store fails (healing
+    /// runs from the writer's task) or when the store is due to be reopened. A panic while
+    /// applying counts as a failed write of the whole group (the store is then healed).
+    /// `None` only if the blocking task itself was lost.
     async fn commit_blocking(
         mut self,
-        requests: Vec<Request>,
-        replies: Vec<Reply>,
-        prunes: Vec<Prune>,
-    ) -> Option<Self> {
+        mut group: Collected,
+        mut rx: mpsc::Receiver<Job>,
+    ) -> Option<(Self, mpsc::Receiver<Job>, bool)> {
         let task = tokio::task::spawn_blocking(move || {
-            if !requests.is_empty() {
-                self.commit_group(&requests, replies);
-            }
-            for (now, reply) in prunes {
-                let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.prune_by_age(now)
-                }))
-                .unwrap_or_else(|_| Err(panicked()));
-                if let Err(e) = &next {
-                    tracing::error!(error = %e, "pruning old log entries failed");
-                    if e.is_store_failure() {
-                        self.enter_failing(e);
-                    }
+            loop {
+                let shutdown = group.shutdown;
+                self.commit_collected(group);
+                if shutdown || self.failing.is_some() || self.reopen_due(false) {
+                    return (self, rx, shutdown);
                 }
-                let _ = reply.send(next);
+                match rx.try_recv() {
+                    Ok(first) => group = collect(first, &mut rx),
+                    Err(_) => return (self, rx, false),
+                }
             }
-            self
         });
         match task.await {
             Ok(done) => Some(done),
@@ -469,6 +463,25 @@ impl State {
                 tracing::error!(error = %e, "store writer lost its state; no more writes");
                 None
             }
+        }
+    }
+
+    /// Commits one group's requests, answers their replies, and runs its prunes.
+    fn commit_collected(&mut self, group: Collected) {
+        if !group.requests.is_empty() {
+            self.commit_group(&group.requests, group.replies);
+        }
+        for (now, reply) in group.prunes {
+            let next =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prune_by_age(now)))
+                    .unwrap_or_else(|_| Err(panicked()));
+            if let Err(e) = &next {
+                tracing::error!(error = %e, "pruning old log entries failed");
+                if e.is_store_failure() {
+                    self.enter_failing(e);
+                }
+            }
+            let _ = reply.send(next);
         }
     }
 
