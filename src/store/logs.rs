@@ -4,9 +4,9 @@
 //!
 //! | key                                     | value                                          |
 //! |-----------------------------------------|------------------------------------------------|
-//! | `L` log id, chunk                       | the entry's summary (what a list shows) and its data when small (`packed.rs`) |
+//! | `L` log id, chunk                       | the entry's summary (what a list shows) and its data when small (`packed.rs`); for an input of one entry, its raw input too when that is small as stored |
 //! | `V` log id, chunk                       | the entry's data when larger, or what rebuilds it |
-//! | `B` raw id, chunk                       | the raw input, zstd-compressed; the raw id is its first entry's id |
+//! | `B` raw id, chunk                       | the raw input, zstd-compressed, when not in `L`; the raw id is its first entry's id |
 //! | `R` raw id, chunk                       | the raw input as received, when compressing it gains nothing |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
 //! | `I` integration `\0` log id             | received ms (u64 BE), outcome byte (`timeline`); before: received ms, raw id (u64 BE), outcome byte |
@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::{Outcome, put_chunks};
 use super::entry_data::{EmailSource, StoredData, data_bytes, stored_data};
-use super::packed::{self, Dictionary, Head};
+use super::entry_value::{self, Head, RawOwned, RawValue};
+use super::packed::{self, Dictionary};
 use super::writes::Writes;
 use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339_ms, u64_at, unix_ms};
 
@@ -114,6 +115,9 @@ pub(super) struct Stored {
     /// Where its raw input is, when not under the entry's own id.
     pub raw: Option<u64>,
     inline: Inline,
+    /// Its raw input, when the `L` value holds it (an input of one small entry): then there is
+    /// no `B` or `R` key for it.
+    raw_inline: Option<RawOwned>,
 }
 
 /// The data an `L` value holds.
@@ -243,12 +247,13 @@ impl SledStore {
     /// One log entry, with its data (an e-mail's rebuilt from its raw message).
     pub fn log(&self, id: u64) -> Result<Option<LogEntry>, Error> {
         let tree = self.tree()?;
-        let Some(stored) = stored(&tree, id)? else {
+        let Some(mut stored) = stored(&tree, id)? else {
             return Ok(None);
         };
         let mut raw = RawOf {
             tree: &tree,
             id: stored.raw.unwrap_or(id),
+            inline: stored.raw_inline.take(),
             bytes: None,
         };
         let (packed, email, data) = match stored.inline {
@@ -281,21 +286,28 @@ impl SledStore {
         let Some(stored) = stored(&tree, id)? else {
             return Ok(None);
         };
-        read_raw(&tree, stored.raw.unwrap_or(id))
+        match stored.raw_inline {
+            Some(raw) => raw.as_value().bytes().map(Some),
+            None => read_raw(&tree, stored.raw.unwrap_or(id)),
+        }
     }
 }
 
-/// A raw input, read when first needed.
+/// A raw input, read (or unpacked from the entry's `L` value) when first needed.
 struct RawOf<'t> {
     tree: &'t sled::Tree,
     id: u64,
+    inline: Option<RawOwned>,
     bytes: Option<Vec<u8>>,
 }
 
 impl RawOf<'_> {
     fn get(&mut self) -> Result<&[u8], Error> {
         if self.bytes.is_none() {
-            self.bytes = Some(read_raw(self.tree, self.id)?.unwrap_or_default());
+            self.bytes = Some(match &self.inline {
+                Some(raw) => raw.as_value().bytes()?,
+                None => read_raw(self.tree, self.id)?.unwrap_or_default(),
+            });
         }
         Ok(self.bytes.as_deref().unwrap_or_default())
     }
@@ -315,12 +327,13 @@ pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error
     let Some(bytes) = read_chunks(tree, LOG, id)? else {
         return Ok(None);
     };
-    if let Some(entry) = packed::split_entry(&bytes) {
-        let (head, data) = entry?;
+    if let Some(entry) = entry_value::split_entry_raw(&bytes) {
+        let (head, data, raw) = entry?;
         return Ok(Some(Stored {
             raw: head.raw,
             summary: head.into_summary(id),
             inline: Inline::Packed(data.to_vec()),
+            raw_inline: raw.map(RawOwned::from),
         }));
     }
     let old: OldSummary = serde_json::from_slice(&bytes).map_err(corrupt("log", id))?;
@@ -331,6 +344,7 @@ pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error
             data: old.data,
             email: old.email.map(Box::new),
         },
+        raw_inline: None,
     }))
 }
 
@@ -363,13 +377,16 @@ pub(super) enum Data<'d> {
     With(&'d Dictionary),
 }
 
-/// Adds one log entry to the batch.
+/// Adds one log entry to the batch. `raw_value`: its input's raw bytes as stored, when this
+/// entry is the input's only one ([`raw_goes_with`]); they go into its `L` value when its data
+/// does too, and under `B` or `R` otherwise.
 pub(super) fn put_log(
     writes: &mut Writes,
     at: Placed<'_>,
     log: &NewLog,
     outcome: Option<Outcome>,
     alert_id: Option<u64>,
+    raw_value: Option<RawValue<'_>>,
 ) -> Result<(), Error> {
     let Placed { id, raw, data } = at;
     let head = Head {
@@ -392,11 +409,26 @@ pub(super) fn put_log(
             &own[..]
         }
     };
-    if data.len() <= packed::INLINE_DATA {
-        put_chunks(writes, LOG, id, &packed::entry(&head, Some(data)));
-    } else {
-        put_chunks(writes, LOG, id, &packed::entry(&head, None));
-        put_chunks(writes, DATA, id, data);
+    match raw_value {
+        Some(r) if data.len() <= entry_value::INLINE_DATA => {
+            put_chunks(
+                writes,
+                LOG,
+                id,
+                &entry_value::entry_with_raw(&head, data, r),
+            );
+        }
+        raw_value => {
+            if let Some(r) = raw_value {
+                put_stored_raw(writes, id, r);
+            }
+            if data.len() <= entry_value::INLINE_DATA {
+                put_chunks(writes, LOG, id, &entry_value::entry(&head, Some(data)));
+            } else {
+                put_chunks(writes, LOG, id, &entry_value::entry(&head, None));
+                put_chunks(writes, DATA, id, data);
+            }
+        }
     }
     // No raw id: the head has it (nothing reads it from here), and every byte of a value is
     // written about ten times over.
@@ -407,15 +439,12 @@ pub(super) fn put_log(
     Ok(())
 }
 
-/// Stores one input's raw bytes under `raw`, shared by `entries` log entries; `stored` is
-/// what [`packed::compress_raw`] made of them, when it was done already.
-pub(super) fn put_raw(
-    writes: &mut Writes,
-    raw: u64,
+/// One input's raw bytes as stored: what [`packed::compress_raw`] made of them (`stored`, when
+/// it was done already), or the bytes themselves when compressing gains nothing.
+pub(super) fn stored_raw(
     bytes: &[u8],
     stored: Option<&Option<Vec<u8>>>,
-    entries: u64,
-) -> Result<(), Error> {
+) -> Result<RawOwned, Error> {
     let own;
     let stored = match stored {
         Some(s) => s,
@@ -424,14 +453,31 @@ pub(super) fn put_raw(
             &own
         }
     };
-    match stored {
-        Some(packed) => put_chunks(writes, PACKED_RAW, raw, packed),
-        None => put_chunks(writes, RAW, raw, bytes),
-    }
+    Ok(match stored {
+        Some(p) => RawOwned::Packed(p.clone()),
+        None => RawOwned::Plain(bytes.to_vec()),
+    })
+}
+
+/// Whether an input's raw bytes as stored go with its entry, into the entry's `L` value, rather
+/// than under a key of their own: when the input has one entry and they are small.
+pub(super) fn raw_goes_with(entries: u64, raw: &RawOwned) -> bool {
+    entries == 1 && raw.as_value().len() <= entry_value::INLINE_RAW
+}
+
+/// Stores one input's raw bytes (as stored) under `raw`, shared by `entries` log entries.
+pub(super) fn put_raw(writes: &mut Writes, raw: u64, stored: RawValue<'_>, entries: u64) {
+    put_stored_raw(writes, raw, stored);
     if entries > 1 {
         writes.insert(refs_key(raw).to_vec(), entries.to_be_bytes().to_vec());
     }
-    Ok(())
+}
+
+fn put_stored_raw(writes: &mut Writes, raw: u64, stored: RawValue<'_>) {
+    match stored {
+        RawValue::Packed(p) => put_chunks(writes, PACKED_RAW, raw, p),
+        RawValue::Plain(b) => put_chunks(writes, RAW, raw, b),
+    }
 }
 
 /// Removes log entries within one batch, and each raw input once its last entry is gone.
@@ -463,12 +509,17 @@ impl<'t> Removal<'t> {
         let data_inline = stored
             .as_ref()
             .is_some_and(|s| matches!(&s.inline, Inline::Packed(d) if !d.is_empty()));
+        // A raw input in the `L` value leaves with it.
+        let raw_inline = stored.as_ref().is_some_and(|s| s.raw_inline.is_some());
         let alert = stored.and_then(|s| s.summary.alert_id?.parse().ok());
         super::timeline::unindex_log(writes, alert, entry.id);
         writes.remove(index_key(integration, entry.id));
         remove_chunks(self.tree, writes, LOG, entry.id)?;
         if !data_inline {
             remove_chunks(self.tree, writes, DATA, entry.id)?;
+        }
+        if raw_inline {
+            return Ok(());
         }
         let left = match self.refs.get(&raw) {
             Some(&n) => n,

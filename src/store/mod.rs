@@ -19,6 +19,7 @@ mod apply;
 mod compact;
 mod engine;
 mod entry_data;
+mod entry_value;
 mod fold;
 mod heal;
 mod jobs;

@@ -1,7 +1,7 @@
-//! How log entries are packed into sled values, and back: raw inputs zstd-compressed, an
+//! How log entries are packed into sled values, and back: raw inputs zstd-compressed, and an
 //! entry's data compressed with its raw input as the dictionary (the data is mostly that input
-//! again: an Alertmanager alert is a piece of its notification), and one `L` value holding the
-//! summary and, when small, the data. Bytes in, bytes out; no sled, no I/O.
+//! again: an Alertmanager alert is a piece of its notification). The `L` value that holds them
+//! is laid out in `entry_value.rs`. Bytes in, bytes out; no sled, no I/O.
 //!
 //! Why zstd (the `zstd` crate, bindings to the reference library): it is fast enough to sit on
 //! the intake path ([`prepack`], or the writer's for a large input; for a 2 KB e-mail, about
@@ -10,13 +10,9 @@
 //! of a notification 20-50x, and is the one common codec whose dictionaries take raw content,
 //! which is what makes an entry's data cost a few dozen bytes beside its raw input.
 
-use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::io::Read;
 
 use super::Error;
-use super::alerts::Outcome;
-use super::logs::Source;
 
 /// Fast: it runs on the intake path (and for large inputs on the writer's thread), and higher
 /// levels gain little on JSON (a 1,000-alert notification: 9.1 KB at level 1, 9.9 KB at 3).
@@ -27,14 +23,6 @@ const DATA_LEVEL: i32 = 3;
 /// The first bytes of a zstd dictionary: a raw input that starts with them is not used as one
 /// (zstd would read it as a trained dictionary rather than as raw content).
 const DICTIONARY_MAGIC: [u8; 4] = 0xEC30_A437_u32.to_le_bytes();
-/// An `L` value of this layout starts with this byte: its head is binary ([`BinaryHead`]).
-/// Older ones start with [`FORMAT_JSON_HEAD`], or are JSON, starting with `{`.
-const FORMAT: u8 = 2;
-/// An `L` value of the first packed layout: the head's length (u32 LE), the head as JSON.
-const FORMAT_JSON_HEAD: u8 = 1;
-/// Packed data up to this size stays in the `L` value; larger data goes under `V`, so that a
-/// list page (which reads `L` only) never reads much more than summaries.
-pub(super) const INLINE_DATA: usize = 2048;
 
 /// Packed data: a tag byte, then the bytes. Data stored before packing is plain JSON, whose
 /// first byte (`{`) is none of these tags.
@@ -230,62 +218,6 @@ pub(super) fn unpack<'r>(
     }
 }
 
-/// A log entry's summary as packed: short names, no nulls, and no id (it is the key's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Head {
-    #[serde(rename = "i")]
-    pub integration: String,
-    #[serde(rename = "t")]
-    pub received_ms: u64,
-    #[serde(rename = "s")]
-    pub source: Source,
-    #[serde(rename = "a")]
-    pub remote_addr: String,
-    #[serde(rename = "n")]
-    pub size: u64,
-    #[serde(rename = "m", default, skip_serializing_if = "String::is_empty")]
-    pub summary: String,
-    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Outcome>,
-    #[serde(rename = "A", default, skip_serializing_if = "Option::is_none")]
-    pub alert_id: Option<u64>,
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The id the raw input is stored under, when not the entry's own.
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<u64>,
-}
-
-/// A [`Head`] as an `L` value holds it: postcard (integers as varints, strings and options
-/// length- or flag-prefixed, no field names), the enums as their `I`-value bytes. A head in
-/// JSON was 94 bytes for a typical e-mail entry, this one is 35; and as sled writes each byte
-/// of a value about ten times over (deltas, page rewrites, splits, segment cleaning), every
-/// byte kept out of a value per input is about ten bytes less written.
-#[derive(Serialize, Deserialize)]
-struct BinaryHead<'a> {
-    received_ms: u64,
-    source: u8,
-    outcome: u8,
-    size: u64,
-    alert_id: Option<u64>,
-    raw: Option<u64>,
-    #[serde(borrow)]
-    integration: Cow<'a, str>,
-    #[serde(borrow)]
-    remote_addr: Cow<'a, str>,
-    #[serde(borrow)]
-    summary: Cow<'a, str>,
-    #[serde(borrow)]
-    error: Option<Cow<'a, str>>,
-}
-
-fn source_byte(source: Source) -> u8 {
-    match source {
-        Source::Smtp => 0,
-        Source::Http => 1,
-    }
-}
-
 /// A value that does not decode as `what`.
 pub(super) fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
     codec(what)(std::io::Error::new(
@@ -294,73 +226,9 @@ pub(super) fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
     ))
 }
 
-fn corrupt_head(e: impl std::fmt::Display) -> Error {
-    invalid("a log entry's head", e)
-}
-
-/// An `L` value: the format byte, the head ([`BinaryHead`]), then the packed data, or nothing
-/// when the data is under `V`.
-pub(super) fn entry(head: &Head, data: Option<&[u8]>) -> Vec<u8> {
-    let binary = BinaryHead {
-        received_ms: head.received_ms,
-        source: source_byte(head.source),
-        outcome: super::timeline::outcome_byte(head.outcome),
-        size: head.size,
-        alert_id: head.alert_id,
-        raw: head.raw,
-        integration: Cow::Borrowed(&head.integration),
-        remote_addr: Cow::Borrowed(&head.remote_addr),
-        summary: Cow::Borrowed(&head.summary),
-        error: head.error.as_deref().map(Cow::Borrowed),
-    };
-    let data = data.unwrap_or_default();
-    let mut out = vec![FORMAT];
-    // Plain integers and strings into a vector: serializing cannot fail.
-    out = postcard::to_extend(&binary, out).unwrap_or_else(|_| vec![FORMAT]);
-    out.extend_from_slice(data);
-    out
-}
-
-/// A stored `L` value: packed (its head, and its inline data, empty when under `V`), or
-/// `None` for the JSON of entries written before packing.
-pub(super) fn split_entry(value: &[u8]) -> Option<Result<(Head, &[u8]), Error>> {
-    let (&format, rest) = value.split_first()?;
-    Some(match format {
-        FORMAT => postcard::take_from_bytes::<BinaryHead>(rest)
-            .map_err(corrupt_head)
-            .and_then(|(h, data)| {
-                let source = match h.source {
-                    0 => Source::Smtp,
-                    1 => Source::Http,
-                    n => return Err(corrupt_head(format!("source {n}"))),
-                };
-                let head = Head {
-                    integration: h.integration.into_owned(),
-                    received_ms: h.received_ms,
-                    source,
-                    remote_addr: h.remote_addr.into_owned(),
-                    size: h.size,
-                    summary: h.summary.into_owned(),
-                    outcome: super::timeline::byte_outcome(h.outcome),
-                    alert_id: h.alert_id,
-                    error: h.error.map(Cow::into_owned),
-                    raw: h.raw,
-                };
-                Ok((head, data))
-            }),
-        FORMAT_JSON_HEAD => {
-            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let head = rest.get(4..4 + len)?;
-            serde_json::from_slice(head)
-                .map(|h| (h, &rest[4 + len..]))
-                .map_err(corrupt_head)
-        }
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::logs::Source;
     use super::*;
 
     #[test]
@@ -470,53 +338,5 @@ mod tests {
         assert!(prepack(&[log(&a, 1), log(&b, 2), log(&a, 3)]).is_empty());
         let large: std::sync::Arc<[u8]> = vec![b'x'; PREPACK_UP_TO + 1].into();
         assert!(prepack(&[log(&a, 1), log(&large, 2)]).is_empty());
-    }
-
-    #[test]
-    fn an_entry_splits_into_its_head_and_data_and_old_json_does_not() {
-        let head = Head {
-            integration: "am".into(),
-            received_ms: 1,
-            source: Source::Http,
-            remote_addr: "127.0.0.1:1".into(),
-            size: 10,
-            summary: String::new(),
-            outcome: None,
-            alert_id: Some(7),
-            error: None,
-            raw: None,
-        };
-        let value = entry(&head, Some(b"\x03{}"));
-        let (h, d) = split_entry(&value).unwrap().unwrap();
-        assert_eq!(h, head);
-        assert_eq!(d, b"\x03{}");
-        assert_eq!(split_entry(&entry(&head, None)).unwrap().unwrap().1, b"");
-        // Every field set, and a head of the first packed layout (JSON), still read.
-        let full = Head {
-            summary: "disk full on web-1".into(),
-            outcome: Some(Outcome::Aggregated),
-            error: Some("no rule".into()),
-            raw: Some(3),
-            source: Source::Smtp,
-            ..head.clone()
-        };
-        let value = entry(&full, Some(b"x"));
-        let (h, d) = split_entry(&value).unwrap().unwrap();
-        assert_eq!((h, d), (full.clone(), &b"x"[..]));
-        let json = serde_json::to_vec(&full).unwrap();
-        let mut first = vec![FORMAT_JSON_HEAD];
-        first.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        first.extend_from_slice(&json);
-        first.extend_from_slice(b"x");
-        let (h, d) = split_entry(&first).unwrap().unwrap();
-        assert_eq!((h, d), (full, &b"x"[..]));
-        // Binary, less than half the JSON head's size.
-        let binary = entry(&head, None).len();
-        assert!(
-            binary * 2 < serde_json::to_vec(&head).unwrap().len(),
-            "{binary} bytes"
-        );
-        assert!(split_entry(b"{\"id\":\"1\"}").is_none());
-        assert!(split_entry(&[FORMAT, 0xff]).unwrap().is_err());
     }
 }

@@ -57,10 +57,55 @@ fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
     }
 }
 
-/// Chunks of raw input in the tree, compressed or not.
+/// Chunks of raw input in the tree, compressed or not, and `L` values that hold one.
 fn raw_chunks(store: &Store) -> usize {
     let tree = store.tree().unwrap();
-    tree.scan_prefix([RAW]).count() + tree.scan_prefix([PACKED_RAW]).count()
+    tree.scan_prefix([RAW]).count() + tree.scan_prefix([PACKED_RAW]).count() + raw_in_entries(store)
+}
+
+/// `L` values that hold their input's raw bytes.
+fn raw_in_entries(store: &Store) -> usize {
+    let tree = store.tree().unwrap();
+    tree.scan_prefix([LOG])
+        .values()
+        .filter(|v| {
+            let v = v.as_ref().unwrap();
+            matches!(
+                super::entry_value::split_entry_raw(v),
+                Some(Ok((_, _, Some(_))))
+            )
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_small_input_of_one_entry_keeps_its_raw_input_in_the_entrys_value() {
+    let (_dir, store, writer, handle) = start(10);
+    let keys = |kind: u8| store.tree().unwrap().scan_prefix([kind]).count();
+    // Compressed (2 KB of repeated text), as received (too short to compress), and one whose
+    // compressed form is over the limit (bytes that do not compress): that one keeps its key.
+    let text: Arc<[u8]> = "disk full on web-1\n".repeat(100).into_bytes().into();
+    let tiny: Arc<[u8]> = b"{}".to_vec().into();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let noise: Arc<[u8]> = (0..2_000).map(|_| rng.u8(..)).collect();
+    let mut ids = Vec::new();
+    for raw in [&text, &tiny] {
+        ids.push(handle.commit(vec![entry(raw, None)]).await.unwrap()[0].log_id);
+    }
+    assert_eq!((keys(PACKED_RAW), keys(RAW)), (0, 0));
+    assert_eq!(raw_in_entries(&store), 2);
+    assert_eq!(store.raw(ids[0]).unwrap().unwrap(), text[..]);
+    assert_eq!(store.raw(ids[1]).unwrap().unwrap(), tiny[..]);
+    assert!(store.log(ids[0]).unwrap().is_some());
+    let big = handle.commit(vec![entry(&noise, None)]).await.unwrap()[0].log_id;
+    assert_eq!(
+        keys(RAW),
+        1,
+        "2,000 bytes that do not compress: a key of their own"
+    );
+    assert_eq!(raw_in_entries(&store), 2);
+    assert_eq!(store.raw(big).unwrap().unwrap(), noise[..]);
+    writer.join().await;
 }
 
 #[tokio::test]

@@ -60,6 +60,9 @@ pub(super) struct Txn<'a> {
     /// Raw inputs put in this group whose entries are not all put yet, with what their
     /// entries' data is compressed with (`packed.rs`).
     dictionaries: Vec<Shared>,
+    /// The raw input (as stored) that goes into its one entry's `L` value, until that entry
+    /// is put: its id, which is the entry's.
+    raw_with_entry: Option<(u64, super::entry_value::RawOwned)>,
 }
 
 /// A raw input some log entries still to come share: its id, its dictionary, how many left.
@@ -83,6 +86,7 @@ impl<'a> Txn<'a> {
             descriptions: HashMap::new(),
             folding: None,
             dictionaries: Vec::new(),
+            raw_with_entry: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl<'a> Txn<'a> {
         self.earliest_deadline = at.earliest_deadline;
         // Only the request rolled back can have entries still to put.
         self.dictionaries.clear();
+        self.raw_with_entry = None;
     }
 
     fn read(&self, id: u64) -> Result<Option<Record>, Error> {
@@ -313,8 +318,12 @@ impl Engine for Txn<'_> {
         entries: u64,
         packed: Option<&Prepacked>,
     ) -> Result<(), Error> {
-        let stored = packed.and_then(|p| p.raw.as_ref());
-        logs::put_raw(&mut self.batch, raw, bytes, stored, entries)?;
+        let stored = logs::stored_raw(bytes, packed.and_then(|p| p.raw.as_ref()))?;
+        if logs::raw_goes_with(entries, &stored) {
+            self.raw_with_entry = Some((raw, stored));
+        } else {
+            logs::put_raw(&mut self.batch, raw, stored.as_value(), entries);
+        }
         // Entries packed by their submitter need no dictionary here.
         if packed.is_none() {
             self.dictionaries.push(Shared {
@@ -349,7 +358,9 @@ impl Engine for Txn<'_> {
             }
         };
         let placed = logs::Placed { id, raw, data };
-        logs::put_log(&mut self.batch, placed, log, outcome, alert)?;
+        let raw_value = self.raw_with_entry.take_if(|(r, _)| *r == id);
+        let raw_value = raw_value.as_ref().map(|(_, r)| r.as_value());
+        logs::put_log(&mut self.batch, placed, log, outcome, alert, raw_value)?;
         if let Some(at) = at {
             self.dictionaries[at].left = self.dictionaries[at].left.saturating_sub(1);
             if self.dictionaries[at].left == 0 {
