@@ -391,15 +391,21 @@ pub(super) fn sync_files(db: &sled::Db, file: &File, path: &std::path::Path) -> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn appends_read_back_the_same_written_directly_or_through_the_page_cache() {
+    /// A journal opened on a fresh sled store in a temporary directory.
+    fn opened() -> (tempfile::TempDir, sled::Db, Arc<File>, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new()
             .path(dir.path().join("s"))
             .open()
             .unwrap();
         let data = Arc::new(File::open(dir.path().join("s/db")).unwrap());
-        let mut journal = Journal::open(dir.path(), &db, &db, &data).unwrap();
+        let journal = Journal::open(dir.path(), &db, &db, &data).unwrap();
+        (dir, db, data, journal)
+    }
+
+    #[test]
+    fn appends_read_back_the_same_written_directly_or_through_the_page_cache() {
+        let (dir, _db, _data, mut journal) = opened();
         // A temporary directory's filesystem (ext4, tmpfs) takes direct writes.
         assert!(journal.direct.iter().all(Option::is_some));
         let payloads = [vec![1u8; 10], vec![2u8; 5000], vec![3u8; 4096 - HEADER]];
@@ -416,13 +422,7 @@ mod tests {
 
     #[test]
     fn torn_or_stale_records_end_the_run_and_replay_restores_the_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("s"))
-            .open()
-            .unwrap();
-        let data = Arc::new(File::open(dir.path().join("s/db")).unwrap());
-        let mut journal = Journal::open(dir.path(), &db, &db, &data).unwrap();
+        let (dir, db, data, mut journal) = opened();
         assert_eq!(journal.next_seq(), 1);
         let mut w = Writes::default();
         w.insert(&b"a"[..], &b"1"[..]);
