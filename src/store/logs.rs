@@ -439,30 +439,19 @@ pub(super) fn put_log(
     Ok(())
 }
 
-/// One input's raw bytes as stored: what [`packed::compress_raw`] made of them (`stored`, when
-/// it was done already), or the bytes themselves when compressing gains nothing.
-pub(super) fn stored_raw(
-    bytes: &[u8],
-    stored: Option<&Option<Vec<u8>>>,
-) -> Result<RawOwned, Error> {
-    let own;
-    let stored = match stored {
-        Some(s) => s,
-        None => {
-            own = packed::compress_raw(bytes)?;
-            &own
-        }
-    };
-    Ok(match stored {
-        Some(p) => RawOwned::Packed(p.clone()),
-        None => RawOwned::Plain(bytes.to_vec()),
-    })
+/// One input's raw bytes as stored: `compressed`, what [`packed::compress_raw`] made of them,
+/// or the bytes themselves when compressing gains nothing.
+pub(super) fn stored_raw<'a>(bytes: &'a [u8], compressed: &'a Option<Vec<u8>>) -> RawValue<'a> {
+    match compressed {
+        Some(p) => RawValue::Packed(p),
+        None => RawValue::Plain(bytes),
+    }
 }
 
 /// Whether an input's raw bytes as stored go with its entry, into the entry's `L` value, rather
 /// than under a key of their own: when the input has one entry and they are small.
-pub(super) fn raw_goes_with(entries: u64, raw: &RawOwned) -> bool {
-    entries == 1 && raw.as_value().len() <= entry_value::INLINE_RAW
+pub(super) fn raw_goes_with(entries: u64, raw: RawValue<'_>) -> bool {
+    entries == 1 && raw.len() <= entry_value::INLINE_RAW
 }
 
 /// Stores one input's raw bytes (as stored) under `raw`, shared by `entries` log entries.

@@ -318,11 +318,19 @@ impl Engine for Txn<'_> {
         entries: u64,
         packed: Option<&Prepacked>,
     ) -> Result<(), Error> {
-        let stored = logs::stored_raw(bytes, packed.and_then(|p| p.raw.as_ref()))?;
-        if logs::raw_goes_with(entries, &stored) {
-            self.raw_with_entry = Some((raw, stored));
+        let compressed;
+        let compressed = match packed.and_then(|p| p.raw.as_ref()) {
+            Some(c) => c,
+            None => {
+                compressed = super::packed::compress_raw(bytes)?;
+                &compressed
+            }
+        };
+        let stored = logs::stored_raw(bytes, compressed);
+        if logs::raw_goes_with(entries, stored) {
+            self.raw_with_entry = Some((raw, stored.into()));
         } else {
-            logs::put_raw(&mut self.batch, raw, stored.as_value(), entries);
+            logs::put_raw(&mut self.batch, raw, stored, entries);
         }
         // Entries packed by their submitter need no dictionary here.
         if packed.is_none() {
