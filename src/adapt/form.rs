@@ -47,15 +47,17 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Value, DecodeEr
 /// body wins, as in Rails). `token` is left out: it is the integration's secret, not data.
 /// A body that is not an object is returned unchanged.
 pub fn with_query(body: Value, query: Option<&str>) -> Value {
-    let (Value::Object(mut object), Some(query)) = (body.clone(), query) else {
-        return body;
-    };
-    for (key, value) in parse(query.as_bytes()) {
-        if key != "token" && !object.contains_key(&key) {
-            object.insert(key, value);
+    match (body, query) {
+        (Value::Object(mut object), Some(query)) => {
+            for (key, value) in parse(query.as_bytes()) {
+                if key != "token" && !object.contains_key(&key) {
+                    object.insert(key, value);
+                }
+            }
+            Value::Object(object)
         }
+        (body, _) => body,
     }
-    Value::Object(object)
 }
 
 /// `a=1&b[]=2&c[d]=3` -> `{"a":"1","b":["2"],"c":{"d":"3"}}`.
