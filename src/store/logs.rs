@@ -324,20 +324,41 @@ fn read_raw(tree: &sled::Tree, raw: u64) -> Result<Option<Vec<u8>>, Error> {
 /// Log entry `id` as its `L` value holds it: the summary, where the raw input is, and the data
 /// when it is there.
 pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error> {
-    let Some(bytes) = read_chunks(tree, LOG, id)? else {
-        return Ok(None);
-    };
-    if let Some(entry) = entry_value::split_entry_raw(&bytes) {
+    match read_chunks(tree, LOG, id)? {
+        Some(bytes) => decode_stored(&bytes, id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Entry `id` as [`stored`] reads it, and the keys of its `L` chunks, in one scan: what count
+/// retention reads of an entry it removes.
+fn stored_and_keys(tree: &sled::Tree, id: u64) -> Result<(Option<Stored>, Vec<sled::IVec>), Error> {
+    let mut bytes = Vec::new();
+    let mut keys = Vec::new();
+    for kv in tree.scan_prefix(chunk_prefix(LOG, id)) {
+        let (k, v) = kv?;
+        bytes.extend_from_slice(&v);
+        keys.push(k);
+    }
+    if keys.is_empty() {
+        return Ok((None, keys));
+    }
+    Ok((Some(decode_stored(&bytes, id)?), keys))
+}
+
+/// An `L` value, its chunks put together.
+fn decode_stored(bytes: &[u8], id: u64) -> Result<Stored, Error> {
+    if let Some(entry) = entry_value::split_entry_raw(bytes) {
         let (head, data, raw) = entry?;
-        return Ok(Some(Stored {
+        return Ok(Stored {
             raw: head.raw,
             summary: head.into_summary(id),
             inline: Inline::Packed(data.to_vec()),
             raw_inline: raw.map(RawOwned::from),
-        }));
+        });
     }
-    let old: OldSummary = serde_json::from_slice(&bytes).map_err(corrupt("log", id))?;
-    Ok(Some(Stored {
+    let old: OldSummary = serde_json::from_slice(bytes).map_err(corrupt("log", id))?;
+    Ok(Stored {
         summary: old.summary,
         raw: old.raw,
         inline: Inline::Old {
@@ -345,7 +366,7 @@ pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error
             email: old.email.map(Box::new),
         },
         raw_inline: None,
-    }))
+    })
 }
 
 /// The subject or title of an input's data, on one line and cut short, for lists.
@@ -491,8 +512,8 @@ impl<'t> Removal<'t> {
         entry: Indexed,
     ) -> Result<(), Error> {
         // The summary says where the raw input is, and on which alert's timeline the entry is
-        // (read once for both).
-        let stored = stored(self.tree, entry.id)?;
+        // (read once for both, with the keys it is under).
+        let (stored, keys) = stored_and_keys(self.tree, entry.id)?;
         let raw = stored.as_ref().and_then(|s| s.raw).unwrap_or(entry.id);
         // Packed data in the `L` value means there is none under `V` (older or larger may be).
         let data_inline = stored
@@ -503,7 +524,9 @@ impl<'t> Removal<'t> {
         let alert = stored.and_then(|s| s.summary.alert_id?.parse().ok());
         super::timeline::unindex_log(writes, alert, entry.id);
         writes.remove(index_key(integration, entry.id));
-        remove_chunks(self.tree, writes, LOG, entry.id)?;
+        for key in keys {
+            writes.remove(key.to_vec());
+        }
         if !data_inline {
             remove_chunks(self.tree, writes, DATA, entry.id)?;
         }
