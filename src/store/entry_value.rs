@@ -101,7 +101,7 @@ pub(super) fn entry(head: &Head, data: Option<&[u8]>) -> Vec<u8> {
 pub(super) enum RawValue<'a> {
     /// zstd-compressed ([`compress_raw`]).
     Packed(&'a [u8]),
-    /// As received, when compressing it gains nothing.
+    /// As received: small, or compressing it gains nothing ([`compress_raw`]).
     Plain(&'a [u8]),
 }
 

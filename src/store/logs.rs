@@ -7,7 +7,7 @@
 //! | `L` log id, chunk                       | the entry's summary (what a list shows) and its data when small (`packed.rs`); for an input of one entry, its raw input too when that is small as stored |
 //! | `V` log id, chunk                       | the entry's data when larger, or what rebuilds it |
 //! | `B` raw id, chunk                       | the raw input, zstd-compressed, when not in `L`; the raw id is its first entry's id |
-//! | `R` raw id, chunk                       | the raw input as received, when compressing it gains nothing |
+//! | `R` raw id, chunk                       | the raw input as received, when small or compressing it gains nothing |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
 //! | `I` integration `\0` log id             | received ms (u64 BE), outcome byte (`timeline`); before: received ms, raw id (u64 BE), outcome byte |
 //!
@@ -461,7 +461,7 @@ pub(super) fn put_log(
 }
 
 /// One input's raw bytes as stored: `compressed`, what [`packed::compress_raw`] made of them,
-/// or the bytes themselves when compressing gains nothing.
+/// or the bytes themselves when they are small or compressing gains nothing.
 pub(super) fn stored_raw<'a>(bytes: &'a [u8], compressed: &'a Option<Vec<u8>>) -> RawValue<'a> {
     match compressed {
         Some(p) => RawValue::Packed(p),
