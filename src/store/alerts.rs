@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::view::Read;
 use super::writes::Writes;
 use super::{CHUNK, Error, chunk_key, chunk_prefix, rfc3339_ms, u64_at};
 use crate::domain::Urgency;
@@ -237,7 +238,7 @@ pub(super) fn put_description(batch: &mut Writes, record: &mut Record, descripti
 }
 
 /// An alert's description, from its record or from `D`.
-pub(super) fn description(tree: &sled::Tree, record: &Record) -> Result<String, Error> {
+pub(super) fn description(tree: &impl Read, record: &Record) -> Result<String, Error> {
     if let Some(d) = &record.description {
         return Ok(d.clone());
     }
@@ -353,7 +354,7 @@ pub(super) fn deadline_key(ms: u64, id: u64) -> [u8; 17] {
     k
 }
 
-pub(super) fn read_record(tree: &sled::Tree, id: u64) -> Result<Option<Record>, Error> {
+pub(super) fn read_record(tree: &impl Read, id: u64) -> Result<Option<Record>, Error> {
     match tree.get(alert_key(id))? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
@@ -366,7 +367,7 @@ pub(super) fn read_record(tree: &sled::Tree, id: u64) -> Result<Option<Record>, 
 }
 
 /// The earliest auto-resolve deadline in the tree after the first `skip`, if any.
-pub(super) fn next_deadline(tree: &sled::Tree, skip: usize) -> Result<Option<u64>, Error> {
+pub(super) fn next_deadline(tree: &impl Read, skip: usize) -> Result<Option<u64>, Error> {
     match tree.scan_prefix([DEADLINE]).keys().nth(skip) {
         Some(k) => Ok(Some(u64_at(&k?[1..9]))),
         None => Ok(None),

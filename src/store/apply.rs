@@ -16,8 +16,9 @@ use super::packed::Prepacked;
 use super::rules::Rules;
 use super::timeline::Note;
 use super::txn::Txn;
+use super::view::{Overlay, View};
 use super::writer::{Applied, DeliveryOutcome, Receipt, State, WriterHandle};
-use super::{Error, NewLog, unix_ms};
+use super::{Error, Handles, NewLog, unix_ms};
 use crate::config::Config;
 use crate::metrics::{Actor, AlertChange};
 
@@ -42,16 +43,22 @@ impl State {
     /// is applied from a savepoint: one that fails is rolled back and answered with its own
     /// error, and the rest of the group goes on. A group that cannot be applied as a whole
     /// (the store fails) comes back with `failed` set and nothing of it in the tree.
-    pub(super) fn apply_group(&mut self, requests: &[Request]) -> Applied {
+    ///
+    /// `last`: the writes of the group before, when sled does not hold them yet (the writer
+    /// writes them while this group's record is made durable); the group reads the tree with
+    /// them laid over it.
+    pub(super) fn apply_group(
+        &mut self,
+        handles: &Handles,
+        last: Option<&Overlay>,
+        requests: &[Request],
+    ) -> Applied {
         let started = std::time::Instant::now();
-        let handles = match self.store.handles() {
-            Ok(h) => h,
-            Err(e) => return Applied::failed(started, e),
+        let view = View {
+            tree: &handles.tree,
+            overlay: last,
         };
-        let mut group = Group::new(
-            Txn::new(&handles.tree, &handles.db),
-            unix_ms(crate::clock::now()),
-        );
+        let mut group = Group::new(Txn::new(view, &handles.db), unix_ms(crate::clock::now()));
         let config = self
             .outbox
             .as_ref()
@@ -89,7 +96,7 @@ impl State {
             if let (Some(config), Some(events)) = (&config, txn.events.take()) {
                 queued.extend(enqueue(&mut txn, config, events, now)?);
             }
-            let removed = self.prune_by_count(&handles.tree, &mut txn.batch, &added)?;
+            let removed = self.prune_by_count(&view, &mut txn.batch, &added)?;
             if self.fault.load(Ordering::SeqCst) {
                 return Err(Error::Injected);
             }

@@ -304,6 +304,11 @@ impl Journal {
         Ok(())
     }
 
+    /// Past [`SWITCH`] bytes: [`Journal::retire_if_full`] would move appends to the other file.
+    pub(super) fn wants_retire(&self) -> bool {
+        self.offset >= SWITCH
+    }
+
     /// Called once sled holds every record appended so far: past [`SWITCH`] bytes, appends
     /// move to the other file and a checkpoint of `db` (whose data file is `data_file`) starts
     /// for the file left behind.

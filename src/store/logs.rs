@@ -27,6 +27,7 @@ use super::alerts::{Outcome, put_chunks};
 use super::entry_data::{EmailSource, StoredData, data_bytes, stored_data};
 use super::entry_value::{self, Head, RawOwned, RawValue};
 use super::packed::{self, Dictionary};
+use super::view::Read;
 use super::writes::Writes;
 use super::{Error, Page, SledStore, chunk_prefix, read_chunks, rfc3339_ms, u64_at, unix_ms};
 
@@ -181,10 +182,10 @@ pub(super) struct Indexed {
 }
 
 /// Ids of one integration's log entries, oldest first, with their received time.
-pub(super) fn index(
-    tree: &sled::Tree,
+pub(super) fn index<R: Read>(
+    tree: &R,
     integration: &str,
-) -> impl DoubleEndedIterator<Item = Result<Indexed, Error>> + use<> {
+) -> impl DoubleEndedIterator<Item = Result<Indexed, Error>> + use<R> {
     let plen = index_prefix(integration).len();
     tree.scan_prefix(index_prefix(integration)).map(move |kv| {
         let (k, v) = kv?;
@@ -314,7 +315,7 @@ impl RawOf<'_> {
 }
 
 /// The raw input stored under `raw`, as received.
-fn read_raw(tree: &sled::Tree, raw: u64) -> Result<Option<Vec<u8>>, Error> {
+fn read_raw(tree: &impl Read, raw: u64) -> Result<Option<Vec<u8>>, Error> {
     match read_chunks(tree, PACKED_RAW, raw)? {
         Some(bytes) => packed::decompress_raw(&bytes).map(Some),
         None => read_chunks(tree, RAW, raw),
@@ -323,7 +324,7 @@ fn read_raw(tree: &sled::Tree, raw: u64) -> Result<Option<Vec<u8>>, Error> {
 
 /// Log entry `id` as its `L` value holds it: the summary, where the raw input is, and the data
 /// when it is there.
-pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error> {
+pub(super) fn stored(tree: &impl Read, id: u64) -> Result<Option<Stored>, Error> {
     match read_chunks(tree, LOG, id)? {
         Some(bytes) => decode_stored(&bytes, id).map(Some),
         None => Ok(None),
@@ -332,7 +333,7 @@ pub(super) fn stored(tree: &sled::Tree, id: u64) -> Result<Option<Stored>, Error
 
 /// Entry `id` as [`stored`] reads it, and the keys of its `L` chunks, in one scan: what count
 /// retention reads of an entry it removes.
-fn stored_and_keys(tree: &sled::Tree, id: u64) -> Result<(Option<Stored>, Vec<sled::IVec>), Error> {
+fn stored_and_keys(tree: &impl Read, id: u64) -> Result<(Option<Stored>, Vec<sled::IVec>), Error> {
     let mut bytes = Vec::new();
     let mut keys = Vec::new();
     for kv in tree.scan_prefix(chunk_prefix(LOG, id)) {
@@ -491,14 +492,14 @@ fn put_stored_raw(writes: &mut Writes, raw: u64, stored: RawValue<'_>) {
 }
 
 /// Removes log entries within one batch, and each raw input once its last entry is gone.
-pub(super) struct Removal<'t> {
-    tree: &'t sled::Tree,
+pub(super) struct Removal<'t, R> {
+    tree: &'t R,
     /// Entries left per raw input, as this batch leaves them.
     refs: HashMap<u64, u64>,
 }
 
-impl<'t> Removal<'t> {
-    pub fn new(tree: &'t sled::Tree) -> Self {
+impl<'t, R: Read> Removal<'t, R> {
+    pub fn new(tree: &'t R) -> Self {
         Self {
             tree,
             refs: HashMap::new(),
@@ -557,7 +558,7 @@ impl<'t> Removal<'t> {
 
 /// Removes every chunk of `kind` `id` that is in the tree; how many there were.
 pub(super) fn remove_chunks(
-    tree: &sled::Tree,
+    tree: &impl Read,
     writes: &mut Writes,
     kind: u8,
     id: u64,

@@ -16,6 +16,7 @@
 mod alerts;
 mod answer;
 mod apply;
+mod commit;
 mod compact;
 mod engine;
 mod entry_data;
@@ -38,6 +39,7 @@ mod silences;
 mod tests;
 mod timeline;
 mod txn;
+mod view;
 mod views;
 mod writer;
 mod writes;
@@ -273,7 +275,7 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
     })
 }
 
-fn read_chunks(tree: &sled::Tree, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
+fn read_chunks(tree: &impl view::Read, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
     let mut out = Vec::new();
     let mut found = false;
     for kv in tree.scan_prefix(chunk_prefix(kind, id)) {

@@ -19,7 +19,7 @@ impl State {
     /// Adds removals of the oldest entries of each integration over its count limit.
     pub(super) fn prune_by_count(
         &self,
-        tree: &sled::Tree,
+        tree: &impl super::view::Read,
         batch: &mut Writes,
         added: &HashMap<String, usize>,
     ) -> Result<HashMap<String, usize>, Error> {

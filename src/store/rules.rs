@@ -357,7 +357,7 @@ mod tests {
     fn a_silenced_input_leaves_the_changes_after_it_in_its_group_heard() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let tree = db.open_tree("siren").unwrap();
-        let mut txn = Txn::new(&tree, &db);
+        let mut txn = Txn::new(super::super::view::View::plain(&tree), &db);
         txn.events = Some(Vec::new());
         let mut group = Group::new(txn, 1_000);
         let Ok(Answer::Ingest(open)) =

@@ -36,7 +36,7 @@ impl Sandbox {
     /// (by `auto`) what was due by then; answers what each came to.
     pub fn ingest(&self, logs: &[NewLog], at: SystemTime) -> Result<Vec<Receipt>, Error> {
         let now = unix_ms(at);
-        let mut txn = Txn::new(&self.tree, &self.db);
+        let mut txn = Txn::new(super::view::View::plain(&self.tree), &self.db);
         txn.folding = Some(self.folding.clone());
         let mut group = Group::new(txn, now);
         let due = group.txn.due(now, usize::MAX)?;

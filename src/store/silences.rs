@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::engine::Engine;
 use super::jobs::Answer;
+use super::view::Read;
 use super::writes::Writes;
 use super::{Error, Page, SledStore, WriterHandle, rfc3339_ms, u64_at, unix_ms};
 
@@ -334,7 +335,7 @@ pub(super) fn apply<E: Engine>(e: &mut E, op: &SilenceOp) -> Result<Answer, Erro
 }
 
 /// A stored silence (sled).
-pub(super) fn read(tree: &sled::Tree, id: u64) -> Result<Option<Record>, Error> {
+pub(super) fn read(tree: &impl Read, id: u64) -> Result<Option<Record>, Error> {
     match tree.get(key(id))? {
         Some(v) => decode(&key(id), &v).map(Some),
         None => Ok(None),

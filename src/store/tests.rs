@@ -318,3 +318,51 @@ fn readers_wait_for_a_planned_reopen_and_fail_at_once_while_the_store_heals() {
     store.planned.set(false);
     assert!(reader.join().unwrap().is_ok());
 }
+
+/// Groups that follow each other in one chain: each is applied before sled holds the one in
+/// front (`commit.rs`), reading the tree with its writes laid over it. 600 inputs queued at
+/// once make at least three groups (256 at most each) of one chain; every one folds into the
+/// alert the first created, and count retention (300 entries) drops the oldest across group
+/// boundaries, each entry once, leaving no key of a dropped one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_groups_see_the_group_in_front_before_sled_holds_it() {
+    let (_dir, store, writer, handle) = start(300);
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    let commits: Vec<_> = (0..600)
+        .map(|_| {
+            let (handle, store, raw) = (handle.clone(), store.clone(), raw.clone());
+            tokio::spawn(async move {
+                let receipt = handle.commit(vec![entry(&raw, Some("tp"))]).await.unwrap()[0];
+                // Once answered, its alert is readable (the store's gate).
+                let alert = receipt.alert_id.unwrap();
+                assert!(store.alert(alert).unwrap().is_some());
+                receipt
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for c in commits {
+        receipts.push(c.await.unwrap());
+    }
+    let alert = receipts[0].alert_id.unwrap();
+    assert!(receipts.iter().all(|r| r.alert_id == Some(alert)));
+    // Created once, folded into 599 times.
+    assert_eq!(store.alert(alert).unwrap().unwrap().dedup_count, 599);
+    let tree = store.tree().unwrap();
+    let keys = |prefix: &[u8]| tree.scan_prefix(prefix).count();
+    assert_eq!(keys(&[LOG]), 300);
+    assert_eq!(keys(&[super::logs::INDEX]), 300);
+    // The 300 newest entries are left, each on the alert's timeline.
+    let mut ids: Vec<u64> = receipts.iter().map(|r| r.log_id).collect();
+    ids.sort_unstable();
+    let timeline: Vec<u64> = tree
+        .scan_prefix(super::timeline::timeline_prefix(alert))
+        .keys()
+        .map(|k| super::u64_at(&k.unwrap()[9..]))
+        .collect();
+    assert_eq!(timeline, ids[300..]);
+    for id in &ids[..300] {
+        assert!(store.log(*id).unwrap().is_none());
+    }
+    writer.join().await;
+}

@@ -15,6 +15,7 @@ use super::fold::Folding;
 use super::outbox::{self, DeliveryState};
 use super::packed::{Dictionary, Prepacked};
 use super::timeline::{self, Note};
+use super::view::{Read, View};
 use super::writer::DeliveryOutcome;
 use super::writes::Writes;
 use super::{Error, NewLog, logs, silences, u64_at};
@@ -39,7 +40,7 @@ enum Undo {
 /// One group commit's view of the alerts: the tree plus this group's not yet applied changes,
 /// so that two inputs in one group see each other (the second folds into the first).
 pub(super) struct Txn<'a> {
-    tree: &'a sled::Tree,
+    tree: View<'a>,
     db: &'a sled::Db,
     pub batch: Writes,
     /// Alerts changed in this group, as they will be after it.
@@ -73,7 +74,7 @@ struct Shared {
 }
 
 impl<'a> Txn<'a> {
-    pub fn new(tree: &'a sled::Tree, db: &'a sled::Db) -> Self {
+    pub fn new(tree: View<'a>, db: &'a sled::Db) -> Self {
         Self {
             tree,
             db,
@@ -127,7 +128,7 @@ impl<'a> Txn<'a> {
     fn read(&self, id: u64) -> Result<Option<Record>, Error> {
         match self.records.get(&id) {
             Some(r) => Ok(Some(r.clone())),
-            None => read_record(self.tree, id),
+            None => read_record(&self.tree, id),
         }
     }
 
@@ -225,7 +226,7 @@ impl Engine for Txn<'_> {
         if let Some(d) = self.descriptions.get(&record.id) {
             return Ok(d.clone());
         }
-        alerts::description(self.tree, record)
+        alerts::description(&self.tree, record)
     }
 
     fn newest(&mut self, integration: &str, key: Key<'_>, limit: usize) -> Result<Vec<u64>, Error> {
@@ -281,7 +282,7 @@ impl Engine for Txn<'_> {
 
     fn next_deadline(&mut self, _now: u64, resolved: usize) -> Result<Option<u64>, Error> {
         // The resolved alerts' deadlines leave the tree with this batch: skip them.
-        let next = next_deadline(self.tree, resolved)?;
+        let next = next_deadline(&self.tree, resolved)?;
         Ok(match self.earliest_deadline {
             Some(e) => Some(next.map_or(e, |n| n.min(e))),
             None => next,
@@ -406,7 +407,7 @@ impl Engine for Txn<'_> {
         match outcome {
             DeliveryOutcome::Delivered => {
                 self.batch.remove(&pending[..]);
-                logs::remove_chunks(self.tree, &mut self.batch, outbox::PAYLOAD, id)?;
+                logs::remove_chunks(&self.tree, &mut self.batch, outbox::PAYLOAD, id)?;
             }
             DeliveryOutcome::Retry(state) => {
                 self.batch.insert(&pending[..], outbox::encode(state, id)?)
@@ -437,7 +438,7 @@ impl Engine for Txn<'_> {
     }
 
     fn silence(&mut self, id: u64) -> Result<Option<silences::Record>, Error> {
-        silences::read(self.tree, id)
+        silences::read(&self.tree, id)
     }
 
     fn put_silence(&mut self, record: &silences::Record) -> Result<(), Error> {

@@ -18,8 +18,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::alerts::{self, UserChange};
+use super::commit::Appender;
 use super::fold::Folding;
-use super::heal::{Failing, panicked};
+use super::heal::Failing;
 use super::jobs::{Answer, Job, Prune, Reply, Request};
 use super::journal::{Journal, open_data_file};
 use super::outbox::{self, DeliveryState, Queued};
@@ -242,6 +243,7 @@ impl Writer {
             failing: None,
             unwritable: handle.unwritable.clone(),
             folding,
+            appender: None,
         };
         let task = tokio::spawn(state.run(rx));
         Ok((Writer { task, tx }, handle))
@@ -319,15 +321,17 @@ pub(super) struct State {
     /// What [`WriterHandle::unwritable`] reads.
     pub unwritable: Arc<Mutex<Option<Arc<str>>>>,
     pub folding: Folding,
+    /// The journal's thread, once a group followed another ([`State::commit_group`]).
+    pub appender: Option<Appender>,
 }
 
 /// One group's jobs as collected from the queue.
 #[derive(Default)]
-struct Collected {
-    requests: Vec<Request>,
-    replies: Vec<Reply>,
-    prunes: Vec<Prune>,
-    shutdown: bool,
+pub(super) struct Collected {
+    pub requests: Vec<Request>,
+    pub replies: Vec<Reply>,
+    pub prunes: Vec<Prune>,
+    pub shutdown: bool,
 }
 
 impl Collected {
@@ -445,15 +449,29 @@ impl State {
         mut rx: mpsc::Receiver<Job>,
     ) -> Option<(Self, mpsc::Receiver<Job>, bool)> {
         let task = tokio::task::spawn_blocking(move || {
+            let handles = match self.store.handles() {
+                Ok(h) => h,
+                Err(e) => {
+                    let shutdown = group.shutdown;
+                    self.finish(Applied::failed(Instant::now(), e), group.replies);
+                    self.run_prunes(group.prunes);
+                    return (self, rx, shutdown);
+                }
+            };
+            let mut last = None;
             loop {
                 let shutdown = group.shutdown;
-                self.commit_collected(group);
+                last = self.commit_collected(&handles, group, last);
                 if shutdown || self.failing.is_some() || self.reopen_due(false) {
+                    self.write_last(&handles, last, true);
                     return (self, rx, shutdown);
                 }
                 match rx.try_recv() {
                     Ok(first) => group = collect(first, &mut rx),
-                    Err(_) => return (self, rx, false),
+                    Err(_) => {
+                        self.write_last(&handles, last, true);
+                        return (self, rx, false);
+                    }
                 }
             }
         });
@@ -466,78 +484,9 @@ impl State {
         }
     }
 
-    /// Commits one group's requests, answers their replies, and runs its prunes.
-    fn commit_collected(&mut self, group: Collected) {
-        if !group.requests.is_empty() {
-            self.commit_group(&group.requests, group.replies);
-        }
-        for (now, reply) in group.prunes {
-            let next =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prune_by_age(now)))
-                    .unwrap_or_else(|_| Err(panicked()));
-            if let Err(e) = &next {
-                tracing::error!(error = %e, "pruning old log entries failed");
-                if e.is_store_failure() {
-                    self.enter_failing(e);
-                }
-            }
-            let _ = reply.send(next);
-        }
-    }
-
-    /// Applies a group, appends its record to the journal and syncs it (one `fdatasync`),
-    /// answers its callers, then writes it to sled and lets the journal retire a full file (its
-    /// checkpoint covers every record in it, this one's sled writes included). The callers are
-    /// answered once the record is durable, before sled holds the group: from the answer until
-    /// sled does, the writer holds the store's gate, which every read passes
-    /// ([`SledStore::handles`]), so a caller that reads after its answer sees its group whole.
-    /// A failure to write sled after the sync leaves a durable record, answered as such, that
-    /// the healing reopen replays (ARCHITECTURE.md, "Durability details").
-    fn commit_group(&mut self, requests: &[Request], replies: Vec<Reply>) {
-        let started = Instant::now();
-        let mut applied =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply_group(requests)))
-                .unwrap_or_else(|_| Applied::failed(started, panicked()));
-        if applied.failed.is_some() {
-            return self.finish(applied, replies);
-        }
-        let handles = match self.store.handles() {
-            Ok(h) => h,
-            Err(e) => {
-                applied.failed = Some(e);
-                return self.finish(applied, replies);
-            }
-        };
-        let writes = std::mem::take(&mut applied.writes);
-        let journal = self.journal.clone();
-        let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
-        let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            journal.append(applied.seq, &applied.journal)
-        }))
-        .unwrap_or_else(|_| Err(panicked()));
-        if let Err(e) = appended {
-            applied.failed = Some(e);
-            return self.finish(applied, replies);
-        }
-        let group = handles.gate.write().unwrap_or_else(|e| e.into_inner());
-        self.since_open += applied.journal.len() as u64;
-        self.finish(applied, replies);
-        let written =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writes.write_to(&handles)))
-                .unwrap_or_else(|_| Err(panicked()));
-        drop(group);
-        match written {
-            Ok(()) => journal.retire_if_full(&handles.db, &self.data_file),
-            Err(e) => {
-                tracing::error!(error = %e, "writing a durable group to sled failed; the store heals and replays it from the journal");
-                self.enter_failing(&e);
-            }
-        }
-    }
-
     /// Answers a group once it is durable (or could not be made so): every waiting caller,
     /// the metrics, the resolver and the delivery workers.
-    fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>) {
+    pub(super) fn finish(&mut self, mut applied: Applied, replies: Vec<Reply>) {
         let requests = replies.len();
         let failure = match (applied.failed.take(), &self.failing) {
             (Some(e), _) => Some(e),
