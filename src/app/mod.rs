@@ -157,13 +157,13 @@ impl App {
             metrics.clone(),
             stop.clone(),
         ));
-        let router = http::router(AppState {
+        let router = http::router(AppState::new(http::Shared {
             live: live.clone(),
             store,
             writer: handle.clone(),
             metrics: metrics.clone(),
             stopping: stop.clone(),
-        });
+        }));
         // HTTP outlives the SMTP drain, so that /readyz answers 503 and /metrics can be scraped
         // while sessions finish.
         let limits = http::Limits::new(

@@ -28,8 +28,12 @@ use crate::store::{self, Store, WriterHandle};
 pub use error::ApiError;
 pub use serve::{Limits, RESERVED_FDS, open_file_limit, serve};
 
+/// What every handler shares, behind one `Arc`: axum clones the state for each request, and
+/// one reference count is cheaper than one per field (each a cache line the two cores trade).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     /// The configuration in force; each request takes one snapshot of it.
     pub live: Live,
     pub store: Store,
@@ -37,6 +41,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when shutdown begins: the listeners close and `/readyz` answers 503.
     pub stopping: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {

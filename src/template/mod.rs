@@ -7,6 +7,7 @@
 //! integration type's default template is rendered leniently instead, with the reason kept in
 //! [`Rendered::errors`] for the integration log. Rendering never panics.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -67,9 +68,45 @@ pub struct Templates {
     /// The per-type default templates, lenient: a missing field renders as nothing.
     fallback: Handlebars<'static>,
     integrations: Vec<String>,
-    /// Templates that are one plain data field, `{{data.subject}}`, by template name: the
-    /// field's path below `data`.
-    simple: HashMap<String, Vec<String>>,
+    /// Templates that are text and plain data fields, `{{data.subject}}` or `Disk {{data.host}}
+    /// is {{data.state}}`, by template name.
+    simple: HashMap<String, Vec<Part>>,
+}
+
+/// A piece of a template that is only text and plain fields ([`simple_parts`]).
+#[derive(Debug, PartialEq)]
+enum Part {
+    Text(String),
+    /// A field's path below `data`.
+    Field(Vec<String>),
+}
+
+/// A template that is text and plain field references only (`Disk {{data.host}} is full`),
+/// as its parts; `None` for anything else, or for text that handlebars could read otherwise
+/// (`}}`, a backslash before a tag).
+fn simple_parts(source: &str) -> Option<Vec<Part>> {
+    let mut parts = Vec::new();
+    let mut rest = source;
+    while !rest.is_empty() {
+        let (text, tag) = match rest.find("{{") {
+            Some(at) => (&rest[..at], Some(&rest[at..])),
+            None => (rest, None),
+        };
+        if text.contains("}}") || text.starts_with('}') || text.ends_with('\\') {
+            return None;
+        }
+        if !text.is_empty() {
+            parts.push(Part::Text(text.to_string()));
+        }
+        let Some(tag) = tag else { break };
+        let end = tag.find("}}")? + 2;
+        parts.push(Part::Field(simple_path(&tag[..end])?));
+        rest = &tag[end..];
+    }
+    parts
+        .iter()
+        .any(|p| matches!(p, Part::Field(_)))
+        .then_some(parts)
 }
 
 /// The path below `data` of a template that is exactly one plain field reference
@@ -212,8 +249,8 @@ impl Templates {
                     message,
                 })?;
                 strict.register_template(&name, template);
-                if let Some(path) = simple_path(source) {
-                    simple.insert(name, path);
+                if let Some(parts) = simple_parts(source) {
+                    simple.insert(name, parts);
                 }
             }
             ids.push(i.id.clone());
@@ -240,11 +277,11 @@ impl Templates {
     pub fn render(&self, integration: &Integration, data: &Value) -> Rendered {
         let root = Root::new(integration, data);
         let mut errors = Vec::new();
-        // Built only when a template is more than one plain field: it copies all of `data`.
+        // Built only when a template is more than text and plain fields: it copies all of `data`.
         let mut ctx = None;
         let mut render = |field: Field| -> (String, bool) {
             if let Some((text, sanitized)) = self.lookup(integration, field, data) {
-                return (text.to_string(), sanitized);
+                return (text.into_owned(), sanitized);
             }
             let ctx = ctx.get_or_insert_with(|| Context::wraps(&root));
             match ctx {
@@ -278,24 +315,37 @@ impl Templates {
         }
     }
 
-    /// The text of a one-field template whose field holds a string, without rendering, and
-    /// whether it is already sanitized HTML (an e-mail's `message`). `None` when the template is
-    /// more than that or the field is missing or not a string: those render in full, so errors
-    /// and the formatting of other values stay exactly as handlebars makes them.
+    /// The text of a template of text and plain fields whose fields all hold strings, without
+    /// rendering, and whether it is already sanitized HTML (an e-mail's `message` alone).
+    /// `None` when the template is more than that, a field is missing or not a string, or the
+    /// text is longer than a render may make: those render in full, so errors and the
+    /// formatting of other values stay exactly as handlebars makes them.
     fn lookup<'d>(
         &self,
         integration: &Integration,
         field: Field,
         data: &'d Value,
-    ) -> Option<(&'d str, bool)> {
-        let path = self.simple.get(&template_name(&integration.id, field))?;
-        let text = path
-            .iter()
-            .try_fold(data, |v, seg| v.as_object()?.get(seg))?
-            .as_str()?;
-        let sanitized =
-            integration.kind == IntegrationType::Email && path.len() == 1 && path[0] == "message";
-        Some((text, sanitized))
+    ) -> Option<(Cow<'d, str>, bool)> {
+        let parts = self.simple.get(&template_name(&integration.id, field))?;
+        let text = |path: &[String]| {
+            path.iter()
+                .try_fold(data, |v, seg| v.as_object()?.get(seg))?
+                .as_str()
+        };
+        if let [Part::Field(path)] = &parts[..] {
+            let sanitized = integration.kind == IntegrationType::Email
+                && path.len() == 1
+                && path[0] == "message";
+            return Some((Cow::Borrowed(text(path)?), sanitized));
+        }
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Field(path) => out.push_str(text(path)?),
+            }
+        }
+        (out.len() <= field.render_limit()).then_some((Cow::Owned(out), false))
     }
 
     fn render_field(

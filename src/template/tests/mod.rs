@@ -88,7 +88,7 @@ fn spec_example_custom_webhook_title() {
 }
 
 #[test]
-fn one_field_templates_render_as_handlebars_does() {
+fn text_and_field_templates_render_as_handlebars_does() {
     assert_eq!(
         simple_path("{{data.subject}}"),
         Some(vec!["subject".to_string()])
@@ -146,6 +146,48 @@ fn one_field_templates_render_as_handlebars_does() {
             (out.title, out.description, out.errors.len())
         };
         assert_eq!(outcome(&fast), outcome(&full), "data.{field}");
+    }
+    // Text and several fields: the same as a full render, strings or not, present or not; text
+    // that handlebars could read otherwise renders in full.
+    assert_eq!(
+        simple_parts("Disk {{data.s}} is {{ data.deep.er.est }}!"),
+        Some(vec![
+            Part::Text("Disk ".into()),
+            Part::Field(vec!["s".into()]),
+            Part::Text(" is ".into()),
+            Part::Field(vec!["deep".into(), "er".into(), "est".into()]),
+            Part::Text("!".into()),
+        ])
+    );
+    for not_simple in [
+        "no fields",
+        "a }} b {{data.s}}",
+        "\\{{data.s}}",
+        "x {{data.s}",
+        "{{data.s}} {{upper data.s}}",
+        "{{data.s}} {{{data.s}}}",
+        "{{data.s}}} x",
+    ] {
+        assert_eq!(simple_parts(not_simple), None, "{not_simple}");
+    }
+    for fast in [
+        "Custom Data - {{data.s}}",
+        "{{data.s}}{{data.deep.er.est}}",
+        " {{data.s}} and {{data.deep.er.est}}. ",
+        "{ {{data.s}} }",
+        "{{data.s}} is {{data.n}}",
+        "{{data.s}} is {{data.missing}}",
+        "{{data.s}} is {{data.o}}",
+    ] {
+        assert!(simple_parts(fast).is_some(), "{fast}");
+        let full = format!("{fast}{{{{#if false}}}}{{{{/if}}}}");
+        let outcome = |source: &str| {
+            let mut list = webhook(source);
+            list[0].description = source.to_string();
+            let out = Templates::new(&list).unwrap().render(&list[0], &data);
+            (out.title, out.description, out.errors.len())
+        };
+        assert_eq!(outcome(fast), outcome(&full), "{fast}");
     }
 }
 
