@@ -366,3 +366,27 @@ async fn chained_groups_see_the_group_in_front_before_sled_holds_it() {
     }
     writer.join().await;
 }
+
+/// An entry whose `L` value takes more than one chunk (a long error) is dropped whole by
+/// count retention, as a one-chunk entry is (read with one point read).
+#[tokio::test]
+async fn count_retention_drops_every_chunk_of_a_long_entry() {
+    let (_dir, store, writer, handle) = start(1);
+    let keys = |kind: u8| store.tree().unwrap().scan_prefix([kind]).count();
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    let mut long = entry(&raw, None);
+    long.error = Some("e".repeat(3 * super::CHUNK));
+    let first = handle.commit(vec![long]).await.unwrap()[0].log_id;
+    assert!(keys(LOG) > 1, "the long entry takes several chunks");
+    let second = handle.commit(vec![entry(&raw, None)]).await.unwrap()[0].log_id;
+    assert_eq!(store.log(first).unwrap().map(|_| ()), None);
+    assert!(store.log(second).unwrap().is_some());
+    assert_eq!(keys(LOG), 1);
+    // And the other way round: a one-chunk entry dropped for a long one.
+    let mut long = entry(&raw, None);
+    long.error = Some("e".repeat(3 * super::CHUNK));
+    handle.commit(vec![long]).await.unwrap();
+    assert_eq!(store.log(second).unwrap().map(|_| ()), None);
+    assert!(keys(LOG) > 1);
+    writer.join().await;
+}
