@@ -92,8 +92,9 @@ impl State {
         }
         let writes = std::mem::take(&mut applied.writes);
         let payload = std::mem::take(&mut applied.journal);
+        let payload_len = payload.len() as u64;
         let journal = self.journal.clone();
-        let (appended, payload) = match last {
+        let appended = match last {
             Some(last) => match self
                 .appender()
                 .map(|a| a.start(journal, applied.seq, payload))
@@ -104,16 +105,15 @@ impl State {
                 }
                 Err(e) => {
                     self.write_last(handles, Some(last), true);
-                    (Err(e), Vec::new())
+                    Err(e)
                 }
             },
             None => {
                 let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
-                let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     journal.append(applied.seq, &payload)
                 }))
-                .unwrap_or_else(|_| Err(panicked()));
-                (appended, payload)
+                .unwrap_or_else(|_| Err(panicked()))
             }
         };
         if let Err(e) = appended {
@@ -122,7 +122,7 @@ impl State {
             return None;
         }
         let gate = handles.gate.write().unwrap_or_else(|e| e.into_inner());
-        self.since_open += payload.len() as u64;
+        self.since_open += payload_len;
         self.finish(applied, replies);
         let this = Unwritten { gate, writes };
         let full = self
@@ -187,7 +187,7 @@ type Record = (Arc<Mutex<Journal>>, u64, Vec<u8>);
 
 pub(super) struct Appender {
     records: Sender<Record>,
-    appended: Receiver<(Result<(), Error>, Vec<u8>)>,
+    appended: Receiver<Result<(), Error>>,
 }
 
 impl Appender {
@@ -204,7 +204,7 @@ impl Appender {
                         journal.append(seq, &payload)
                     }))
                     .unwrap_or_else(|_| Err(panicked()));
-                    if tx.send((result, payload)).is_err() {
+                    if tx.send(result).is_err() {
                         break;
                     }
                 }
@@ -222,10 +222,8 @@ impl Appender {
         let _ = self.records.send((journal, seq, payload));
     }
 
-    /// Waits for the record handed over last: durable, or why not; and its payload back.
-    pub fn wait(&self) -> (Result<(), Error>, Vec<u8>) {
-        self.appended
-            .recv()
-            .unwrap_or_else(|_| (Err(panicked()), Vec::new()))
+    /// Waits for the record handed over last: durable, or why not.
+    pub fn wait(&self) -> Result<(), Error> {
+        self.appended.recv().unwrap_or_else(|_| Err(panicked()))
     }
 }

@@ -334,14 +334,9 @@ pub(super) fn stored(tree: &impl Read, id: u64) -> Result<Option<Stored>, Error>
 /// Entry `id` as [`stored`] reads it, and the keys of its `L` chunks, in one scan: what count
 /// retention reads of an entry it removes.
 fn stored_and_keys(tree: &impl Read, id: u64) -> Result<(Option<Stored>, Vec<sled::IVec>), Error> {
-    // Most entries are one chunk: a first chunk shorter than a whole one is the last, and a
-    // point read costs less than a scan (which looks the key up again for each step).
-    let first = super::chunk_key(LOG, id, 0);
-    if let Some(value) = tree.get(first)?
-        && value.len() < super::CHUNK
-    {
-        let stored = decode_stored(&value, id)?;
-        return Ok((Some(stored), vec![sled::IVec::from(&first[..])]));
+    if let Some(value) = super::one_chunk(tree, LOG, id)? {
+        let key = super::chunk_key(LOG, id, 0);
+        return Ok((Some(decode_stored(&value, id)?), vec![key[..].into()]));
     }
     let mut bytes = Vec::new();
     let mut keys = Vec::new();

@@ -275,7 +275,19 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
     })
 }
 
+/// A value of `kind` `id` that is in one chunk, read with one point read: a first chunk shorter
+/// than a whole one is the last (most values are), and a scan would look the key up again for
+/// each step. `None` when it is longer or not there; [`read_chunks`] then scans.
+fn one_chunk(tree: &impl view::Read, kind: u8, id: u64) -> Result<Option<sled::IVec>, Error> {
+    Ok(tree
+        .get(chunk_key(kind, id, 0))?
+        .filter(|first| first.len() < CHUNK))
+}
+
 fn read_chunks(tree: &impl view::Read, kind: u8, id: u64) -> Result<Option<Vec<u8>>, Error> {
+    if let Some(value) = one_chunk(tree, kind, id)? {
+        return Ok(Some(value.to_vec()));
+    }
     let mut out = Vec::new();
     let mut found = false;
     for kv in tree.scan_prefix(chunk_prefix(kind, id)) {
