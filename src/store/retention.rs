@@ -11,32 +11,49 @@ use std::time::{Duration, SystemTime};
 use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
 use super::timeline;
+use super::view::{Overlay, Read, View};
 use super::writer::State;
 use super::writes::Writes;
 use super::{Error, u64_at, unix_ms};
 
 impl State {
-    /// Adds removals of the oldest entries of each integration over its count limit.
+    /// Adds removals of the oldest entries of each integration over its count limit. They are
+    /// read through `view` (the tree, with the group before laid over it); a group that makes
+    /// more entries than that holds past the limit drops its own oldest too, read with the
+    /// group's own writes laid over the view, so an integration never holds more than
+    /// `logs.max_entries` after a group.
     pub(super) fn prune_by_count(
         &self,
-        tree: &impl super::view::Read,
+        view: &View<'_>,
         batch: &mut Writes,
         added: &HashMap<String, usize>,
     ) -> Result<HashMap<String, usize>, Error> {
         let mut removed = HashMap::new();
-        let mut removal = Removal::new(tree);
+        let mut short = Vec::new();
+        let mut removal = Removal::new(view);
         for (integration, n) in added {
             let total = self.counts.get(integration).copied().unwrap_or(0) + n;
             let excess = total.saturating_sub(self.retention.max_entries);
             if excess == 0 {
                 continue;
             }
-            let mut done = 0;
-            for entry in logs::index(tree, integration).take(excess) {
-                removal.remove(batch, integration, entry?)?;
-                done += 1;
-            }
+            let done = drop_oldest(&mut removal, view, batch, integration, excess)?;
             removed.insert(integration.clone(), done);
+            if done < excess {
+                short.push((integration, excess - done));
+            }
+        }
+        if !short.is_empty() {
+            let own = Overlay::over(view.overlay, batch);
+            let view = View {
+                tree: view.tree,
+                overlay: Some(&own),
+            };
+            let mut removal = Removal::new(&view);
+            for (integration, excess) in short {
+                let done = drop_oldest(&mut removal, &view, batch, integration, excess)?;
+                *removed.entry(integration.clone()).or_default() += done;
+            }
         }
         Ok(removed)
     }
@@ -112,4 +129,21 @@ impl State {
             }
         }
     }
+}
+
+/// Adds removals of the `n` oldest entries of `integration` that `tree` holds (fewer when it
+/// holds fewer); returns how many.
+fn drop_oldest<R: Read>(
+    removal: &mut Removal<R>,
+    tree: &R,
+    batch: &mut Writes,
+    integration: &str,
+    n: usize,
+) -> Result<usize, Error> {
+    let mut done = 0;
+    for entry in logs::index(tree, integration).take(n) {
+        removal.remove(batch, integration, entry?)?;
+        done += 1;
+    }
+    Ok(done)
 }

@@ -367,6 +367,41 @@ async fn chained_groups_see_the_group_in_front_before_sled_holds_it() {
     writer.join().await;
 }
 
+/// A group that makes more entries than `logs.max_entries` keeps only the newest of its own:
+/// the integration never holds more than the limit after a group.
+#[tokio::test]
+async fn a_group_larger_than_the_limit_drops_its_own_oldest() {
+    let (_dir, store, writer, handle) = start(2);
+    let keys = |kind: u8| store.tree().unwrap().scan_prefix([kind]).count();
+    let raw: Arc<[u8]> = b"{}".to_vec().into();
+    let first = handle.commit(vec![entry(&raw, None)]).await.unwrap()[0].log_id;
+    let receipts = handle
+        .commit((0..5).map(|_| entry(&raw, Some("tp"))).collect())
+        .await
+        .unwrap();
+    assert_eq!((keys(LOG), keys(super::logs::INDEX)), (2, 2));
+    assert!(store.log(first).unwrap().is_none());
+    let mut ids: Vec<u64> = receipts.iter().map(|r| r.log_id).collect();
+    ids.sort_unstable();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(store.log(*id).unwrap().is_some(), i >= 3, "entry {i} of 5");
+    }
+    // The alert keeps its timeline of what is left, and the next input drops one more.
+    let alert = receipts[0].alert_id.unwrap();
+    let timeline = store
+        .tree()
+        .unwrap()
+        .scan_prefix(super::timeline::timeline_prefix(alert))
+        .count();
+    // The two left folded into the alert; the two folded ones dropped left it too.
+    assert_eq!(timeline, 2);
+    let last = handle.commit(vec![entry(&raw, None)]).await.unwrap()[0].log_id;
+    assert_eq!(keys(LOG), 2);
+    assert!(store.log(ids[3]).unwrap().is_none());
+    assert!(store.log(last).unwrap().is_some());
+    writer.join().await;
+}
+
 /// An entry whose `L` value takes more than one chunk (a long error) is dropped whole by
 /// count retention, as a one-chunk entry is (read with one point read).
 #[tokio::test]

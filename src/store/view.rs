@@ -50,6 +50,15 @@ impl Overlay {
         }
     }
 
+    /// `writes` laid over `base`, in order: a key's last write wins.
+    pub fn over(base: Option<&Overlay>, writes: &Writes) -> Self {
+        let mut keys = base.map(|b| b.keys.clone()).unwrap_or_default();
+        for (k, v) in writes.ops() {
+            keys.insert(k.clone(), v.clone());
+        }
+        Self { keys }
+    }
+
     fn under(&self, prefix: &[u8]) -> Vec<(IVec, Option<IVec>)> {
         self.keys
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
