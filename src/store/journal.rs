@@ -258,10 +258,11 @@ impl Journal {
     /// group whose record was never appended) is refused, as the run would end at it and hide
     /// every later record.
     pub(super) fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), Error> {
-        let path = file_path(&self.dir, self.active);
+        // The file's path is only for errors: it is not built for every append.
+        let path = |j: &Self| file_path(&j.dir, j.active);
         if seq != self.seq {
             return Err(Error::Io {
-                path,
+                path: path(self),
                 source: std::io::Error::other(format!(
                     "journal record {seq} out of order (expected {})",
                     self.seq
@@ -286,17 +287,20 @@ impl Journal {
             .map(|f| f.write_all_at(record, self.offset));
         match direct {
             Some(Ok(())) => {}
-            Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => return Err(io(&path)(e)),
+            Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => {
+                return Err(io(&path(self))(e));
+            }
             buffered => {
                 // EINVAL: no direct writes here after all (the filesystem's alignment): this
                 // file goes through the page cache from now on.
                 if let Some(Err(e)) = buffered {
-                    tracing::warn!(path = %path.display(), error = %e, "journal appends go through the page cache");
+                    tracing::warn!(path = %path(self).display(), error = %e, "journal appends go through the page cache");
                     self.direct[self.active] = None;
                 }
                 let file = &self.files[self.active];
-                file.write_all_at(record, self.offset).map_err(io(&path))?;
-                file.sync_data().map_err(io(&path))?;
+                file.write_all_at(record, self.offset)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| io(&path(self))(e))?;
             }
         }
         self.offset += len as u64;
