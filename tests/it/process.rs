@@ -50,6 +50,14 @@ impl Process {
     }
 }
 
+/// A test that fails (panics) before it stops its daemon does not leave it running.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn spawn(config: &Path) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_siren"))
         .args(["run", "--config"])
