@@ -216,45 +216,36 @@ async fn burst(
 
 /// 20 rounds of: start, 2,000 messages from 10 concurrent clients, SIGKILL at a random moment,
 /// restart, and check by Message-ID that every message answered 250 is stored exactly once.
-/// The rounds run as two chains of ten, each on a store of its own, at the same time: a round
-/// mostly waits for commits, so two chains take little longer than one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkill_rounds_lose_and_duplicate_nothing() {
-    const ROUNDS: usize = 20;
-    let seed = seed();
-    let (a, b) = tokio::join!(
-        sigkill_rounds(0..ROUNDS / 2, seed, Kept::Logs),
-        sigkill_rounds(ROUNDS / 2..ROUNDS, seed.rotate_left(32) | 1, Kept::Logs),
-    );
-    report(ROUNDS, seed, a, b);
+    two_chains(20, Kept::Logs).await;
 }
 
 /// The same with count retention at work in every group: `logs.max_entries` is smaller than a
 /// group, so the entries a group drops were often written by the group before, which the
 /// writer still holds back from sled while this group's record is made durable
-/// (`store/commit.rs`), or by the group itself. Each message is an alert of its own (its subject is its id), which log
-/// retention leaves in place: after each restart every message answered 250 has its alert,
-/// exactly once, and the integration holds exactly `max_entries` log entries, none twice.
+/// (`store/commit.rs`), or by the group itself. Each message is an alert of its own (its
+/// subject is its id), which log retention leaves in place: after each restart every message
+/// answered 250 has its alert, exactly once, and the integration holds exactly
+/// `max_entries` log entries, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_rounds_with_count_retention_lose_nothing() {
-    const ROUNDS: usize = 8;
-    let seed = seed();
-    let (a, b) = tokio::join!(
-        sigkill_rounds(0..ROUNDS / 2, seed, Kept::Alerts),
-        sigkill_rounds(ROUNDS / 2..ROUNDS, seed.rotate_left(32) | 1, Kept::Alerts),
-    );
-    report(ROUNDS, seed, a, b);
+    two_chains(8, Kept::Alerts).await;
 }
 
-fn seed() -> u64 {
-    std::time::SystemTime::now()
+/// `rounds` SIGKILL rounds as two chains of half as many, each on a store of its own, at the
+/// same time (a round mostly waits for commits, so two chains take little longer than one);
+/// asserts that no acknowledged message was lost or stored twice.
+async fn two_chains(rounds: usize, kept: Kept) {
+    let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-        | 1
-}
-
-fn report(rounds: usize, seed: u64, a: (usize, usize, usize), b: (usize, usize, usize)) {
+        | 1;
+    let (a, b) = tokio::join!(
+        sigkill_rounds(0..rounds / 2, seed, kept),
+        sigkill_rounds(rounds / 2..rounds, seed.rotate_left(32) | 1, kept),
+    );
     let (total_acked, total_lost, total_duplicated) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
     println!(
         "{rounds} SIGKILL rounds (seed {seed}): {total_acked} messages acknowledged, {total_lost} lost, {total_duplicated} duplicated"
