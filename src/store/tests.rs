@@ -395,10 +395,29 @@ async fn a_group_larger_than_the_limit_drops_its_own_oldest() {
         .count();
     // The two left folded into the alert; the two folded ones dropped left it too.
     assert_eq!(timeline, 2);
+    // The five share one raw input (one `R` chunk, counted by `C`): the two left keep it.
+    let refs = |id: u64| {
+        let key = super::chunk_prefix(super::logs::RAW_REFS, id);
+        let value = store.tree().unwrap().get(key).unwrap();
+        value.map(|v| super::u64_at(&v))
+    };
+    assert_eq!((raw_chunks(&store), refs(ids[0])), (1, Some(2)));
+    assert_eq!(store.raw(ids[4]).unwrap().as_deref(), Some(&b"{}"[..]));
     let last = handle.commit(vec![entry(&raw, None)]).await.unwrap()[0].log_id;
     assert_eq!(keys(LOG), 2);
     assert!(store.log(ids[3]).unwrap().is_none());
     assert!(store.log(last).unwrap().is_some());
+    assert_eq!(refs(ids[0]), Some(1));
+    // A group that drops every entry of a shared raw input takes the input with them: three
+    // more that share one, with a limit of two, drop the last of the five and the first of
+    // their own, so the five's raw input and its count leave.
+    handle
+        .commit((0..3).map(|_| entry(&raw, Some("tp"))).collect())
+        .await
+        .unwrap();
+    assert!(store.log(ids[4]).unwrap().is_none() && store.log(last).unwrap().is_none());
+    assert_eq!((keys(LOG), refs(ids[0])), (2, None));
+    assert_eq!(raw_chunks(&store), 1, "only the three's raw input is left");
     writer.join().await;
 }
 
