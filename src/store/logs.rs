@@ -500,6 +500,8 @@ pub(super) struct Removal<'t, R> {
     tree: &'t R,
     /// Entries left per raw input, as this batch leaves them.
     refs: HashMap<u64, u64>,
+    /// Timeline runs this batch changed ([`super::timeline::Changed`]).
+    runs: super::timeline::Changed,
 }
 
 impl<'t, R: Read> Removal<'t, R> {
@@ -507,6 +509,7 @@ impl<'t, R: Read> Removal<'t, R> {
         Self {
             tree,
             refs: HashMap::new(),
+            runs: HashMap::new(),
         }
     }
 
@@ -527,7 +530,9 @@ impl<'t, R: Read> Removal<'t, R> {
         // A raw input in the `L` value leaves with it.
         let raw_inline = stored.as_ref().is_some_and(|s| s.raw_inline.is_some());
         let alert = stored.and_then(|s| s.summary.alert_id?.parse().ok());
-        super::timeline::unindex_log(writes, alert, entry.id);
+        if let Some(alert) = alert {
+            super::timeline::unlink(self.tree, &mut self.runs, writes, alert, entry.id)?;
+        }
         writes.remove(index_key(integration, entry.id));
         for key in keys {
             writes.remove(key.to_vec());

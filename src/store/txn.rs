@@ -35,6 +35,8 @@ enum Undo {
     /// An id added under this index prefix.
     Index(Vec<u8>),
     Description(u64),
+    /// A log entry added to this alert's run.
+    Link(u64),
 }
 
 /// One group commit's view of the alerts: the tree plus this group's not yet applied changes,
@@ -64,6 +66,9 @@ pub(super) struct Txn<'a> {
     /// The raw input (as stored) that goes into its one entry's `L` value, until that entry
     /// is put: its id, which is the entry's.
     raw_with_entry: Option<(u64, super::entry_value::RawOwned)>,
+    /// Per alert, the run of its timeline this group writes: the run's key id and its log
+    /// entries (`timeline.rs`).
+    runs: HashMap<u64, (u64, Vec<u64>)>,
 }
 
 /// A raw input some log entries still to come share: its id, its dictionary, how many left.
@@ -88,6 +93,7 @@ impl<'a> Txn<'a> {
             folding: None,
             dictionaries: Vec::new(),
             raw_with_entry: None,
+            runs: HashMap::new(),
         }
     }
 
@@ -114,6 +120,15 @@ impl<'a> Txn<'a> {
                     }
                 }
                 Undo::Description(id) => drop(self.descriptions.remove(&id)),
+                Undo::Link(alert) => {
+                    // The run's write before this one is the last in the batch again.
+                    if let Some((_, ids)) = self.runs.get_mut(&alert) {
+                        ids.pop();
+                        if ids.is_empty() {
+                            self.runs.remove(&alert);
+                        }
+                    }
+                }
             }
         }
         if let Some(events) = &mut self.events {
@@ -382,8 +397,13 @@ impl Engine for Txn<'_> {
             Some(a) => self.read(a)?.is_some_and(|r| r.log_id == id),
             None => false,
         };
-        if !created {
-            timeline::index_log(&mut self.batch, alert, id);
+        if !created && let Some(alert) = alert {
+            // One key per alert per group: the group's run, written again with each entry (the
+            // batch keeps the last write).
+            let (run, ids) = self.runs.entry(alert).or_insert_with(|| (id, Vec::new()));
+            ids.push(id);
+            timeline::link(&mut self.batch, alert, *run, ids);
+            self.undo.push(Undo::Link(alert));
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub(super) trait Read {
     fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>>;
     /// The keys under `prefix` in key order, either end first.
     fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan;
+    /// The keys from `lo` to `hi`, both included, in key order, either end first.
+    fn scan_range(&self, lo: &[u8], hi: &[u8]) -> Scan;
 }
 
 impl Read for sled::Tree {
@@ -29,6 +31,10 @@ impl Read for sled::Tree {
 
     fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan {
         Scan::new(sled::Tree::scan_prefix(self, prefix), Vec::new())
+    }
+
+    fn scan_range(&self, lo: &[u8], hi: &[u8]) -> Scan {
+        Scan::new(self.range(lo..=hi), Vec::new())
     }
 }
 
@@ -57,6 +63,13 @@ impl Overlay {
             keys.insert(k.clone(), v.clone());
         }
         Self { keys }
+    }
+
+    fn between(&self, lo: &[u8], hi: &[u8]) -> Vec<(IVec, Option<IVec>)> {
+        self.keys
+            .range::<[u8], _>((Bound::Included(lo), Bound::Included(hi)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn under(&self, prefix: &[u8]) -> Vec<(IVec, Option<IVec>)> {
@@ -97,6 +110,11 @@ impl Read for View<'_> {
         let prefix = prefix.as_ref();
         let over = self.overlay.map(|o| o.under(prefix)).unwrap_or_default();
         Scan::new(self.tree.scan_prefix(prefix), over)
+    }
+
+    fn scan_range(&self, lo: &[u8], hi: &[u8]) -> Scan {
+        let over = self.overlay.map(|o| o.between(lo, hi)).unwrap_or_default();
+        Scan::new(self.tree.range(lo..=hi), over)
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Status};
 use super::logs::{self, LogSummary};
 use super::outbox::{self, DeliveryState};
-use super::timeline::{Note, byte_outcome, outcome_byte, timeline_prefix};
+use super::timeline::{Note, byte_outcome, linked, outcome_byte, timeline_prefix};
 use super::{Error, SledStore, Source, u64_at};
 use crate::domain::Urgency;
 
@@ -290,12 +290,14 @@ impl SledStore {
         for kv in tree.scan_prefix(timeline_prefix(alert)).rev() {
             let (k, v) = kv?;
             let id = u64_at(&k[9..]);
-            if v.is_empty() {
-                seen_creating |= id == creating_log;
-                if logs.len() + history.entries.len() < TIMELINE_LIMIT {
-                    logs.push(id);
-                } else {
-                    history.earlier += 1;
+            if let Some(ids) = linked(id, &v) {
+                for id in ids.into_iter().rev() {
+                    seen_creating |= id == creating_log;
+                    if logs.len() + history.entries.len() < TIMELINE_LIMIT {
+                        logs.push(id);
+                    } else {
+                        history.earlier += 1;
+                    }
                 }
                 continue;
             }
