@@ -390,6 +390,44 @@ mod tests {
         );
     }
 
+    /// A request rolled back takes its entry out of its alert's timeline run: the group's
+    /// later entries extend the run without it.
+    #[test]
+    fn a_rolled_back_entry_leaves_its_alerts_run() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("siren").unwrap();
+        let view = super::super::view::View::plain(&tree);
+        let ingest = |group: &mut Group<Txn<'_>>, logs: Vec<NewLog>| {
+            let at = group.txn.savepoint();
+            match group.apply(&Request::Ingest(logs, Vec::new())) {
+                Ok(Answer::Ingest(receipts)) => Some(receipts),
+                _ => {
+                    group.txn.rollback(at);
+                    None
+                }
+            }
+        };
+        // Alerts "a" and "b" in the tree, "b"'s record unreadable.
+        let mut group = Group::new(Txn::new(view, &db), 1_000);
+        let a = ingest(&mut group, vec![input("a", None)]).unwrap()[0]
+            .alert_id
+            .unwrap();
+        let b = ingest(&mut group, vec![input("b", None)]).unwrap()[0]
+            .alert_id
+            .unwrap();
+        tree.apply_batch(group.txn.batch.into_batch()).unwrap();
+        tree.insert(super::super::alerts::alert_key(b), &b"not a record"[..])
+            .unwrap();
+
+        let mut group = Group::new(Txn::new(view, &db), 2_000);
+        let first = ingest(&mut group, vec![input("a", None)]).unwrap()[0].log_id;
+        // Its first entry folds into "a", its second fails on "b": the request rolls back.
+        assert!(ingest(&mut group, vec![input("a", None), input("b", None)]).is_none());
+        let last = ingest(&mut group, vec![input("a", None)]).unwrap()[0].log_id;
+        tree.apply_batch(group.txn.batch.into_batch()).unwrap();
+        assert_eq!(super::super::timeline::entries(&tree, a), [first, last]);
+    }
+
     #[test]
     fn long_keys_are_bounded_and_stay_distinct() {
         assert_eq!(bounded("short", 512), "short");

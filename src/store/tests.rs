@@ -57,21 +57,9 @@ fn entry(raw: &Arc<[u8]>, alert: Option<&str>) -> NewLog {
     }
 }
 
-/// The log entries on an alert's timeline, oldest first: its links and runs expanded
-/// (`timeline.rs`), notes left out.
+/// The log entries on an alert's timeline, oldest first (`timeline::entries`).
 fn timeline_entries(store: &Store, alert: u64) -> Vec<u64> {
-    let mut ids: Vec<u64> = store
-        .tree()
-        .unwrap()
-        .scan_prefix(super::timeline::timeline_prefix(alert))
-        .filter_map(|kv| {
-            let (k, v) = kv.unwrap();
-            super::timeline::linked(super::u64_at(&k[9..]), &v)
-        })
-        .flatten()
-        .collect();
-    ids.sort_unstable();
-    ids
+    super::timeline::entries(&store.tree().unwrap(), alert)
 }
 
 /// Chunks of raw input in the tree, compressed or not, and `L` values that hold one.

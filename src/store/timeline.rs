@@ -174,6 +174,22 @@ pub(super) fn unlink(
     Ok(())
 }
 
+/// The log entries on `alert`'s timeline in `tree`, oldest first: its links and runs
+/// expanded, notes left out.
+#[cfg(test)]
+pub(super) fn entries(tree: &sled::Tree, alert: u64) -> Vec<u64> {
+    let mut ids: Vec<u64> = tree
+        .scan_prefix(timeline_prefix(alert))
+        .filter_map(|kv| {
+            let (k, v) = kv.unwrap();
+            linked(u64_at(&k[9..]), &v)
+        })
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Adds a note to an alert's timeline under `id`.
 pub(super) fn note(writes: &mut Writes, alert: u64, id: u64, note: &Note) {
     // A note is a few plain fields: serializing it cannot fail.
@@ -207,20 +223,6 @@ mod tests {
         }
     }
 
-    /// The entries on alert 7's timeline in `tree`, oldest first.
-    fn entries(tree: &sled::Tree) -> Vec<u64> {
-        let mut ids: Vec<u64> = tree
-            .scan_prefix(timeline_prefix(7))
-            .filter_map(|kv| {
-                let (k, v) = kv.unwrap();
-                linked(u64_at(&k[9..]), &v)
-            })
-            .flatten()
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-
     fn apply(tree: &sled::Tree, writes: Writes) {
         tree.apply_batch(writes.into_batch()).unwrap();
     }
@@ -251,7 +253,7 @@ mod tests {
             "one entry: an empty value"
         );
         apply(&tree, w);
-        assert_eq!(entries(&tree), [3, 10, 11, 13, 20]);
+        assert_eq!(entries(&tree, 7), [3, 10, 11, 13, 20]);
         assert_eq!(
             linked(12, &tree.get(timeline_key(7, 12)).unwrap().unwrap()),
             None
@@ -265,13 +267,13 @@ mod tests {
             unlink(&tree, &mut changed, &mut w, 7, id).unwrap();
         }
         apply(&tree, w);
-        assert_eq!(entries(&tree), [13, 20]);
+        assert_eq!(entries(&tree, 7), [13, 20]);
         let mut changed = Changed::new();
         let mut w = Writes::default();
         unlink(&tree, &mut changed, &mut w, 7, 13).unwrap();
         unlink(&tree, &mut changed, &mut w, 7, 13).unwrap(); // twice: nothing more
         apply(&tree, w);
-        assert_eq!(entries(&tree), [20]);
+        assert_eq!(entries(&tree, 7), [20]);
         assert_eq!(
             tree.get(timeline_key(7, 10)).unwrap(),
             None,
