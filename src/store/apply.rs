@@ -58,7 +58,9 @@ impl State {
             tree: &handles.tree,
             overlay: last,
         };
-        let mut group = Group::new(Txn::new(view, &handles.db), unix_ms(crate::clock::now()));
+        let mut txn = Txn::new(view, &handles.db);
+        txn.id_offset = handles.id_offset;
+        let mut group = Group::new(txn, unix_ms(crate::clock::now()));
         let config = self
             .outbox
             .as_ref()

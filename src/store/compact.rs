@@ -133,6 +133,11 @@ fn copy(path: &Path, scratch: &Path, cache_bytes: Option<u64>) -> Result<(u64, u
         }
         to.apply_batch(batch)?;
     }
+    // The copy's sled counts ids from 0 again: its ids are offset past every id the store
+    // handed out (sled's counter is ahead of all of them, `open_handles`).
+    let next = old.db.generate_id()? + old.id_offset;
+    new.tree
+        .insert(super::ID_OFFSET_KEY, &next.to_be_bytes()[..])?;
     new.db.flush()?;
     Ok(copied)
 }
@@ -270,10 +275,39 @@ mod tests {
 
         let done = when_unlocked(|| compact(&path, None));
 
-        assert_eq!(contents(&path), was);
+        // The same keys, and the offset of the copy's ids.
+        let mut now = contents(&path);
+        let siren = &mut now.iter_mut().find(|(n, _)| n == b"siren").unwrap().1;
+        siren.retain(|(k, _)| k != super::super::ID_OFFSET_KEY);
+        assert_eq!(now, was);
         assert_eq!(done.keys, 251);
         assert!(done.after < done.before, "{done:?}");
         assert!(!scratch_path(&path).exists());
+    }
+
+    /// A fresh sled counts its ids from 0: the compacted store's ids must still be above every
+    /// id the store handed out, or new entries and alerts would overwrite old ones.
+    #[test]
+    fn ids_after_a_compaction_are_above_every_id_before() {
+        use super::super::engine::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let next_id = |h: &super::super::Handles| {
+            let mut txn =
+                super::super::txn::Txn::new(super::super::view::View::plain(&h.tree), &h.db);
+            txn.id_offset = h.id_offset;
+            txn.generate_id().unwrap()
+        };
+        let mut last = 0;
+        for _ in 0..2 {
+            let h = open_handles(&path, None).unwrap();
+            last = (0..1000).map(|_| next_id(&h)).max().unwrap().max(last);
+            h.tree.insert("Akey", "value").unwrap();
+            drop(h);
+            when_unlocked(|| compact(&path, None));
+            let h = open_handles(&path, None).unwrap();
+            assert!(next_id(&h) > last, "compacted twice as well");
+        }
     }
 
     #[test]

@@ -148,7 +148,13 @@ pub(crate) struct Handles {
     /// ([`SledStore::handles`]), and a read of a value kept in chunks holds it, so that the
     /// read never sees half a rewrite.
     pub gate: std::sync::RwLock<()>,
+    /// What every id this store hands out is offset by ([`ID_OFFSET_KEY`]).
+    pub id_offset: u64,
 }
+
+/// Where a store keeps the offset of its ids: above every id of the store it was compacted
+/// from (a fresh sled's counter starts at 0; `compact.rs`). Absent: 0.
+pub(super) const ID_OFFSET_KEY: &[u8] = b"~ids";
 
 /// The sled store (one node): cheap to clone, reads from any thread. The pipeline sees it
 /// through [`Store`].
@@ -254,7 +260,15 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
     let tree = db.open_tree("siren")?;
     // What the journal holds beyond sled's last checkpoint; the flush below makes it sled's.
     journal::replay(path, &tree)?;
+    // sled 0.34 opens a store with its id counter 2,000,000 above the last one it persisted,
+    // and persists the new one when the first id is taken, without waiting for it (it waits
+    // only for the one before). Nothing else made it durable until sled's next flush, so a
+    // crash in the first half second after an open reopened at the same counter and handed
+    // out the ids of entries and alerts already stored, overwriting them. Taking one id here
+    // makes the flush below persist the counter.
+    db.generate_id()?;
     db.flush()?;
+    let id_offset = tree.get(ID_OFFSET_KEY)?.map_or(0, |v| u64_at(&v));
     for file in ["db", "conf"] {
         if let Ok(f) = std::fs::File::open(path.join(file)) {
             f.sync_all().map_err(io)?;
@@ -272,6 +286,7 @@ fn open_handles(path: &Path, cache_bytes: Option<u64>) -> Result<Handles, Error>
         db,
         tree,
         gate: std::sync::RwLock::new(()),
+        id_offset,
     })
 }
 

@@ -44,6 +44,8 @@ enum Undo {
 pub(super) struct Txn<'a> {
     tree: View<'a>,
     db: &'a sled::Db,
+    /// Added to every id sled hands out (`Handles::id_offset`).
+    pub id_offset: u64,
     pub batch: Writes,
     /// Alerts changed in this group, as they will be after it.
     records: HashMap<u64, Record>,
@@ -83,6 +85,7 @@ impl<'a> Txn<'a> {
         Self {
             tree,
             db,
+            id_offset: 0,
             batch: Writes::default(),
             records: HashMap::new(),
             added: HashMap::new(),
@@ -230,7 +233,7 @@ impl<'a> Txn<'a> {
 
 impl Engine for Txn<'_> {
     fn generate_id(&mut self) -> Result<u64, Error> {
-        Ok(self.db.generate_id()?)
+        Ok(self.db.generate_id()? + self.id_offset)
     }
 
     fn record(&mut self, id: u64) -> Result<Option<Record>, Error> {

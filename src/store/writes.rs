@@ -136,6 +136,7 @@ mod tests {
             db: db.clone(),
             tree: tree.clone(),
             gate: std::sync::RwLock::new(()),
+            id_offset: 0,
         };
         let mut w = Writes::default();
         w.remove(&b"Sold"[..]);
