@@ -85,6 +85,7 @@ impl State {
             };
             results.push(result);
         }
+        group.txn.finish();
         let Group {
             mut txn,
             now,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::journal::{Journal, open_data_file, sync_files};
 use super::writer::State;
-use super::{Error, logs, outbox};
+use super::{Error, outbox};
 
 /// How long after a failed attempt the writer tries to heal again.
 pub(super) const RETRY: Duration = Duration::from_secs(1);
@@ -113,7 +113,7 @@ impl State {
         let handles = self.store.handles()?;
         handles.tree.insert(PROBE_KEY, &[][..])?;
         sync_files(&handles.db, &self.data_file, &self.store.path.join("db"))?;
-        self.counts = logs::counts(&handles.tree)?;
+        self.counts = super::index::counts(&handles.tree)?;
         self.outbox_depth = handles.tree.scan_prefix([outbox::PENDING]).count() as u64;
         self.metrics.set_outbox_depth(self.outbox_depth);
         Ok(())

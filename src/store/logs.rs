@@ -9,7 +9,9 @@
 //! | `B` raw id, chunk                       | the raw input, zstd-compressed, when not in `L`; the raw id is its first entry's id |
 //! | `R` raw id, chunk                       | the raw input as received, when small or compressing it gains nothing |
 //! | `C` raw id                              | entries sharing that raw input (u64 BE), when more than one |
-//! | `I` integration `\0` log id             | received ms (u64 BE), outcome byte (`timeline`); before: received ms, raw id (u64 BE), outcome byte |
+//!
+//! Each entry is also in its integration's `I` index (`index.rs`), which the writer puts once
+//! per group for all of an integration's entries.
 //!
 //! A list reads only `L` and parses only its head (no data parsed, no e-mail rebuilt); one
 //! entry's detail reads all. An entry's data is compressed with its raw input as the
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::{Outcome, put_chunks};
 use super::entry_data::{EmailSource, StoredData, data_bytes, stored_data};
 use super::entry_value::{self, Head, RawOwned, RawValue};
+use super::index::{self, Indexed, Unindex};
 use super::packed::{self, Dictionary};
 use super::view::Read;
 use super::writes::Writes;
@@ -36,7 +39,6 @@ pub(super) const DATA: u8 = b'V';
 pub(super) const RAW: u8 = b'R';
 pub(super) const PACKED_RAW: u8 = b'B';
 pub(super) const RAW_REFS: u8 = b'C';
-pub(super) const INDEX: u8 = b'I';
 
 /// A log entry's summary is cut to this many characters.
 const MAX_SUMMARY_CHARS: usize = 200;
@@ -156,57 +158,8 @@ pub(super) fn corrupt(what: &str, id: u64) -> impl FnOnce(serde_json::Error) -> 
     }
 }
 
-fn index_prefix(integration: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(integration.len() + 10);
-    k.push(INDEX);
-    k.extend_from_slice(integration.as_bytes());
-    k.push(0);
-    k
-}
-
-pub(super) fn index_key(integration: &str, id: u64) -> Vec<u8> {
-    let mut k = index_prefix(integration);
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
 fn refs_key(raw: u64) -> [u8; 9] {
     chunk_prefix(RAW_REFS, raw)
-}
-
-/// One `I` key of an integration: the entry and when it was received.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Indexed {
-    pub id: u64,
-    pub received_ms: u64,
-}
-
-/// Ids of one integration's log entries, oldest first, with their received time.
-pub(super) fn index<R: Read>(
-    tree: &R,
-    integration: &str,
-) -> impl DoubleEndedIterator<Item = Result<Indexed, Error>> + use<R> {
-    let plen = index_prefix(integration).len();
-    tree.scan_prefix(index_prefix(integration)).map(move |kv| {
-        let (k, v) = kv?;
-        Ok(Indexed {
-            id: u64_at(&k[plen..]),
-            received_ms: u64_at(&v),
-        })
-    })
-}
-
-/// The number of log entries per integration (the count retention starts from).
-pub(super) fn counts(tree: &sled::Tree) -> Result<HashMap<String, usize>, Error> {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for k in tree.scan_prefix([INDEX]).keys() {
-        let k = k?;
-        if let Some(end) = k.iter().position(|&b| b == 0) {
-            let name = String::from_utf8_lossy(&k[1..end]).into_owned();
-            *counts.entry(name).or_default() += 1;
-        }
-    }
-    Ok(counts)
 }
 
 impl SledStore {
@@ -218,19 +171,10 @@ impl SledStore {
         cursor: Option<u64>,
     ) -> Result<Page<LogSummary>, Error> {
         let tree = self.tree()?;
-        let prefix = index_prefix(integration);
-        let end = match cursor {
-            Some(c) => index_key(integration, c),
-            None => {
-                let mut e = prefix.clone();
-                e.push(0xff);
-                e
-            }
-        };
         let mut items = Vec::new();
         let mut last = None;
-        for k in tree.range(prefix.clone()..end).keys().rev() {
-            let id = u64_at(&k?[prefix.len()..]);
+        for entry in index::newest_first(&tree, integration, cursor) {
+            let id = entry?.id;
             if items.len() == limit {
                 return Ok(Page {
                     items,
@@ -456,12 +400,6 @@ pub(super) fn put_log(
             }
         }
     }
-    // No raw id: the head has it (nothing reads it from here), and every byte of a value is
-    // written about ten times over.
-    let mut value = [0; 9];
-    value[..8].copy_from_slice(&unix_ms(log.received_at).to_be_bytes());
-    value[8] = super::timeline::outcome_byte(outcome);
-    writes.insert(index_key(&log.integration, id), value.to_vec());
     Ok(())
 }
 
@@ -502,6 +440,8 @@ pub(super) struct Removal<'t, R> {
     refs: HashMap<u64, u64>,
     /// Timeline runs this batch changed ([`super::timeline::Changed`]).
     runs: super::timeline::Changed,
+    /// Index runs this batch changed.
+    unindex: Unindex,
 }
 
 impl<'t, R: Read> Removal<'t, R> {
@@ -510,6 +450,7 @@ impl<'t, R: Read> Removal<'t, R> {
             tree,
             refs: HashMap::new(),
             runs: HashMap::new(),
+            unindex: Unindex::default(),
         }
     }
 
@@ -533,7 +474,8 @@ impl<'t, R: Read> Removal<'t, R> {
         if let Some(alert) = alert {
             super::timeline::unlink(self.tree, &mut self.runs, writes, alert, entry.id)?;
         }
-        writes.remove(index_key(integration, entry.id));
+        self.unindex
+            .remove(self.tree, writes, integration, &entry)?;
         for key in keys {
             writes.remove(key.to_vec());
         }

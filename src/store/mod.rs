@@ -23,6 +23,7 @@ mod entry_data;
 mod entry_value;
 mod fold;
 mod heal;
+mod index;
 mod jobs;
 mod journal;
 mod logs;

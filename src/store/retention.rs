@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use super::index;
 use super::logs::{self, Removal};
 use super::outbox::{self, DeliveryState};
 use super::timeline;
@@ -69,7 +70,7 @@ impl State {
         let mut removed: HashMap<String, usize> = HashMap::new();
         let mut oldest_kept: Option<u64> = None;
         for integration in self.counts.keys() {
-            for entry in logs::index(tree, integration) {
+            for entry in index::index(tree, integration) {
                 let entry = entry?;
                 if entry.received_ms >= cutoff {
                     let ms = entry.received_ms;
@@ -141,7 +142,7 @@ fn drop_oldest<R: Read>(
     n: usize,
 ) -> Result<usize, Error> {
     let mut done = 0;
-    for entry in logs::index(tree, integration).take(n) {
+    for entry in index::index(tree, integration).take(n) {
         removal.remove(batch, integration, entry?)?;
         done += 1;
     }

@@ -415,6 +415,7 @@ mod tests {
         let b = ingest(&mut group, vec![input("b", None)]).unwrap()[0]
             .alert_id
             .unwrap();
+        group.txn.finish();
         tree.apply_batch(group.txn.batch.into_batch()).unwrap();
         tree.insert(super::super::alerts::alert_key(b), &b"not a record"[..])
             .unwrap();
@@ -424,8 +425,14 @@ mod tests {
         // Its first entry folds into "a", its second fails on "b": the request rolls back.
         assert!(ingest(&mut group, vec![input("a", None), input("b", None)]).is_none());
         let last = ingest(&mut group, vec![input("a", None)]).unwrap()[0].log_id;
+        group.txn.finish();
         tree.apply_batch(group.txn.batch.into_batch()).unwrap();
         assert_eq!(super::super::timeline::entries(&tree, a), [first, last]);
+        // The group's index run holds what was kept, not the rolled-back request's entries.
+        let indexed: Vec<u64> = super::super::index::index(&tree, "i")
+            .map(|e| e.unwrap().id)
+            .collect();
+        assert_eq!(indexed[2..], [first, last]);
     }
 
     #[test]

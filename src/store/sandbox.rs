@@ -45,6 +45,7 @@ impl Sandbox {
             Answer::Ingest(receipts) => receipts,
             _ => Vec::new(),
         };
+        group.txn.finish();
         self.tree.apply_batch(group.txn.batch.into_batch())?;
         Ok(receipts)
     }

@@ -12,6 +12,7 @@ use super::alerts::{
 };
 use super::engine::{Engine, Key};
 use super::fold::Folding;
+use super::index;
 use super::outbox::{self, DeliveryState};
 use super::packed::{Dictionary, Prepacked};
 use super::timeline::{self, Note};
@@ -37,6 +38,8 @@ enum Undo {
     Description(u64),
     /// A log entry added to this alert's run.
     Link(u64),
+    /// A log entry added to this integration's index run.
+    Indexed(String),
 }
 
 /// One group commit's view of the alerts: the tree plus this group's not yet applied changes,
@@ -71,6 +74,8 @@ pub(super) struct Txn<'a> {
     /// Per alert, the run of its timeline this group writes: the run's key id and its log
     /// entries (`timeline.rs`).
     runs: HashMap<u64, (u64, Vec<u64>)>,
+    /// Per integration, the run of its log index this group writes ([`Txn::finish`]).
+    index_runs: index::Runs,
 }
 
 /// A raw input some log entries still to come share: its id, its dictionary, how many left.
@@ -97,6 +102,7 @@ impl<'a> Txn<'a> {
             dictionaries: Vec::new(),
             raw_with_entry: None,
             runs: HashMap::new(),
+            index_runs: index::Runs::default(),
         }
     }
 
@@ -108,6 +114,13 @@ impl<'a> Txn<'a> {
             events: self.events.as_ref().map_or(0, Vec::len),
             earliest_deadline: self.earliest_deadline,
         }
+    }
+
+    /// Completes the group's writes: each integration's index run for the entries put (one
+    /// key per integration, `index.rs`). Called once every input of the group is applied and
+    /// before anything reads the group's index (count retention).
+    pub fn finish(&mut self) {
+        std::mem::take(&mut self.index_runs).write(&mut self.batch);
     }
 
     /// Forgets everything done since `at`: one input that failed leaves no trace in the group.
@@ -123,6 +136,7 @@ impl<'a> Txn<'a> {
                     }
                 }
                 Undo::Description(id) => drop(self.descriptions.remove(&id)),
+                Undo::Indexed(integration) => self.index_runs.undo(&integration),
                 Undo::Link(alert) => {
                     // The run's write before this one is the last in the batch again.
                     if let Some((_, ids)) = self.runs.get_mut(&alert) {
@@ -388,6 +402,10 @@ impl Engine for Txn<'_> {
         let raw_value = self.raw_with_entry.take_if(|(r, _)| *r == id);
         let raw_value = raw_value.as_ref().map(|(_, r)| r.as_value());
         logs::put_log(&mut self.batch, placed, log, outcome, alert, raw_value)?;
+        let received_ms = super::unix_ms(log.received_at);
+        self.index_runs
+            .add(&log.integration, id, received_ms, outcome);
+        self.undo.push(Undo::Indexed(log.integration.clone()));
         if let Some(at) = at {
             self.dictionaries[at].left = self.dictionaries[at].left.saturating_sub(1);
             if self.dictionaries[at].left == 0 {

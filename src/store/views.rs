@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{self, AlertEvent, Outcome, Record, ResolvedBy, Status};
+use super::index;
 use super::logs::{self, LogSummary};
 use super::outbox::{self, DeliveryState};
 use super::timeline::{Note, byte_outcome, linked, outcome_byte, timeline_prefix};
@@ -154,33 +155,6 @@ pub struct IntegrationStats {
     pub total: usize,
     /// Per outcome, in [`Outcome`] order; entries of unknown outcome are only in `total`.
     pub by_outcome: Vec<(Outcome, usize)>,
-}
-
-/// A log index value: received ms and the outcome byte (9 bytes); before, received ms, raw id,
-/// and (since the console) the outcome byte (16 or 17).
-struct IndexValue {
-    received_ms: u64,
-    outcome: Option<Outcome>,
-    /// Whether the value carries the outcome; older entries' must be read from the entry.
-    known: bool,
-}
-
-fn decode_index(v: &[u8]) -> IndexValue {
-    IndexValue {
-        received_ms: u64_at(v),
-        outcome: v
-            .get(if v.len() == 9 { 8 } else { 16 })
-            .copied()
-            .and_then(byte_outcome),
-        known: v.len() == 9 || v.len() > 16,
-    }
-}
-
-/// The prefix of one integration's `I` keys.
-fn log_prefix(integration: &str) -> Vec<u8> {
-    let mut k = logs::index_key(integration, 0);
-    k.truncate(k.len() - 8);
-    k
 }
 
 /// A log entry's summary (the list part: no data).
@@ -357,19 +331,10 @@ impl SledStore {
         cursor: Option<u64>,
     ) -> Result<LogRows, Error> {
         let tree = self.tree()?;
-        let prefix = log_prefix(integration);
-        let end = match cursor {
-            Some(c) => logs::index_key(integration, c),
-            None => {
-                let mut e = prefix.clone();
-                e.push(0xff);
-                e
-            }
-        };
         let mut items: Vec<LogRow> = Vec::new();
-        for (read, kv) in tree.range(prefix.clone()..end).rev().enumerate() {
-            let (k, v) = kv?;
-            let id = u64_at(&k[prefix.len()..]);
+        for (read, index) in index::newest_first(&tree, integration, cursor).enumerate() {
+            let index = index?;
+            let id = index.id;
             if items.len() == limit {
                 let next = items.last().map(|r| r.id);
                 return Ok(LogRows {
@@ -385,7 +350,6 @@ impl SledStore {
                     searched_out: true,
                 });
             }
-            let index = decode_index(&v);
             if index.known && outcome.is_some() && index.outcome != outcome {
                 continue;
             }
@@ -430,9 +394,8 @@ impl SledStore {
     ) -> Result<IntegrationStats, Error> {
         let mut stats = IntegrationStats::default();
         let mut counts = [0usize; 8];
-        for kv in self.tree()?.scan_prefix(log_prefix(integration)).rev() {
-            let (_, v) = kv?;
-            let index = decode_index(&v);
+        for index in index::index(&self.tree()?, integration).rev() {
+            let index = index?;
             stats.last_input_ms.get_or_insert(index.received_ms);
             if index.received_ms < since_ms {
                 break;
@@ -477,38 +440,4 @@ fn alert_delivery(
         }
     }
     Ok(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `I` values of every layout give their received time, and their outcome when they hold
-    /// one.
-    #[test]
-    fn index_values_of_every_layout_decode() {
-        let ms = 1_796_286_299_291u64.to_be_bytes();
-        let with = |rest: &[u8]| [&ms[..], rest].concat();
-        let aggregated = outcome_byte(Some(Outcome::Aggregated));
-        let raw = 7u64.to_be_bytes();
-        for (value, outcome, known) in [
-            (with(&[aggregated]), Some(Outcome::Aggregated), true),
-            (with(&[0]), None, true),
-            (
-                with(&[&raw[..], &[aggregated]].concat()),
-                Some(Outcome::Aggregated),
-                true,
-            ),
-            (with(&raw), None, false),
-            (with(&[]), None, false),
-        ] {
-            let decoded = decode_index(&value);
-            assert_eq!(decoded.received_ms, 1_796_286_299_291);
-            assert_eq!(
-                (decoded.outcome, decoded.known),
-                (outcome, known),
-                "{value:?}"
-            );
-        }
-    }
 }

@@ -27,7 +27,7 @@ use super::outbox::{self, DeliveryState, Queued};
 use super::reopen::Bounds;
 use super::seam::Backend;
 use super::silences::{self, SilenceOp};
-use super::{Alert, Error, NewLog, SledStore, Store, logs};
+use super::{Alert, Error, NewLog, SledStore, Store};
 use crate::config::{Live, LogsConfig};
 use crate::metrics::{AlertChange, Metrics};
 
@@ -208,7 +208,7 @@ impl Writer {
             }
         };
         let tree = store.tree()?;
-        let counts = logs::counts(&tree)?;
+        let counts = super::index::counts(&tree)?;
         let outbox_depth = tree.scan_prefix([outbox::PENDING]).count() as u64;
         metrics.set_outbox_depth(outbox_depth);
         metrics.set_store_writable(true);
