@@ -127,10 +127,7 @@ impl Runs {
             .iter_mut()
             .find(|(i, _)| i == integration)
         {
-            Some((_, run)) => run.push(Indexed {
-                key: run[0].key,
-                ..entry
-            }),
+            Some((_, run)) => run.push(entry),
             None => self
                 .by_integration
                 .push((integration.to_string(), vec![entry])),
@@ -168,13 +165,24 @@ pub(super) fn index<R: Read>(
 ) -> impl DoubleEndedIterator<Item = Result<Indexed, Error>> + use<R> {
     let plen = index_prefix(integration).len();
     tree.scan_prefix(index_prefix(integration))
-        .flat_map(move |kv| match kv {
-            Ok((k, v)) => entries(u64_at(&k[plen..]), &v)
-                .into_iter()
-                .map(Ok)
-                .collect::<Vec<_>>(),
-            Err(e) => vec![Err(Error::from(e))],
-        })
+        .flat_map(move |kv| expand(plen, kv, Some))
+}
+
+/// The entries of one scanned `I` key (`plen`: its prefix's length), oldest first, each as
+/// `pick` keeps it.
+fn expand(
+    plen: usize,
+    kv: sled::Result<(sled::IVec, sled::IVec)>,
+    pick: impl Fn(Indexed) -> Option<Indexed>,
+) -> Vec<Result<Indexed, Error>> {
+    match kv {
+        Ok((k, v)) => entries(u64_at(&k[plen..]), &v)
+            .into_iter()
+            .filter_map(pick)
+            .map(Ok)
+            .collect(),
+        Err(e) => vec![Err(Error::from(e))],
+    }
 }
 
 /// One integration's entries with ids below `before` (all when `None`), newest first.
@@ -196,14 +204,10 @@ pub(super) fn newest_first(
         }
     };
     let before = before.unwrap_or(u64::MAX);
-    tree.range(prefix..=end).rev().flat_map(move |kv| match kv {
-        Ok((k, v)) => entries(u64_at(&k[plen..]), &v)
-            .into_iter()
-            .rev()
-            .filter(|e| e.id < before)
-            .map(Ok)
-            .collect::<Vec<_>>(),
-        Err(e) => vec![Err(Error::from(e))],
+    tree.range(prefix..=end).rev().flat_map(move |kv| {
+        let mut run = expand(plen, kv, |e| (e.id < before).then_some(e));
+        run.reverse();
+        run
     })
 }
 
